@@ -1,0 +1,77 @@
+"""``iptvsync inbox``: the stored postbacks and what became of them."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from . import app, load
+from .output import JSON_OPTION, emit, emit_one
+
+inbox_app = typer.Typer(no_args_is_help=True, help="Stored postbacks and their outcome.")
+app.add_typer(inbox_app, name="inbox")
+
+COLUMNS = ("id", "received_at", "event", "kind", "sale_code", "parcela", "product_code", "buyer_email",
+           "status", "reason", "times_seen")
+
+
+def _ledger(ctx):
+    from ..ledger import Ledger
+
+    return Ledger(load(ctx).ledger_path)
+
+
+@inbox_app.command("list")
+def list_cmd(ctx: typer.Context,
+             status: str = typer.Option(None, help="pending | applied | ignored | unmapped | failed"),
+             sale: str = typer.Option(None, help="Monetizze sale code."),
+             email: str = typer.Option(None, help="Buyer email."),
+             since: str = typer.Option(None, help="Only newer than this, e.g. 2d, 12h."),
+             limit: int = typer.Option(50, help="At most this many rows."),
+             as_json: bool = JSON_OPTION):
+    """List stored postbacks, newest first."""
+    from .. import inbox
+    from ..timeparse import since_to_datetime
+
+    rows = inbox.list_inbox(_ledger(ctx), status=status, sale=sale, email=email,
+                            since=since_to_datetime(since), limit=limit)
+    emit(rows, COLUMNS, as_json=as_json, title="inbox")
+
+
+@inbox_app.command("show")
+def show(ctx: typer.Context, inbox_id: int = typer.Argument(..., help="Inbox row id."),
+         as_json: bool = JSON_OPTION):
+    """Show one stored postback with its parsed fields and (redacted) body."""
+    from .. import inbox
+
+    row = inbox.get(_ledger(ctx), inbox_id)
+    if row is None:
+        typer.echo(f"error: no inbox row {inbox_id}", err=True)
+        raise typer.Exit(1)
+    body = row.pop("body")
+    row["body"] = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if row.get("content_type", "") and "json" in (row["content_type"] or ""):
+        try:
+            row["body"] = json.loads(row["body"])
+        except ValueError:
+            pass
+    emit_one(row, as_json=as_json)
+
+
+@inbox_app.command("retry")
+def retry(ctx: typer.Context, ids: list[int] = typer.Argument(None, help="Row ids; none = all failed and unmapped.")):
+    """Queue failed or unmapped postbacks again (e.g. after adding a product mapping)."""
+    from .. import inbox
+
+    count = inbox.retry(_ledger(ctx), ids or None)
+    typer.echo(f"{count} postback(s) queued again; run `iptvsync process`")
+
+
+@inbox_app.command("replay")
+def replay(ctx: typer.Context, ids: list[int] = typer.Argument(..., help="Row ids to apply again.")):
+    """Apply already-applied postbacks again (safe: every effect is keyed)."""
+    from .. import inbox
+
+    count = inbox.retry(_ledger(ctx), ids)
+    typer.echo(f"{count} postback(s) queued for replay; run `iptvsync process`")

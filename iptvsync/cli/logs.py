@@ -1,0 +1,41 @@
+"""``iptvsync logs``: the audit trail, filtered the way support asks ("I paid and got nothing")."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import typer
+
+from . import app, load
+from .output import JSON_OPTION, emit
+
+COLUMNS = ("id", "at", "actor", "action", "subscription_id", "sale_code", "buyer_email", "detail")
+
+
+@app.command()
+def logs(ctx: typer.Context, since: str = typer.Option(None, help="e.g. 2d, 12h, or a date."),
+         sale: str = typer.Option(None, help="Monetizze sale code."),
+         email: str = typer.Option(None, help="Buyer email."),
+         subscription: int = typer.Option(None, help="Subscription id."),
+         action: str = typer.Option(None, help="Action prefix, e.g. panel, email, charge."),
+         limit: int = typer.Option(200), follow: bool = typer.Option(False, "--follow", "-f"),
+         as_json: bool = JSON_OPTION):
+    """The audit trail, oldest first."""
+    from ..audit import query_audit
+    from ..ledger import Ledger
+    from ..timeparse import since_to_datetime
+
+    ledger = Ledger(load(ctx).ledger_path)
+    filters = dict(since=since_to_datetime(since), sale=sale, email=email, subscription=subscription,
+                   action=action)
+    rows = query_audit(ledger, limit=limit, **filters)
+    emit(rows, COLUMNS, as_json=as_json, title="audit")
+    last = rows[-1]["id"] if rows else 0
+    while follow:
+        time.sleep(1)
+        for row in query_audit(ledger, after_id=last, limit=limit, **filters):
+            typer.echo(json.dumps(row, default=str) if as_json else
+                       f"{row['at']} {row['actor']} {row['action']} sub={row['subscription_id']} "
+                       f"sale={row['sale_code']} {row['buyer_email'] or ''} {row['detail']}")
+            last = row["id"]

@@ -1,0 +1,63 @@
+"""``iptvsync process`` and ``iptvsync status``: the cron job and its health."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from . import app, load
+from .output import JSON_OPTION, emit
+
+
+@app.command()
+def process(ctx: typer.Context,
+            dry_run: bool = typer.Option(False, "--dry-run",
+                                         help="Print the panel calls it would make; change nothing."),
+            limit: int = typer.Option(None, help="At most N items per stage."),
+            as_json: bool = JSON_OPTION):
+    """Apply postbacks, sync panels, send emails, sweep expiries."""
+    from ..engine.runner import AlreadyRunning, run_process
+
+    cfg = load(ctx)
+    if dry_run:
+        from ..engine.plan import plan_process
+
+        plan = plan_process(cfg, limit=limit)
+        if as_json:
+            typer.echo(json.dumps(plan, indent=2, default=str))
+        else:
+            emit(plan["calls"], ("subscription", "panel", "call", "why"), as_json=False,
+                 title="panel calls process would make (dry run, nothing changed)")
+            typer.echo(f"would apply {plan['apply']} postback(s), send {plan['emails']} email(s)")
+        return
+    try:
+        summary = run_process(cfg, limit=limit)
+    except AlreadyRunning as exc:
+        typer.echo(f"{exc}; exiting", err=True)
+        return
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    for stage in ("apply", "sync", "mail", "sweep"):
+        typer.echo(f"{stage:6} " + "  ".join(f"{k}={v}" for k, v in summary[stage].items()))
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: bool = JSON_OPTION):
+    """Queue depth, oldest pending, dead items, last run; exit 1 when unhealthy."""
+    from ..health import health
+
+    cfg = load(ctx)
+    report = health(cfg)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        emit([{"check": k, "value": v} for k, v in report["facts"].items()], ("check", "value"), as_json=False,
+             title="iptvsync status")
+        for problem in report["problems"]:
+            typer.echo(f"UNHEALTHY: {problem}", err=True)
+        if not report["problems"]:
+            typer.echo("healthy")
+    if report["problems"]:
+        raise typer.Exit(1)

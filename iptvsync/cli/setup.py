@@ -1,0 +1,113 @@
+"""Commands that set up and run the installation: init, serve, backup, audit."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from importlib import resources
+from pathlib import Path
+
+import typer
+
+from . import app, config_path, load
+
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail's integrity.")
+app.add_typer(audit_app, name="audit")
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def init_files(config_file: Path) -> list[str]:
+    """Write config.toml and .env when missing; return what was done."""
+    from cryptography.fernet import Fernet
+
+    done = []
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    if not config_file.exists():
+        template = resources.files("iptvsync").joinpath("data/config.example.toml").read_text("utf-8")
+        segment = secrets.token_urlsafe(24)
+        text = template.replace('path = "/monetizze/postback" ', f'path = "/monetizze/postback/{segment}"', 1)
+        _write_private(config_file, text)
+        done.append(f"wrote {config_file}")
+    env_file = config_file.parent / ".env"
+    if not env_file.exists():
+        _write_private(env_file, (
+            "# Secrets for iptvsync (see .env.example). Replace MONETIZZE_CHAVE_UNICA with the key in\n"
+            "# Monetizze's Ferramentas -> Postback before going live; this random one is for testing.\n"
+            f"MONETIZZE_CHAVE_UNICA={secrets.token_hex(16)}\n"
+            "MONETIZZE_CONSUMER_KEY=\n"
+            f"IPTVSYNC_SECRET_KEY={Fernet.generate_key().decode()}\n"
+            "PANEL_MAIN_API_KEY=\nSMTP_USERNAME=\nSMTP_PASSWORD=\n"))
+        done.append(f"wrote {env_file}")
+    return done
+
+
+@app.command()
+def init(ctx: typer.Context):
+    """Write config.toml and .env with fresh secrets if missing; create or migrate the ledger."""
+    from ..ledger import Ledger
+
+    config_file = Path(config_path(ctx) or "config.toml").absolute()
+    done = init_files(config_file)
+    cfg = load(ctx)
+    existed = cfg.ledger_path.exists()
+    ledger = Ledger(cfg.ledger_path, migrate=False)
+    applied = ledger.migrate()
+    ledger.close()
+    if applied:
+        done.append(f"{'migrated' if existed else 'created'} ledger {cfg.ledger_path} ({len(applied)} migrations)")
+    for line in done:
+        typer.echo(line)
+    if not done:
+        typer.echo("nothing to do: config, .env and ledger are already in place")
+
+
+@app.command()
+def serve(ctx: typer.Context,
+          host: str = typer.Option(None, help="Listen address (default [receiver] host)."),
+          port: int = typer.Option(None, help="Listen port (default [receiver] port)."),
+          certfile: str = typer.Option(None, help="TLS certificate (PEM)."),
+          keyfile: str = typer.Option(None, help="TLS private key (PEM)."),
+          process_every: float = typer.Option(0, "--process-every", metavar="SECONDS",
+                                              help="Also run `process` every SECONDS (installs without cron).")):
+    """Run the postback receiver until SIGTERM."""
+    from ..receiver import serve as run_server
+
+    cfg = load(ctx, {"receiver.host": host, "receiver.port": port})
+    background = None
+    if process_every > 0:
+        from ..engine.runner import process_loop
+
+        def background(stop):
+            process_loop(cfg, every_s=process_every, stop=stop)
+
+    run_server(cfg, certfile=certfile, keyfile=keyfile,
+               on_ready=lambda url: typer.echo(f"iptvsync receiver on {url}", err=True),
+               background=background)
+
+
+@app.command()
+def backup(ctx: typer.Context, path: Path = typer.Argument(..., help="Where to write the copy.")):
+    """Online, consistent copy of the ledger."""
+    from ..ledger import Ledger
+
+    cfg = load(ctx)
+    ledger = Ledger(cfg.ledger_path)
+    typer.echo(f"backup written to {ledger.backup(path)}")
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context):
+    """Verify the audit log's hash chain."""
+    from ..ledger import Ledger
+
+    ledger = Ledger(load(ctx).ledger_path)
+    count, broken = ledger.verify_audit()
+    if broken is not None:
+        typer.echo(f"audit chain BROKEN at row {broken} (after {count} good rows)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"audit chain ok: {count} rows")

@@ -1,0 +1,133 @@
+"""``iptvsync subs``: subscriptions and manual management."""
+
+from __future__ import annotations
+
+import typer
+
+from . import app, load
+from .output import JSON_OPTION, emit, emit_one
+
+subs_app = typer.Typer(no_args_is_help=True, help="Subscriptions and manual management.")
+app.add_typer(subs_app, name="subs")
+
+COLUMNS = ("id", "key", "product_code", "buyer_email", "paid_until", "enabled", "sync_status", "username",
+           "last_error")
+REF = typer.Argument(..., help="Subscription id, key, username or buyer email.")
+
+
+def _open(ctx):
+    from ..ledger import Ledger
+
+    cfg = load(ctx)
+    return cfg, Ledger(cfg.ledger_path)
+
+
+@subs_app.command("list")
+def list_cmd(ctx: typer.Context, email: str = typer.Option(None, help="Buyer email."),
+             dead: bool = typer.Option(False, "--dead", help="Only subscriptions whose panel work is dead."),
+             limit: int = typer.Option(100), as_json: bool = JSON_OPTION):
+    """List subscriptions, newest first."""
+    from .. import subs
+
+    _, ledger = _open(ctx)
+    emit(subs.list_subs(ledger, email=email, dead=dead, limit=limit), COLUMNS, as_json=as_json,
+         title="subscriptions")
+
+
+@subs_app.command()
+def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OPTION):
+    """One subscription with its charges, grants and emails (never the password)."""
+    from .. import subs
+
+    _, ledger = _open(ctx)
+    emit_one(subs.show(ledger, ref), as_json=as_json)
+
+
+@subs_app.command()
+def grant(ctx: typer.Context, email: str = typer.Option(..., help="Buyer email."),
+          product: str = typer.Option(..., help="Product code from [products]."),
+          days: int = typer.Option(..., help="Days of access."),
+          key: str = typer.Option(..., help="Your unique key for this grant (re-running with it is a no-op)."),
+          name: str = typer.Option(None, help="Buyer name."), note: str = typer.Option(None),
+          as_json: bool = JSON_OPTION):
+    """Create a manual subscription (a line + activation email on the next `process`)."""
+    from .. import subs
+
+    cfg, ledger = _open(ctx)
+    sub, added = subs.grant(ledger, cfg, email=email, product=product, days=days, key=key, name=name, note=note)
+    _report(sub, added, as_json)
+
+
+@subs_app.command()
+def extend(ctx: typer.Context, ref: str = REF, days: int = typer.Option(..., help="Days to add."),
+           key: str = typer.Option(..., help="Your unique key for this extension (re-running is a no-op)."),
+           note: str = typer.Option(None), as_json: bool = JSON_OPTION):
+    """Add days to a subscription, once per --key."""
+    from .. import subs
+
+    cfg, ledger = _open(ctx)
+    sub, added = subs.extend(ledger, cfg, ref, days, key, note)
+    _report(sub, added, as_json)
+
+
+def _report(sub: dict, added: bool, as_json: bool) -> None:
+    row = {k: sub[k] for k in ("id", "key", "buyer_email", "paid_until", "desired_enabled")}
+    row["added"] = added
+    emit_one(row, as_json=as_json)
+    if not added and not as_json:
+        typer.echo("that --key was used before: nothing added")
+
+
+@subs_app.command()
+def suspend(ctx: typer.Context, ref: str = REF):
+    """Disable the line now, whatever was paid, until `resume`."""
+    from .. import subs
+
+    cfg, ledger = _open(ctx)
+    sub = subs.set_hold(ledger, cfg, ref, "suspended")
+    typer.echo(f"subscription {sub['id']} suspended; the line is disabled on the next `process`")
+
+
+@subs_app.command()
+def resume(ctx: typer.Context, ref: str = REF):
+    """Lift a suspension (operator or dispute); the line follows what is paid."""
+    from .. import subs
+
+    cfg, ledger = _open(ctx)
+    sub = subs.set_hold(ledger, cfg, ref, "resumed")
+    typer.echo(f"subscription {sub['id']} resumed (enabled: {bool(sub['desired_enabled'])})")
+
+
+@subs_app.command()
+def cancel(ctx: typer.Context, ref: str = REF,
+           immediately: bool = typer.Option(False, "--immediately", help="Cut access now, not at paid_until.")):
+    """Cancel a subscription; access runs to paid_until unless --immediately."""
+    from .. import subs
+
+    cfg, ledger = _open(ctx)
+    sub = subs.cancel(ledger, cfg, ref, immediately)
+    typer.echo(f"subscription {sub['id']} cancelled (enabled: {bool(sub['desired_enabled'])})")
+
+
+@subs_app.command()
+def resend(ctx: typer.Context, ref: str = REF,
+           kind: str = typer.Option("activation", help="activation | renewal | cancellation | refund | ...")):
+    """Queue an email again (a new, audited outbox row)."""
+    from .. import subs
+    from ..mail.render import KINDS
+
+    if kind not in KINDS:
+        typer.echo(f"error: --kind must be one of {', '.join(KINDS)}", err=True)
+        raise typer.Exit(2)
+    _, ledger = _open(ctx)
+    outbox_id = subs.resend(ledger, ref, kind)
+    typer.echo(f"queued {kind} email (outbox {outbox_id}); it goes out on the next `process`")
+
+
+@subs_app.command()
+def retry(ctx: typer.Context, ref: str = typer.Argument(None, help="One subscription; default all dead.")):
+    """Put dead panel work and failed emails back in the queue."""
+    from .. import subs
+
+    _, ledger = _open(ctx)
+    typer.echo(f"{subs.retry(ledger, ref)} subscription(s) queued again")

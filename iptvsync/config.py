@@ -1,0 +1,358 @@
+"""Configuration: ``config.toml`` + environment + ``.env``, resolved once into a frozen ``Config``.
+
+Precedence, highest first: CLI overrides > environment > ``.env`` > file > defaults. The file
+holds no secrets; secrets come only from the environment or ``.env``. Every problem is one
+``ConfigError`` line naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+
+PANEL_KINDS = ("xui-admin", "xui-reseller", "xtream-codes", "dry-run")
+DEFAULT_CONFIG = "config.toml"
+
+# section -> key -> (type, default). ``list`` entries hold their item type as a tuple.
+SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
+    "ledger": {"path": (str, "iptvsync.db")},
+    "receiver": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 8080),
+        "path": (str, "/monetizze/postback"),
+        "certfile": (str, ""),
+        "keyfile": (str, ""),
+        "max_body_bytes": (int, 262144),
+        "allowed_ips": ((list, str), []),
+        "trusted_proxies": ((list, str), []),
+        "request_timeout_s": (int, 10),
+        "threads": (int, 16),
+    },
+    "monetizze": {
+        "api_url": (str, "https://api.monetizze.com.br/2.1"),
+        "check_product_key": (bool, False),
+    },
+    "policy": {
+        "on_subscription_cancelled": (str, "end_of_period"),
+        "on_dispute": (str, "suspend"),
+        "grace_days": (int, 3),
+        "reminder_days": ((list, int), [3]),
+        "max_attempts": (int, 8),
+    },
+    "email": {
+        "backend": (str, "maildir"),
+        "maildir": (str, "mail/"),
+        "from": (str, "IPTV <no-reply@example.com>"),
+        "reply_to": (str, ""),
+        "support": (str, ""),
+        "language": (str, "pt-BR"),
+        "templates_dir": (str, ""),
+        "smtp_host": (str, ""),
+        "smtp_port": (int, 587),
+        "smtp_security": (str, "starttls"),
+        "timeout_s": (int, 20),
+    },
+}
+PANEL_SCHEMA: dict[str, tuple[Any, Any]] = {
+    "kind": (str, None),
+    "url": (str, ""),
+    "max_concurrency": (int, 4),
+    "timeout_s": (int, 15),
+}
+LINKS_SCHEMA: dict[str, tuple[Any, Any]] = {
+    "server": (str, "http://tv.example.com:8080"),
+    "m3u": (str, "{server}/get.php?username={username}&password={password}&type=m3u_plus&output=ts"),
+    "epg": (str, "{server}/xmltv.php?username={username}&password={password}"),
+}
+PRODUCT_SCHEMA: dict[str, tuple[Any, Any]] = {
+    "name": (str, ""),
+    "panel": (str, None),
+    "days": (int, 0),
+    "max_connections": (int, 1),
+    "bouquets": ((list, int), []),
+    "package": (int, 0),
+    "key": (str, ""),
+}
+PLAN_SCHEMA = {k: PRODUCT_SCHEMA[k] for k in ("days", "max_connections", "bouquets", "package")}
+CHOICES = {
+    ("policy", "on_subscription_cancelled"): ("end_of_period", "immediately"),
+    ("policy", "on_dispute"): ("suspend", "ignore"),
+    ("email", "backend"): ("maildir", "smtp"),
+    ("email", "smtp_security"): ("starttls", "tls", "none"),
+}
+
+
+@dataclass(frozen=True)
+class Links:
+    server: str
+    m3u: str
+    epg: str
+
+
+@dataclass(frozen=True)
+class PanelConfig:
+    name: str
+    kind: str
+    url: str
+    max_concurrency: int
+    timeout_s: int
+    links: Links
+
+
+@dataclass(frozen=True)
+class PlanOverride:
+    days: int | None = None
+    max_connections: int | None = None
+    bouquets: tuple[int, ...] | None = None
+    package: int | None = None
+
+
+@dataclass(frozen=True)
+class ProductConfig:
+    code: str
+    name: str
+    panel: str
+    days: int | None
+    max_connections: int
+    bouquets: tuple[int, ...]
+    package: int | None
+    key: str
+    plans: dict[str, PlanOverride] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    chave_unica: str = ""
+    consumer_key: str = ""
+    secret_key: str = ""
+    smtp_username: str = ""
+    smtp_password: str = ""
+    panel_api_keys: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # never print secret values, even by accident
+        return "Secrets(<redacted>)"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    env_path: Path
+    ledger: Any
+    receiver: Any
+    monetizze: Any
+    policy: Any
+    email: Any
+    panels: dict[str, PanelConfig]
+    products: dict[str, ProductConfig]
+    secrets: Secrets
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, value: str) -> Path:
+        """A path from the config: relative paths are relative to the config file."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.resolve(self.ledger.path)
+
+    def require(self, env_name: str) -> str:
+        """A secret that this command cannot run without."""
+        value = {
+            "MONETIZZE_CHAVE_UNICA": self.secrets.chave_unica,
+            "MONETIZZE_CONSUMER_KEY": self.secrets.consumer_key,
+            "IPTVSYNC_SECRET_KEY": self.secrets.secret_key,
+        }.get(env_name, "")
+        if not value:
+            raise ConfigError(f"{self.env_path}: {env_name} is not set (environment or .env)")
+        return value
+
+
+class Section:
+    """A read-only bag of one section's resolved values (``cfg.receiver.port``)."""
+
+    def __init__(self, values: dict[str, Any]):
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError("config is read-only")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def _check(value: Any, typ: Any, where: str, file: Path) -> Any:
+    if isinstance(typ, tuple):
+        item_type = typ[1]
+        if not isinstance(value, list):
+            raise ConfigError(f"{file}: {where} must be a list of {item_type.__name__}")
+        return [_check(v, item_type, where + "[]", file) for v in value]
+    if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{file}: {where} must be an integer, got {value!r}")
+    if typ is bool and not isinstance(value, bool):
+        raise ConfigError(f"{file}: {where} must be true or false, got {value!r}")
+    if typ is str and not isinstance(value, str):
+        raise ConfigError(f"{file}: {where} must be a string, got {value!r}")
+    return value
+
+
+def _from_text(text: str, typ: Any, where: str, source: str) -> Any:
+    """An environment or CLI value, typed like the file key it overrides."""
+    try:
+        if typ is int:
+            return int(text)
+        if typ is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if isinstance(typ, tuple):
+            return [_from_text(t.strip(), typ[1], where, source) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"{source}: {where} has an invalid value {text!r}") from None
+    return text
+
+
+def _section(raw: dict, schema: dict, where: str, file: Path, required: tuple[str, ...] = ()) -> dict:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: [{where}] must be a table")
+    for key in raw:
+        if key not in schema:
+            raise ConfigError(f"{file}: unknown key '{key}' in [{where}]")
+    out = {}
+    for key, (typ, default) in schema.items():
+        if key in raw:
+            out[key] = _check(raw[key], typ, f"[{where}] {key}", file)
+        elif key in required or default is None:
+            raise ConfigError(f"{file}: missing required key '{key}' in [{where}]")
+        else:
+            out[key] = list(default) if isinstance(default, list) else default
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                environ: dict[str, str] | None = None) -> Config:
+    """Read, validate and resolve the whole configuration.
+
+    ``overrides`` maps "section.key" to a value from the command line.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    file = Path(path or environ.get("IPTVSYNC_CONFIG") or DEFAULT_CONFIG).expanduser().absolute()
+    if not file.exists():
+        raise ConfigError(f"{file}: config file not found (run 'iptvsync init' to create one)")
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    env_path = file.parent / ".env"
+    dotenv = {k: v for k, v in dotenv_values(env_path).items() if v is not None} if env_path.exists() else {}
+    merged_env = {**dotenv, **environ}  # environment beats .env
+
+    known = set(SCHEMA) | {"panels", "products"}
+    for name in raw:
+        if name not in known:
+            raise ConfigError(f"{file}: unknown section [{name}]")
+
+    sections: dict[str, dict] = {}
+    for name, schema in SCHEMA.items():
+        values = _section(raw.get(name, {}), schema, name, file)
+        for key, (typ, _default) in schema.items():
+            env_name = f"IPTVSYNC_{name}_{key}".upper()
+            where = f"[{name}] {key}"
+            if env_name in merged_env:
+                source = "environment" if env_name in environ else str(env_path)
+                values[key] = _from_text(merged_env[env_name], typ, f"{env_name} ({where})", source)
+            if overrides and f"{name}.{key}" in overrides and overrides[f"{name}.{key}"] is not None:
+                values[key] = overrides[f"{name}.{key}"]
+        for (sec, key), allowed in CHOICES.items():
+            if sec == name and values[key] not in allowed:
+                raise ConfigError(f"{file}: [{name}] {key} must be one of {', '.join(allowed)}, "
+                                  f"got {values[key]!r}")
+        sections[name] = values
+    if any(d < 0 for d in sections["policy"]["reminder_days"]) or sections["policy"]["grace_days"] < 0:
+        raise ConfigError(f"{file}: [policy] grace_days and reminder_days must not be negative")
+    if not sections["receiver"]["path"].startswith("/"):
+        raise ConfigError(f"{file}: [receiver] path must start with '/'")
+
+    panels = _panels(raw.get("panels", {}), file)
+    products = _products(raw.get("products", {}), panels, file)
+    secrets = Secrets(
+        chave_unica=merged_env.get("MONETIZZE_CHAVE_UNICA", ""),
+        consumer_key=merged_env.get("MONETIZZE_CONSUMER_KEY", ""),
+        secret_key=merged_env.get("IPTVSYNC_SECRET_KEY", ""),
+        smtp_username=merged_env.get("SMTP_USERNAME", ""),
+        smtp_password=merged_env.get("SMTP_PASSWORD", ""),
+        panel_api_keys={n: merged_env.get(f"PANEL_{n.upper().replace('-', '_')}_API_KEY", "")
+                        for n in panels},
+    )
+    return Config(path=file, env_path=env_path, panels=panels, products=products, secrets=secrets,
+                  **{name: Section(values) for name, values in sections.items()})
+
+
+def _panels(raw: dict, file: Path) -> dict[str, PanelConfig]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: [panels] must be a table of [panels.<name>]")
+    panels = {}
+    for name, body in raw.items():
+        where = f"panels.{name}"
+        if not isinstance(body, dict):
+            raise ConfigError(f"{file}: [{where}] must be a table")
+        links_raw = body.get("links", {})
+        values = _section({k: v for k, v in body.items() if k != "links"}, PANEL_SCHEMA, where, file)
+        links = _section(links_raw, LINKS_SCHEMA, where + ".links", file)
+        if values["kind"] not in PANEL_KINDS:
+            raise ConfigError(f"{file}: [{where}] kind must be one of {', '.join(PANEL_KINDS)}, "
+                              f"got {values['kind']!r}")
+        if values["kind"] != "dry-run" and not values["url"]:
+            raise ConfigError(f"{file}: missing required key 'url' in [{where}]")
+        if values["max_concurrency"] < 1:
+            raise ConfigError(f"{file}: [{where}] max_concurrency must be at least 1")
+        panels[name] = PanelConfig(name=name, kind=values["kind"], url=values["url"],
+                                   max_concurrency=values["max_concurrency"],
+                                   timeout_s=values["timeout_s"], links=Links(**links))
+    return panels
+
+
+def _products(raw: dict, panels: dict[str, PanelConfig], file: Path) -> dict[str, ProductConfig]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: [products] must be a table of [products.<code>]")
+    products = {}
+    for code, body in raw.items():
+        where = f"products.{code}"
+        if not isinstance(body, dict):
+            raise ConfigError(f"{file}: [{where}] must be a table")
+        plans_raw = body.get("plans", {})
+        values = _section({k: v for k, v in body.items() if k != "plans"}, PRODUCT_SCHEMA, where, file)
+        if values["panel"] not in panels:
+            raise ConfigError(f"{file}: [{where}] panel '{values['panel']}' is not a [panels.<name>]")
+        if panels[values["panel"]].kind == "xui-reseller" and not values["package"]:
+            raise ConfigError(f"{file}: missing required key 'package' in [{where}] (xui-reseller panel)")
+        plans = {}
+        for plan, pbody in plans_raw.items():
+            pv = {k: v for k, v in _section(pbody, PLAN_SCHEMA, f"{where}.plans.{plan}", file).items()
+                  if k in pbody}
+            plans[str(plan)] = PlanOverride(
+                days=pv.get("days"), max_connections=pv.get("max_connections"),
+                bouquets=tuple(pv["bouquets"]) if "bouquets" in pv else None, package=pv.get("package"))
+        products[str(code)] = ProductConfig(
+            code=str(code), name=values["name"], panel=values["panel"], days=values["days"] or None,
+            max_connections=values["max_connections"], bouquets=tuple(values["bouquets"]),
+            package=values["package"] or None, key=values["key"], plans=plans)
+    return products

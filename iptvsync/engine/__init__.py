@@ -1,0 +1,1 @@
+"""``process``: apply the inbox to the ledger, sync panels, send mail, sweep expiries."""

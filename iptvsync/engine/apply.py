@@ -1,0 +1,190 @@
+"""Stage 1 of ``process``: inbox → charges → subscriptions. Pure database work.
+
+Each postback is claimed and applied in ONE transaction, together with its status change,
+so a crash anywhere leaves it either fully applied or still pending — never half.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from datetime import datetime
+
+from ..clock import iso
+from ..config import Config, ProductConfig
+from ..ledger import Ledger
+from ..outbox import queue
+from ..postback import Postback, parse
+from .ledgerstate import recompute
+from .model import CHARGE_RANK, KIND_TO_CHARGE, PAYING, next_delay
+
+log = logging.getLogger("iptvsync.apply")
+
+CLAIM = """
+UPDATE inbox SET attempts = attempts + 1
+WHERE id = (SELECT id FROM inbox WHERE status = 'pending' AND (run_after IS NULL OR run_after <= :now)
+            AND id > :after ORDER BY id LIMIT 1)
+RETURNING *
+"""
+
+
+class Unmapped(Exception):
+    """The product has no [products.<code>] section (yet)."""
+
+
+class NotApplicable(Exception):
+    """A valid postback that cannot be applied as it is (e.g. no period known)."""
+
+
+def product_terms(product: ProductConfig, pb: Postback) -> dict:
+    """Days, connections, bouquets and package for this sale, per-plan overrides first."""
+    plan = product.plans.get(pb.plan_ref or "") or product.plans.get(pb.plan_code or "")
+    days = (plan and plan.days) or product.days or pb.period_days
+    if not days:
+        raise NotApplicable(f"no period for product {product.code}: set days in [products.{product.code}]")
+    return {"days": days}
+
+
+def apply_inbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = None) -> dict[str, int]:
+    counts = {"applied": 0, "unmapped": 0, "failed": 0}
+    after = 0
+    while limit is None or sum(counts.values()) < limit:
+        try:
+            with ledger.tx() as conn:
+                row = conn.execute(CLAIM, {"now": iso(now), "after": after}).fetchone()
+                if row is None:
+                    break
+                row = dict(row)
+                after = row["id"]
+                _, pb = parse(row["body"], row["content_type"])
+                outcome = apply_postback(conn, ledger, cfg, pb, now, inbox_id=row["id"])
+                conn.execute("UPDATE inbox SET status = 'applied', reason = :reason, applied_at = :now,"
+                             " run_after = NULL WHERE id = :id",
+                             {"reason": outcome, "now": iso(now), "id": row["id"]})
+            counts["applied"] += 1
+        except (Unmapped, NotApplicable) as exc:
+            status = "unmapped" if isinstance(exc, Unmapped) else "failed"
+            _settle(ledger, after, status, str(exc), now)
+            counts[status] += 1
+        except Exception as exc:  # a bug or a corrupt row: park it with the reason, go on
+            log.exception("inbox %s could not be applied", after)
+            _settle(ledger, after, "failed", f"{type(exc).__name__}: {exc}", now)
+            counts["failed"] += 1
+    return counts
+
+
+def _settle(ledger: Ledger, inbox_id: int, status: str, reason: str, now: datetime) -> None:
+    with ledger.tx() as conn:
+        attempts = conn.execute("UPDATE inbox SET attempts = attempts + 1 WHERE id = ? RETURNING attempts",
+                                (inbox_id,)).fetchone()[0]
+        conn.execute("UPDATE inbox SET status = :status, reason = :reason, run_after = :run_after"
+                     " WHERE id = :id", {"status": status, "reason": reason, "id": inbox_id,
+                                         "run_after": iso(now + next_delay(attempts))})
+        ledger.audit(f"inbox.{status}", actor="process", reason=reason, inbox_id=inbox_id)
+
+
+def subscription_key(pb: Postback) -> str | None:
+    if pb.subscription_code:
+        return f"sub:{pb.subscription_code}"
+    if pb.sale_code:
+        return f"sale:{pb.sale_code}"
+    return None
+
+
+def apply_postback(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postback, now: datetime,
+                   inbox_id: int | None = None) -> str:
+    """Apply one classified postback; returns a one-line outcome for the inbox row."""
+    product = cfg.products.get(pb.product_code or "")
+    if product is None:
+        raise Unmapped(f"unmapped product {pb.product_code}: add [products.{pb.product_code}] and run "
+                       "`iptvsync inbox retry`")
+    key = subscription_key(pb)
+    if key is None:
+        raise NotApplicable("postback has neither a sale code nor a subscription code")
+    terms = product_terms(product, pb)
+    conn.execute(
+        "INSERT INTO subscriptions (key, product_code, product_name, plan_code, panel, buyer_email,"
+        " buyer_name, recurring, created_at, updated_at) VALUES (:key, :product, :pname, :plan, :panel,"
+        " :email, :name, :recurring, :now, :now) ON CONFLICT (key) DO UPDATE SET"
+        " buyer_email = COALESCE(subscriptions.buyer_email, excluded.buyer_email),"
+        " buyer_name = COALESCE(subscriptions.buyer_name, excluded.buyer_name)",
+        {"key": key, "product": product.code, "pname": product.name or pb.product_name,
+         "plan": pb.plan_ref or pb.plan_code, "panel": product.panel, "email": pb.buyer_email,
+         "name": pb.buyer_name, "recurring": int(bool(pb.subscription_code and pb.periodicity)),
+         "now": iso(now)})
+    sub = dict(conn.execute("SELECT * FROM subscriptions WHERE key = ?", (key,)).fetchone())
+    who = {"subscription_id": sub["id"], "sale_code": pb.sale_code, "buyer_email": sub["buyer_email"]}
+
+    if pb.kind in KIND_TO_CHARGE:
+        if not pb.sale_code:
+            raise NotApplicable(f"event {pb.event} without a sale code")
+        before = _upsert_charge(conn, sub["id"], pb, terms["days"], now)
+        after = conn.execute("SELECT status FROM charges WHERE charge_key = ?", (_charge_key(pb),)).fetchone()[0]
+        old_sub, want = recompute(conn, sub["id"], cfg, now)
+        ledger.audit(f"charge.{after}", actor="process", event=pb.event, parcela=pb.parcela,
+                     previous=before, paid_until=want.access_until, enabled=want.enabled, **who)
+        _queue_charge_emails(conn, cfg, sub, pb, before, after, want, now)
+        return f"charge {_charge_key(pb)}: {before or 'new'} -> {after}"
+
+    if pb.kind == "sub_cancelled":
+        mode = cfg.policy.on_subscription_cancelled
+        conn.execute("UPDATE subscriptions SET cancelled_at = COALESCE(cancelled_at, :now),"
+                     " cancel_mode = COALESCE(cancel_mode, :mode) WHERE id = :id",
+                     {"now": iso(now), "mode": mode, "id": sub["id"]})
+        _, want = recompute(conn, sub["id"], cfg, now)
+        ledger.audit("subscription.cancelled", actor="process", mode=mode, enabled=want.enabled, **who)
+        queue(conn, subscription_id=sub["id"], kind="cancellation", cycle="cancel", to_addr=sub["buyer_email"],
+              now=now, context={"access_until": iso(want.access_until) if want.enabled else iso(now)})
+        return f"subscription cancelled ({mode})"
+
+    if pb.kind == "sub_overdue":
+        _, want = recompute(conn, sub["id"], cfg, now)
+        ledger.audit("subscription.overdue", actor="process", access_until=want.access_until, **who)
+        if want.enabled:
+            queue(conn, subscription_id=sub["id"], kind="payment_failed", cycle=f"overdue:{pb.parcela or ''}",
+                  to_addr=sub["buyer_email"], now=now, context={"access_until": iso(want.access_until)})
+        return "subscription overdue: access runs to paid_until + grace"
+
+    recompute(conn, sub["id"], cfg, now)  # sub_active / waiting-only events: record, nothing to change
+    ledger.audit(f"subscription.{pb.kind}", actor="process", event=pb.event, **who)
+    return f"recorded {pb.kind}"
+
+
+def _charge_key(pb: Postback) -> str:
+    return f"{pb.sale_code}:{pb.parcela if pb.parcela is not None else ''}"
+
+
+def _upsert_charge(conn, sub_id: int, pb: Postback, days: int, now: datetime) -> str | None:
+    """Move the charge up its precedence; never down. Returns the status before."""
+    status = KIND_TO_CHARGE[pb.kind]
+    row = conn.execute("SELECT status FROM charges WHERE charge_key = ?", (_charge_key(pb),)).fetchone()
+    paid_at = pb.paid_at if status in PAYING or status == "refunded" else None
+    conn.execute(
+        "INSERT INTO charges (charge_key, sale_code, parcela, subscription_id, status, status_rank, paid_at,"
+        " days, amount, updated_at) VALUES (:key, :sale, :parcela, :sub, :status, :rank, :paid_at, :days,"
+        " :amount, :now) ON CONFLICT (charge_key) DO UPDATE SET"
+        " status = CASE WHEN excluded.status_rank > status_rank THEN excluded.status ELSE status END,"
+        " status_rank = MAX(status_rank, excluded.status_rank),"
+        " paid_at = CASE WHEN paid_at IS NULL THEN excluded.paid_at WHEN excluded.paid_at IS NULL THEN paid_at"
+        "           ELSE MIN(paid_at, excluded.paid_at) END,"
+        " updated_at = excluded.updated_at",
+        {"key": _charge_key(pb), "sale": pb.sale_code, "parcela": pb.parcela, "sub": sub_id,
+         "status": status, "rank": CHARGE_RANK[status], "paid_at": paid_at, "days": days,
+         "amount": pb.amount, "now": iso(now)})
+    return row[0] if row else None
+
+
+def _queue_charge_emails(conn, cfg: Config, sub: dict, pb: Postback, before: str | None, after: str,
+                         want, now: datetime) -> None:
+    was_paying = before in ("paid", "complete")
+    is_paying = after in ("paid", "complete")
+    email = sub["buyer_email"]
+    if is_paying and not was_paying:
+        first = conn.execute("SELECT COUNT(*) FROM outbox WHERE subscription_id = ? AND kind = 'activation'",
+                             (sub["id"],)).fetchone()[0] == 0
+        if first:
+            queue(conn, subscription_id=sub["id"], kind="activation", cycle="1", to_addr=email, now=now)
+        else:
+            queue(conn, subscription_id=sub["id"], kind="renewal", cycle=_charge_key(pb), to_addr=email, now=now)
+    elif was_paying and after == "refunded" and not want.enabled:
+        queue(conn, subscription_id=sub["id"], kind="refund", cycle=_charge_key(pb), to_addr=email, now=now)

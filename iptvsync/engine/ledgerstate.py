@@ -1,0 +1,55 @@
+"""Recompute a subscription's derived columns (paid_until, desired state) inside a transaction.
+
+Called after every change that could move them: a charge, a grant, a cancellation, an
+operator hold, or time passing (the sweep). Nothing else writes these columns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from ..clock import epoch, iso, parse_iso
+from ..config import Config
+from .model import PAYING, Desired, Period, SubFacts, desired_state, paid_until
+
+
+def facts(conn: sqlite3.Connection, sub: dict, cfg: Config) -> SubFacts:
+    charges = [dict(r) for r in conn.execute(
+        "SELECT charge_key, status, paid_at, days FROM charges WHERE subscription_id = ?", (sub["id"],))]
+    grants = [dict(r) for r in conn.execute(
+        "SELECT grant_key, granted_at, days FROM grants WHERE subscription_id = ?", (sub["id"],))]
+    periods = [Period(parse_iso(c["paid_at"]), c["days"], "c:" + c["charge_key"])
+               for c in charges if c["status"] in PAYING and c["paid_at"]]
+    periods += [Period(parse_iso(g["granted_at"]), g["days"], "g:" + g["grant_key"]) for g in grants]
+    # A dispute is over once a charge paid after the disputed one comes in (a renewal).
+    disputed = False
+    for c in charges:
+        if c["status"] == "blocked":
+            later_paid = any(o["status"] in ("paid", "complete") and o["paid_at"] and c["paid_at"]
+                             and o["paid_at"] > c["paid_at"] for o in charges)
+            disputed = disputed or not later_paid
+    return SubFacts(
+        paid_until=paid_until(periods), recurring=bool(sub["recurring"]),
+        cancelled=sub["cancelled_at"] is not None, cancel_mode=sub["cancel_mode"], disputed=disputed,
+        hold=sub["hold"], grace_days=cfg.policy.grace_days, on_dispute=cfg.policy.on_dispute)
+
+
+def recompute(conn: sqlite3.Connection, sub_id: int, cfg: Config, now: datetime) -> tuple[dict, Desired]:
+    """Refresh paid_until and the desired line state; mark the line for sync when it moved.
+
+    Returns the subscription row as it was before, and the new desired state.
+    """
+    sub = dict(conn.execute("SELECT * FROM subscriptions WHERE id = ?", (sub_id,)).fetchone())
+    f = facts(conn, sub, cfg)
+    want = desired_state(f, now)
+    expires = epoch(want.access_until) if want.access_until else None
+    changed = (int(want.enabled), expires) != (sub["desired_enabled"], sub["desired_expires_at"])
+    conn.execute(
+        "UPDATE subscriptions SET paid_until = :paid_until, desired_enabled = :enabled,"
+        " desired_expires_at = :expires, updated_at = :now"
+        + (", sync_status = 'pending', attempts = 0, run_after = NULL, last_error = NULL" if changed else "")
+        + " WHERE id = :id",
+        {"paid_until": iso(f.paid_until), "enabled": int(want.enabled), "expires": expires,
+         "now": iso(now), "id": sub_id})
+    return sub, want

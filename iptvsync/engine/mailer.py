@@ -1,0 +1,131 @@
+"""Stage 3 of ``process``: send the outbox.
+
+Credentials go out only once the line is verified in sync and enabled. The Message-ID is
+derived from the outbox row and stored before the SMTP transaction; the row is marked sent
+only after the server accepted it. A crash between "accepted" and "marked" sends the same
+message (same Message-ID) again on the next run: at-least-once, and recognisably so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from email.utils import parseaddr
+
+from ..clock import iso
+from ..config import Config
+from ..credentials import decrypt
+from ..errors import MailError
+from ..ledger import Ledger
+from ..mail.backends import MaildirBackend, SmtpBackend
+from ..mail.message import build_message, make_message_id
+from ..mail.render import render
+from .model import next_delay
+
+log = logging.getLogger("iptvsync.mail")
+
+
+def make_backend(cfg: Config):
+    e = cfg.email
+    if e.backend == "smtp":
+        if not e.smtp_host:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{cfg.path}: missing required key 'smtp_host' in [email] (backend = smtp)")
+        return SmtpBackend(e.smtp_host, e.smtp_port, e.smtp_security, cfg.secrets.smtp_username or None,
+                           cfg.secrets.smtp_password or None, timeout_s=e.timeout_s)
+    return MaildirBackend(cfg.resolve(e.maildir))
+
+
+def email_context(cfg: Config, sub: dict, row: dict) -> dict:
+    """Everything a template may use, from the ledger as it is now plus what was frozen at queue time."""
+    password = decrypt(sub["password_enc"], cfg.require("IPTVSYNC_SECRET_KEY")) if sub["password_enc"] else ""
+    panel = cfg.panels.get(sub["panel"])
+    fill = {"username": sub["username"] or "", "password": password}
+    server = panel.links.server if panel else ""
+    fill["server"] = server
+    frozen = json.loads(row["context"] or "{}")
+    product = cfg.products.get(sub["product_code"])
+    expires = frozen.get("access_until") or sub["paid_until"]
+    return {
+        "buyer_name": sub["buyer_name"] or "", "buyer_email": sub["buyer_email"],
+        "product_name": (product.name if product and product.name else sub["product_name"]) or "IPTV",
+        "support": cfg.email.support, "username": fill["username"], "password": password,
+        "server": server, "m3u": panel.links.m3u.format(**fill) if panel else "",
+        "epg": panel.links.epg.format(**fill) if panel else "",
+        "expires_at": expires, **{k: v for k, v in frozen.items() if k != "access_until"},
+    }
+
+
+def due_rows(ledger: Ledger, now: datetime, limit: int | None) -> list[dict]:
+    return ledger.query(
+        "SELECT o.*, s.sync_status, s.desired_enabled, s.applied_enabled FROM outbox o"
+        " JOIN subscriptions s ON s.id = o.subscription_id"
+        " WHERE o.status = 'pending' AND (o.run_after IS NULL OR o.run_after <= :now)"
+        " ORDER BY o.id LIMIT :limit", {"now": iso(now), "limit": -1 if limit is None else limit})
+
+
+def send_outbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = None,
+                backend=None) -> dict[str, int]:
+    counts = {"sent": 0, "waiting": 0, "skipped": 0, "failed": 0}
+    rows = due_rows(ledger, now, limit)
+    if not rows:
+        return counts
+    backend = backend or make_backend(cfg)
+    from_addr = getattr(cfg.email, "from")
+    domain = parseaddr(from_addr)[1].rpartition("@")[2] or "iptvsync.local"
+    for row in rows:
+        if row["needs_sync"] and not row["desired_enabled"]:
+            _finish(ledger, row, "skipped", "line is disabled: credentials not sent", now)
+            counts["skipped"] += 1
+            continue
+        if row["needs_sync"] and not (row["sync_status"] == "synced" and row["applied_enabled"]):
+            counts["waiting"] += 1  # the line is not verified yet; try again next run
+            continue
+        sub = ledger.one("SELECT * FROM subscriptions WHERE id = ?", (row["subscription_id"],))
+        message_id = row["message_id"] or make_message_id(domain, f"outbox-{row['id']}-{row['kind']}")
+        if not row["message_id"]:
+            with ledger.tx() as conn:
+                conn.execute("UPDATE outbox SET message_id = ? WHERE id = ?", (message_id, row["id"]))
+        try:
+            rendered = render(row["kind"], email_context(cfg, sub, row), cfg.email.language,
+                              cfg.email.templates_dir and cfg.resolve(cfg.email.templates_dir) or None)
+            msg = build_message(rendered, to_addr=row["to_addr"], to_name=sub["buyer_name"], from_addr=from_addr,
+                                message_id=message_id, reply_to=cfg.email.reply_to or None)
+            backend.send(msg)
+        except MailError as exc:
+            _failed(ledger, cfg, row, exc, now)
+            counts["failed"] += 1
+            continue
+        except Exception as exc:  # a broken template override must not stop the other mail
+            log.exception("outbox %s could not be rendered", row["id"])
+            _failed(ledger, cfg, row, MailError(f"{type(exc).__name__}: {exc}", permanent=True), now)
+            counts["failed"] += 1
+            continue
+        _finish(ledger, row, "sent", None, now)
+        counts["sent"] += 1
+    return counts
+
+
+def _finish(ledger: Ledger, row: dict, status: str, reason: str | None, now: datetime) -> None:
+    with ledger.tx() as conn:
+        conn.execute("UPDATE outbox SET status = :s, sent_at = :now, last_error = :r WHERE id = :id",
+                     {"s": status, "now": iso(now) if status == "sent" else None, "r": reason, "id": row["id"]})
+        ledger.audit(f"email.{status}", actor="process", subscription_id=row["subscription_id"],
+                     buyer_email=row["to_addr"], kind=row["kind"], cycle=row["cycle"], reason=reason,
+                     message_id=row["message_id"])
+
+
+def _failed(ledger: Ledger, cfg: Config, row: dict, exc: MailError, now: datetime) -> None:
+    attempts = row["attempts"] + 1
+    status = "failed" if exc.permanent else ("dead" if attempts >= cfg.policy.max_attempts else "pending")
+    with ledger.tx() as conn:
+        conn.execute("UPDATE outbox SET attempts = :a, status = :s, run_after = :r, last_error = :e WHERE id = :id",
+                     {"a": attempts, "s": status, "r": iso(now + next_delay(attempts)), "e": str(exc)[:500],
+                      "id": row["id"]})
+        ledger.audit("email.failed", actor="process", subscription_id=row["subscription_id"],
+                     buyer_email=row["to_addr"], kind=row["kind"], attempts=attempts, status=status,
+                     error=str(exc)[:300])
+    log.warning("email %s (%s) to subscription %s: %s (%s)", row["id"], row["kind"], row["subscription_id"],
+                exc, status)

@@ -1,0 +1,91 @@
+"""Pure rules: how a charge's status moves, what ``paid_until`` is, what a line should be.
+
+No I/O here, so the rules can be tested (and property-tested) on their own.
+
+Charge status precedence (a status only ever moves up this list, so the same events in any
+order end in the same state)::
+
+    waiting < cancelled < paid < complete < blocked < refunded
+
+"complete" (event 6) is the same sale re-sent ~30 days after approval: it pays exactly like
+"paid", so seeing it first (approval lost) still grants the period, and seeing it after
+"paid" changes nothing. A dispute ("blocked") outranks both; a refund ends everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+CHARGE_RANK = {"waiting": 1, "cancelled": 2, "paid": 3, "complete": 4, "blocked": 5, "refunded": 6}
+KIND_TO_CHARGE = {"waiting": "waiting", "approved": "paid", "complete": "complete",
+                  "cancelled": "cancelled", "refunded": "refunded", "blocked": "blocked"}
+#: statuses whose period counts towards paid_until (a disputed charge still counts, but the
+#: dispute suspends the line under policy on_dispute = "suspend")
+PAYING = ("paid", "complete", "blocked")
+
+
+@dataclass(frozen=True)
+class Period:
+    start_at: datetime  # when it was paid (or granted)
+    days: int
+    key: str  # tie-breaker, so equal timestamps still fold in one order
+
+
+def paid_until(periods: list[Period]) -> datetime | None:
+    """Each period adds its days to ``max(previous paid_until, paid_at)``."""
+    until = None
+    for p in sorted(periods, key=lambda p: (p.start_at, p.key)):
+        base = p.start_at if until is None or p.start_at > until else until
+        until = base + timedelta(days=p.days)
+    return until
+
+
+@dataclass(frozen=True)
+class SubFacts:
+    """What the ledger knows about a subscription, gathered for ``desired_state``."""
+
+    paid_until: datetime | None
+    recurring: bool
+    cancelled: bool
+    cancel_mode: str | None  # end_of_period | immediately
+    disputed: bool  # a blocked charge not followed by a later paid one
+    hold: str | None  # operator: suspended | resumed
+    grace_days: int
+    on_dispute: str  # suspend | ignore
+
+
+@dataclass(frozen=True)
+class Desired:
+    enabled: bool
+    access_until: datetime | None
+    reason: str  # why (for audit and `subs show`)
+
+
+def access_until(f: SubFacts) -> datetime | None:
+    """The line's expiry: paid_until, plus grace while a recurring charge may still come."""
+    if f.paid_until is None:
+        return None
+    if f.recurring and not f.cancelled:
+        return f.paid_until + timedelta(days=f.grace_days)
+    return f.paid_until
+
+
+def desired_state(f: SubFacts, now: datetime) -> Desired:
+    until = access_until(f)
+    if until is None:
+        return Desired(False, None, "nothing paid")
+    if f.hold == "suspended":
+        return Desired(False, until, "suspended by operator")
+    if f.disputed and f.on_dispute == "suspend" and f.hold != "resumed":
+        return Desired(False, until, "payment disputed")
+    if f.cancelled and f.cancel_mode == "immediately":
+        return Desired(False, until, "subscription cancelled")
+    if now >= until:
+        return Desired(False, until, "expired")
+    return Desired(True, until, "paid")
+
+
+def next_delay(attempts: int, *, base_s: float = 30.0, cap_s: float = 3600.0) -> timedelta:
+    """Capped exponential backoff across runs: 30 s, 60 s, 2 min … at most 1 h."""
+    return timedelta(seconds=min(cap_s, base_s * 2 ** max(0, attempts - 1)))

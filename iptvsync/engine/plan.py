@@ -1,0 +1,67 @@
+"""``process --dry-run``: run the real stages on a throw-away copy of the ledger, with panels
+that answer reads for real but only record writes. Nothing outside the copy changes."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from ..clock import now
+from ..config import Config
+from ..ledger import Ledger
+from ..panels.base import Line, LineSpec
+from .apply import apply_inbox
+from .runner import build_panels
+from .sweep import sweep
+from .sync import sync_panels
+
+
+class RecordingPanel:
+    """Reads go to the real panel; writes are recorded and answered as if they worked."""
+
+    def __init__(self, real, calls: list):
+        self.real, self.calls = real, calls
+        self.name, self.kind, self.extends_by_package = real.name, real.kind, False
+
+    def get(self, username, password, line_id=None):
+        return self.real.get(username, password, line_id)
+
+    def _line(self, spec: LineSpec, line_id=None) -> Line:
+        return Line(line_id=line_id, username=spec.username, password=spec.password, expires_at=spec.expires_at,
+                    enabled=spec.enabled, max_connections=spec.max_connections, bouquets=spec.bouquets)
+
+    def create(self, spec):
+        self.calls.append({"subscription": spec.notes.removeprefix("iptvsync "), "panel": self.name,
+                           "call": "create", "why": f"new line {spec.username}, enabled={spec.enabled}"})
+        return self._line(spec)
+
+    def update(self, line, spec):
+        self.calls.append({"subscription": spec.notes.removeprefix("iptvsync "), "panel": self.name,
+                           "call": "update", "why": f"enabled {line.enabled}->{spec.enabled}, "
+                           f"expires {line.expires_at}->{spec.expires_at}"})
+        return replace(self._line(spec, line.line_id), username=line.username, password=line.password)
+
+    def delete(self, line):
+        self.calls.append({"subscription": line.username, "panel": self.name, "call": "delete", "why": ""})
+
+    def health(self):
+        return self.real.health()
+
+
+def plan_process(cfg: Config, limit: int | None = None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="iptvsync-plan-") as tmp:
+        copy = Path(tmp) / "plan.db"
+        source = Ledger(cfg.ledger_path)
+        source.backup(copy)
+        source.close()
+        ledger = Ledger(copy)
+        applied = apply_inbox(ledger, cfg, now(), limit)
+        sweep(ledger, cfg, now())
+        calls: list = []
+        panels = {name: RecordingPanel(p, calls) for name, p in build_panels(cfg).items()}
+        result = sync_panels(copy, cfg, panels, now(), limit)
+        emails = ledger.conn.execute("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
+        ledger.close()
+    return {"apply": applied["applied"], "calls": calls, "emails": emails,
+            "sync_failures": result.failed}

@@ -1,0 +1,261 @@
+"""Stage 2 of ``process``: make each panel match the ledger, then read it back.
+
+Per subscription: credentials are stored (encrypted) before the first call; ``get`` comes
+before ``create``; every write is verified by reading the line back; only absolute values are
+written, so re-running after a crash converges instead of adding twice. Subscriptions of one
+panel run concurrently up to its ``max_concurrency``; one subscription's calls stay in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..clock import epoch, iso, parse_iso
+from ..config import Config
+from ..credentials import decrypt, encrypt, new_password, username_for
+from ..errors import PanelError
+from ..ledger import Ledger
+from ..panels.base import Line, LineSpec, Panel
+from .model import next_delay
+
+log = logging.getLogger("iptvsync.sync")
+
+EXPIRY_TOLERANCE_S = 120  # panels store seconds or 'Y-m-d H:i:s' in their own zone
+RESELLER_SLACK_S = 86400  # a package extends from "now" or from expiry: close enough is a day
+BREAKER_THRESHOLD = 3  # consecutive failures that stop calls to a panel for the rest of the run
+
+
+class Breaker:
+    def __init__(self, threshold: int = BREAKER_THRESHOLD):
+        self.threshold = threshold
+        self.failures = 0
+        self.lock = threading.Lock()
+
+    @property
+    def open(self) -> bool:
+        return self.failures >= self.threshold
+
+    def record(self, ok: bool, trip: bool = False) -> None:
+        with self.lock:
+            self.failures = 0 if ok else (self.threshold if trip else self.failures + 1)
+
+
+@dataclass
+class SyncResult:
+    synced: int = 0
+    failed: int = 0
+    dead: int = 0
+    skipped: int = 0
+    calls: list = field(default_factory=list)
+
+
+def spec_for(sub: dict, cfg: Config, username: str, password: str, now: datetime) -> LineSpec:
+    product = cfg.products.get(sub["product_code"])
+    plan = product.plans.get(sub["plan_code"] or "") if product else None
+    expires_at = sub["desired_expires_at"] or int(now.timestamp())
+    panel = cfg.panels.get(sub["panel"])
+    if panel and panel.kind == "xui-reseller" and sub["paid_until"]:
+        # A package buys whole periods: aim at paid_until, not at paid_until + grace, or the
+        # grace days alone would look "short" and buy another package.
+        expires_at = epoch(parse_iso(sub["paid_until"]))
+    return LineSpec(
+        username=username, password=password,
+        expires_at=expires_at,
+        enabled=bool(sub["desired_enabled"]),
+        max_connections=(plan and plan.max_connections) or (product.max_connections if product else 1),
+        bouquets=(plan and plan.bouquets) or (product.bouquets if product else ()),
+        package=(plan and plan.package) or (product.package if product else None),
+        notes=f"iptvsync {sub['key']}")
+
+
+def mismatch(line: Line, spec: LineSpec, by_package: bool) -> str | None:
+    """Why ``line`` is not yet what ``spec`` asks, or None when it is."""
+    if line.enabled != spec.enabled:
+        return f"enabled is {line.enabled}, want {spec.enabled}"
+    if not spec.enabled:
+        return None  # a disabled line's expiry and bouquets do not matter
+    if line.is_trial:
+        return "line is a trial"
+    if line.expires_at is None:
+        return "line never expires"
+    if by_package:
+        if spec.expires_at - line.expires_at > RESELLER_SLACK_S:
+            return f"expiry {line.expires_at} short of {spec.expires_at}"
+        return None
+    if abs(line.expires_at - spec.expires_at) > EXPIRY_TOLERANCE_S:
+        return f"expiry {line.expires_at}, want {spec.expires_at}"
+    if line.max_connections is not None and line.max_connections != spec.max_connections:
+        return f"max_connections {line.max_connections}, want {spec.max_connections}"
+    if line.bouquets is not None and spec.bouquets and sorted(line.bouquets) != sorted(spec.bouquets):
+        return f"bouquets {list(line.bouquets)}, want {list(spec.bouquets)}"
+    return None
+
+
+def ensure_credentials(ledger: Ledger, cfg: Config, sub: dict) -> tuple[str, str]:
+    """Username and password for this subscription, committed before any panel call."""
+    secret = cfg.require("IPTVSYNC_SECRET_KEY")
+    if sub["username"] and sub["password_enc"]:
+        return sub["username"], decrypt(sub["password_enc"], secret)
+    username, password = username_for(sub["key"], secret), new_password()
+    with ledger.tx() as conn:
+        conn.execute("UPDATE subscriptions SET username = :u, password_enc = :p WHERE id = :id"
+                     " AND password_enc IS NULL", {"u": username, "p": encrypt(password, secret), "id": sub["id"]})
+        row = conn.execute("SELECT username, password_enc FROM subscriptions WHERE id = ?", (sub["id"],)).fetchone()
+    return row[0], decrypt(row[1], secret)
+
+
+def converge(panel: Panel, spec: LineSpec, line_id: str | None, calls: list) -> tuple[Line | None, str]:
+    """Read, create or update until the panel matches ``spec``; returns the verified line."""
+    line = panel.get(spec.username, spec.password, line_id)
+    calls.append(("get", spec.username))
+    action = "none"
+    if line is None:
+        if not spec.enabled:
+            return None, "absent"  # nothing to disable
+        try:
+            line = panel.create(spec)
+            calls.append(("create", spec.username))
+        except PanelError as exc:
+            if not exc.ambiguous:
+                raise
+            line = panel.get(spec.username, spec.password, line_id)  # did it land after all?
+            calls.append(("get", spec.username))
+            if line is None:
+                raise PanelError(f"create was ambiguous and no line is there: {exc}", transient=True) from None
+        action = "created"
+        if panel.extends_by_package:  # the panel may have chosen the credentials
+            spec = LineSpec(**{**spec.__dict__, "username": line.username, "password": line.password})
+    # A reseller pays one package per update; never more calls than periods missing (+1).
+    rounds = 1
+    if panel.extends_by_package and line.expires_at is not None and spec.package:
+        rounds = max(1, math.ceil((spec.expires_at - line.expires_at) / 86400 / 30) + 1)
+    for _ in range(rounds):
+        why = mismatch(line, spec, panel.extends_by_package)
+        if why is None:
+            return line, action
+        line = panel.update(line, spec)
+        calls.append(("update", spec.username))
+        action = "updated" if action == "none" else action
+    why = mismatch(line, spec, panel.extends_by_package)
+    if why:
+        raise PanelError(f"read-back mismatch after write: {why}", transient=True)
+    return line, action
+
+
+def sync_one(ledger: Ledger, cfg: Config, panel: Panel, sub: dict, now: datetime, calls: list) -> Line | None:
+    username, password = ensure_credentials(ledger, cfg, sub)
+    spec = spec_for(sub, cfg, username, password, now)
+    line, action = converge(panel, spec, sub["line_id"], calls)
+    secret = cfg.require("IPTVSYNC_SECRET_KEY")
+    with ledger.tx() as conn:
+        values = {"id": sub["id"], "now": iso(now), "want_e": sub["desired_enabled"],
+                  "want_x": sub["desired_expires_at"]}
+        if line is not None:
+            values.update(line_id=line.line_id, enabled=int(line.enabled), expires=line.expires_at,
+                          username=line.username, password_enc=encrypt(line.password, secret)
+                          if line.password != password else None)
+        else:
+            values.update(line_id=None, enabled=0, expires=None, username=username, password_enc=None)
+        # Only mark synced if the desired state did not move while we were talking to the panel.
+        cur = conn.execute(
+            "UPDATE subscriptions SET line_id = COALESCE(:line_id, line_id), applied_enabled = :enabled,"
+            " applied_expires_at = :expires, applied_at = :now, username = :username,"
+            " password_enc = COALESCE(:password_enc, password_enc), sync_status = 'synced', attempts = 0,"
+            " run_after = NULL, last_error = NULL WHERE id = :id AND desired_enabled = :want_e"
+            " AND desired_expires_at IS :want_x", values)
+        if cur.rowcount:
+            ledger.audit(f"panel.{action}", actor="process", subscription_id=sub["id"],
+                         buyer_email=sub["buyer_email"], panel=panel.name, enabled=values["enabled"],
+                         expires_at=values["expires"], line_id=values["line_id"])
+    return line
+
+
+def record_failure(ledger: Ledger, cfg: Config, sub: dict, exc: Exception, now: datetime) -> str:
+    permanent = isinstance(exc, PanelError) and not exc.transient and not exc.ambiguous
+    with ledger.tx() as conn:
+        attempts = sub["attempts"] + 1
+        dead = permanent or attempts >= cfg.policy.max_attempts
+        status = "dead" if dead else "pending"
+        conn.execute("UPDATE subscriptions SET attempts = :a, sync_status = :s, run_after = :r, last_error = :e"
+                     " WHERE id = :id", {"a": attempts, "s": status, "r": iso(now + next_delay(attempts)),
+                                         "e": str(exc)[:500], "id": sub["id"]})
+        ledger.audit("panel.failed", actor="process", subscription_id=sub["id"], buyer_email=sub["buyer_email"],
+                     attempts=attempts, dead=dead, error=str(exc)[:500])
+    return status
+
+
+def due_subscriptions(ledger: Ledger, now: datetime, limit: int | None = None) -> list[dict]:
+    return ledger.query(
+        "SELECT * FROM subscriptions WHERE sync_status = 'pending' AND (run_after IS NULL OR run_after <= :now)"
+        " ORDER BY id LIMIT :limit", {"now": iso(now), "limit": -1 if limit is None else limit})
+
+
+def sync_panels(ledger_path, cfg: Config, panels: dict[str, Panel], now: datetime,
+                limit: int | None = None) -> SyncResult:
+    """Sync every due subscription; each worker thread uses its own ledger connection."""
+    result = SyncResult()
+    main = Ledger(ledger_path)
+    due = due_subscriptions(main, now, limit)
+    main.close()
+    by_panel: dict[str, list[dict]] = {}
+    for sub in due:
+        by_panel.setdefault(sub["panel"], []).append(sub)
+    lock = threading.Lock()
+    local = threading.local()
+    opened: list[Ledger] = []
+
+    def ledger_for_thread() -> Ledger:
+        if not hasattr(local, "ledger"):
+            local.ledger = Ledger(ledger_path, migrate=False)
+            with lock:
+                opened.append(local.ledger)
+        return local.ledger
+
+    def work(panel: Panel, breaker: Breaker, sub: dict) -> None:
+        if breaker.open:
+            with lock:
+                result.skipped += 1
+            return
+        led = ledger_for_thread()
+        calls: list = []
+        try:
+            sync_one(led, cfg, panel, sub, now, calls)
+            breaker.record(ok=True)
+            with lock:
+                result.synced += 1
+        except Exception as exc:
+            if not isinstance(exc, PanelError):
+                log.exception("sync of subscription %s failed", sub["id"])
+            permanent = isinstance(exc, PanelError) and not exc.transient and not exc.ambiguous
+            breaker.record(ok=False, trip=permanent)
+            status = record_failure(led, cfg, sub, exc, now)
+            log.warning("subscription %s on panel %s: %s (%s)", sub["id"], panel.name, exc, status)
+            with lock:
+                result.failed += 1
+                result.dead += status == "dead"
+        finally:
+            with lock:
+                result.calls.extend(calls)
+
+    pools = []
+    for name, subs in by_panel.items():
+        panel = panels.get(name)
+        if panel is None:
+            log.error("panel %s is not configured; %d subscription(s) wait", name, len(subs))
+            result.skipped += len(subs)
+            continue
+        pool = ThreadPoolExecutor(max_workers=cfg.panels[name].max_concurrency, thread_name_prefix=f"panel-{name}")
+        breaker = Breaker()
+        for sub in subs:
+            pool.submit(work, panel, breaker, sub)
+        pools.append(pool)
+    for pool in pools:
+        pool.shutdown(wait=True)
+    for led in opened:
+        led.close()
+    return result

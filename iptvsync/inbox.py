@@ -1,0 +1,118 @@
+"""The inbox: every postback that passed authentication, stored raw (secret blanked) + parsed.
+
+Rows are keyed by the postback's dedupe key; a duplicate bumps ``times_seen`` instead of
+creating a second row, so redelivery never means a second effect.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from .clock import iso, now
+from .ledger import Ledger
+from .postback import Postback
+
+INSERT = """
+INSERT INTO inbox (received_at, source, remote_addr, content_type, body, dedupe_key, event, kind,
+                   sale_code, subscription_code, parcela, product_code, plan_code, plan_ref,
+                   buyer_email, paid_at, is_test, status, reason, last_seen_at)
+VALUES (:received_at, :source, :remote_addr, :content_type, :body, :dedupe_key, :event, :kind,
+        :sale_code, :subscription_code, :parcela, :product_code, :plan_code, :plan_ref,
+        :buyer_email, :paid_at, :is_test, :status, :reason, :received_at)
+ON CONFLICT (dedupe_key) DO UPDATE SET times_seen = times_seen + 1, last_seen_at = excluded.last_seen_at
+RETURNING id, times_seen
+"""
+
+
+def inbox_row(pb: Postback, body: bytes, *, content_type: str | None, remote_addr: str | None,
+              source: str = "postback", at: datetime | None = None) -> dict[str, Any]:
+    """The row to store for one postback. Test-button and non-payment events are stored
+    already settled (``ignored``) with the reason, so nothing is dropped silently."""
+    status, reason = "pending", None
+    if pb.is_test:
+        status, reason = "ignored", "Monetizze test postback"
+    elif pb.kind == "unclassified":
+        status, reason = "ignored", "cannot classify: no event or status code"
+    elif pb.kind == "ignored":
+        status, reason = "ignored", f"event {pb.event} is not a subscription payment event"
+    return {
+        "received_at": iso(at or now()), "source": source, "remote_addr": remote_addr,
+        "content_type": content_type, "body": body, "dedupe_key": pb.dedupe_key, "event": pb.event,
+        "kind": pb.kind, "sale_code": pb.sale_code, "subscription_code": pb.subscription_code,
+        "parcela": pb.parcela, "product_code": pb.product_code, "plan_code": pb.plan_code,
+        "plan_ref": pb.plan_ref, "buyer_email": pb.buyer_email, "paid_at": pb.paid_at,
+        "is_test": int(pb.is_test), "status": status, "reason": reason,
+    }
+
+
+def store_rows(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[tuple[int, bool]]:
+    """Insert-or-count each row inside the caller's transaction: [(id, duplicate)]."""
+    out = []
+    for row in rows:
+        inbox_id, times_seen = conn.execute(INSERT, row).fetchone()
+        out.append((inbox_id, times_seen > 1))
+    return out
+
+
+def store(ledger: Ledger, row: dict[str, Any]) -> tuple[int, bool]:
+    with ledger.tx() as conn:
+        return store_rows(conn, [row])[0]
+
+
+LIST_COLUMNS = ("id, received_at, source, event, kind, sale_code, parcela, subscription_code, product_code,"
+                " buyer_email, status, reason, times_seen, last_seen_at, attempts")
+
+
+def list_inbox(ledger: Ledger, *, status: str | None = None, sale: str | None = None,
+               email: str | None = None, since: datetime | None = None, limit: int = 50) -> list[dict]:
+    where, params = ["1=1"], {"limit": limit}
+    if status:
+        where.append("status = :status")
+        params["status"] = status
+    if sale:
+        where.append("sale_code = :sale")
+        params["sale"] = sale
+    if email:
+        where.append("buyer_email = :email")
+        params["email"] = email.strip().lower()
+    if since:
+        where.append("received_at >= :since")
+        params["since"] = iso(since)
+    return ledger.query(f"SELECT {LIST_COLUMNS} FROM inbox WHERE {' AND '.join(where)}"
+                        " ORDER BY id DESC LIMIT :limit", params)
+
+
+def get(ledger: Ledger, inbox_id: int) -> dict[str, Any] | None:
+    return ledger.one("SELECT * FROM inbox WHERE id = :id", {"id": inbox_id})
+
+
+def retry(ledger: Ledger, ids: list[int] | None = None, *, statuses=("failed", "unmapped")) -> int:
+    """Put failed/unmapped rows (or the given ids) back in the queue; returns how many."""
+    with ledger.tx() as conn:
+        if ids:
+            marks = ",".join("?" for _ in ids)
+            cur = conn.execute(f"UPDATE inbox SET status='pending', attempts=0, run_after=NULL, reason=NULL"
+                               f" WHERE id IN ({marks}) AND status != 'pending'", ids)
+        else:
+            marks = ",".join("?" for _ in statuses)
+            cur = conn.execute(f"UPDATE inbox SET status='pending', attempts=0, run_after=NULL, reason=NULL"
+                               f" WHERE status IN ({marks})", statuses)
+        count = cur.rowcount
+        if count:
+            ledger.audit("inbox.retry", ids=ids, count=count)
+    return count
+
+
+def count_rejection(conn: sqlite3.Connection, status: int, reason: str, remote: str | None,
+                    at: datetime | None = None) -> None:
+    """Count a rejected request: bounded by (day, status, reason), so floods can't fill the disk."""
+    at = at or now()
+    conn.execute(
+        "INSERT INTO rejections (day, status, reason, count, last_at, last_remote)"
+        " VALUES (:day, :status, :reason, 1, :at, :remote)"
+        " ON CONFLICT (day, status, reason) DO UPDATE SET count = count + 1,"
+        " last_at = excluded.last_at, last_remote = excluded.last_remote",
+        {"day": at.strftime("%Y-%m-%d"), "status": status, "reason": reason, "at": iso(at),
+         "remote": remote})

@@ -1,0 +1,161 @@
+"""Ledger schema as small named migrations. Never edit one that has shipped: add another."""
+
+from sqlite_utils import Migrations
+
+migrations = Migrations("iptvsync")
+
+
+@migrations()
+def m001_inbox(db):
+    db.execute("""
+        CREATE TABLE inbox (
+            id INTEGER PRIMARY KEY,
+            received_at TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT 'postback',    -- postback | reconcile | simulate
+            remote_addr TEXT,
+            content_type TEXT,
+            body BLOB NOT NULL,                         -- raw body, chave_unica blanked
+            dedupe_key TEXT NOT NULL UNIQUE,
+            event INTEGER,
+            kind TEXT NOT NULL,
+            sale_code TEXT,
+            subscription_code TEXT,
+            parcela INTEGER,
+            product_code TEXT,
+            plan_code TEXT,
+            plan_ref TEXT,
+            buyer_email TEXT,
+            paid_at TEXT,
+            is_test INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'pending',     -- pending | applied | ignored | unmapped | failed
+            reason TEXT,
+            times_seen INTEGER NOT NULL DEFAULT 1,
+            last_seen_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            run_after TEXT,
+            applied_at TEXT
+        )""")
+    db.execute("CREATE INDEX inbox_status ON inbox(status, run_after)")
+    db.execute("CREATE INDEX inbox_sale ON inbox(sale_code)")
+    db.execute("CREATE INDEX inbox_email ON inbox(buyer_email)")
+    # Rejected requests are counted, never stored: one row per day, HTTP status and fixed reason.
+    db.execute("""
+        CREATE TABLE rejections (
+            day TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            count INTEGER NOT NULL DEFAULT 0,
+            last_at TEXT NOT NULL,
+            last_remote TEXT,
+            PRIMARY KEY (day, status, reason)
+        )""")
+
+
+@migrations()
+def m002_subscriptions(db):
+    db.execute("""
+        CREATE TABLE subscriptions (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,            -- sub:<assinatura codigo> | sale:<venda codigo> | manual:<key>
+            product_code TEXT NOT NULL,
+            product_name TEXT,
+            plan_code TEXT,
+            panel TEXT NOT NULL,
+            buyer_email TEXT,
+            buyer_name TEXT,
+            recurring INTEGER NOT NULL DEFAULT 0,
+            cancelled_at TEXT,                   -- event 103 or operator cancel
+            cancel_mode TEXT,                    -- end_of_period | immediately
+            hold TEXT,                           -- operator: suspended | resumed
+            hold_at TEXT,
+            paid_until TEXT,                     -- derived from charges + grants, never edited
+            desired_enabled INTEGER NOT NULL DEFAULT 0,
+            desired_expires_at INTEGER,
+            username TEXT UNIQUE,
+            password_enc TEXT,
+            line_id TEXT,
+            applied_enabled INTEGER,
+            applied_expires_at INTEGER,
+            applied_at TEXT,
+            sync_status TEXT NOT NULL DEFAULT 'pending',  -- pending | synced | dead
+            attempts INTEGER NOT NULL DEFAULT 0,
+            run_after TEXT,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX subs_sync ON subscriptions(sync_status, run_after)")
+    db.execute("CREATE INDEX subs_email ON subscriptions(buyer_email)")
+    # One row per Monetizze charge (sale code + parcela). Status only moves up its rank.
+    db.execute("""
+        CREATE TABLE charges (
+            charge_key TEXT PRIMARY KEY,         -- <venda codigo>:<parcela>
+            sale_code TEXT NOT NULL,
+            parcela INTEGER,
+            subscription_id INTEGER NOT NULL REFERENCES subscriptions(id),
+            status TEXT NOT NULL,
+            status_rank INTEGER NOT NULL,
+            paid_at TEXT,
+            days INTEGER NOT NULL,
+            amount TEXT,
+            updated_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX charges_sub ON charges(subscription_id)")
+    db.execute("CREATE INDEX charges_sale ON charges(sale_code)")
+    # Manual grants: days given by an operator, keyed by the operator's key.
+    db.execute("""
+        CREATE TABLE grants (
+            id INTEGER PRIMARY KEY,
+            grant_key TEXT NOT NULL UNIQUE,
+            subscription_id INTEGER NOT NULL REFERENCES subscriptions(id),
+            days INTEGER NOT NULL,
+            granted_at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            note TEXT
+        )""")
+
+
+@migrations()
+def m003_outbox_audit(db):
+    db.execute("""
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            subscription_id INTEGER NOT NULL REFERENCES subscriptions(id),
+            kind TEXT NOT NULL,
+            cycle TEXT NOT NULL,
+            to_addr TEXT NOT NULL,
+            needs_sync INTEGER NOT NULL DEFAULT 0,   -- hold until the line is verified in sync
+            context TEXT NOT NULL DEFAULT '{}',      -- kind-specific facts frozen at queue time
+            status TEXT NOT NULL DEFAULT 'pending',  -- pending | sent | failed | dead
+            attempts INTEGER NOT NULL DEFAULT 0,
+            run_after TEXT,
+            last_error TEXT,
+            message_id TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            UNIQUE (subscription_id, kind, cycle)
+        )""")
+    db.execute("CREATE INDEX outbox_status ON outbox(status, run_after)")
+    db.execute("""
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            subscription_id INTEGER,
+            sale_code TEXT,
+            buyer_email TEXT,
+            detail TEXT NOT NULL DEFAULT '{}',
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX audit_sub ON audit(subscription_id)")
+    db.execute("CREATE INDEX audit_email ON audit(buyer_email)")
+    db.execute("CREATE INDEX audit_sale ON audit(sale_code)")
+    db.execute("""
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            summary TEXT
+        )""")

@@ -1,0 +1,1 @@
+"""Buyer emails: render (templates), message (RFC 5322), backends (maildir, SMTP)."""

@@ -1,0 +1,69 @@
+"""The one interface every panel family implements, and the values that cross it.
+
+The engine (``iptvsync.engine``) decides *what* a line should look like (a ``LineSpec``
+computed from the ledger); an adapter only knows *how* to read and write one line on one
+panel family. Adapters never decide policy, never touch the ledger and never retry across
+runs: they raise ``PanelError`` with ``transient``/``ambiguous`` set and the engine decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class LineSpec:
+    """What the ledger wants the line to be. Absolute values only: never "add 30 days"."""
+
+    username: str
+    password: str = field(repr=False)  # never in logs or tracebacks
+    expires_at: int  # unix seconds, UTC
+    enabled: bool
+    max_connections: int = 1
+    bouquets: tuple[int, ...] = ()
+    package: int | None = None  # xui-reseller only: the package that pays one period
+    notes: str = ""  # written to admin_notes / reseller_notes, e.g. "iptvsync sub 12"
+
+
+@dataclass(frozen=True)
+class Line:
+    """What the panel says the line is, read back from it."""
+
+    line_id: str | None
+    username: str
+    password: str = field(repr=False)  # never in logs or tracebacks
+    expires_at: int | None  # None = never expires
+    enabled: bool
+    max_connections: int | None = None
+    bouquets: tuple[int, ...] | None = None  # None = the panel did not say
+    is_trial: bool = False
+    banned: bool = False  # admin_enabled=0: an operator's ban; iptvsync never lifts it
+    raw: dict = field(default_factory=dict, repr=False, compare=False)  # redacted
+
+
+class Panel(Protocol):
+    """One panel. ``name`` is the config section name (``[panels.<name>]``)."""
+
+    name: str
+    kind: str
+    #: True when the panel, not iptvsync, decides the expiry (xui-reseller: one package per call).
+    extends_by_package: bool
+
+    def get(self, username: str, password: str, line_id: str | None = None) -> Line | None:
+        """The line with this username (and password), or None when the panel has none."""
+
+    def create(self, spec: LineSpec) -> Line:
+        """Create the line. Raises PanelError(ambiguous=True) on "already exists"/timeouts."""
+
+    def update(self, line: Line, spec: LineSpec) -> Line:
+        """Make ``line`` match ``spec`` (expiry, enabled, connections, bouquets), return it re-read.
+
+        For ``extends_by_package`` panels one call buys at most one package period.
+        """
+
+    def delete(self, line: Line) -> None:
+        """Delete the line (or disable it where the family cannot delete)."""
+
+    def health(self) -> dict:
+        """Cheap authenticated call; returns facts worth showing (e.g. reseller credits)."""

@@ -1,0 +1,348 @@
+"""Monetizze postback bodies: decoding, classification, the dedupe key and redaction.
+
+Pure and deterministic: the receiver stores the raw body (after ``redact``) and the engine
+parses it again later. Odd optional fields never raise: an unclassifiable postback is still
+stored and shown, never dropped. Monetizze posts a PHP bracket-key form plus a ``json`` field
+holding the whole payload (JSON bodies may also arrive); form scalars are all strings while
+the ``json`` copy has int codes, so every reader accepts both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.parser import BytesParser
+from urllib.parse import parse_qsl, quote, quote_plus
+
+from iptvsync.clock import SAO_PAULO, iso
+from iptvsync.errors import MalformedPostback
+
+EVENT_KINDS: dict[int, str] = {
+    1: "waiting", 104: "waiting", 2: "approved", 6: "complete", 3: "cancelled", 4: "refunded",
+    5: "blocked", 101: "sub_active", 102: "sub_overdue", 103: "sub_cancelled",
+}
+
+# venda[status] strings (compared after _fold) to their venda[codigo_status] codes.
+# "Abandono de Checkout" has no status code: it is event 7, ignored like the event.
+SALE_STATUS_EVENTS: dict[str, int] = {
+    "aguardando pagamento": 1, "finalizada": 2, "cancelada": 3, "devolvida": 4, "bloqueada": 5,
+    "completa": 6, "abandono de checkout": 7,
+}
+
+PERIOD_DAYS: dict[str, int] = {
+    "semanal": 7, "mensal": 30, "bimestral": 60, "trimestral": 90, "semestral": 180, "anual": 365,
+}
+
+TEST_PRODUCT_NAME = "x-wing"  # the panel's "test" button posts a sale of it (and no `json`)
+
+# Left out of the payload hash: the account key (a secret, and the same on every postback),
+# the recipient role (one event reaches producer and affiliates alike) and `json` (a copy).
+_UNHASHED_KEYS = frozenset({"chave_unica", "tipoPostback", "json"})
+
+_FORM = "application/x-www-form-urlencoded"
+_BRACKET_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])+)$")
+_BRACKET_PART = re.compile(r"\[([^\[\]]*)\]")
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
+_MAX_FORM_DEPTH = 64
+_DATE_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}")
+_INTEGER = re.compile(r"[+-]?\d{1,18}")
+
+
+class UnsupportedContentType(MalformedPostback):
+    """The body's content type is neither form-encoded nor JSON (the receiver answers 415)."""
+
+
+@dataclass(frozen=True)
+class Postback:
+    """What iptvsync needs from one postback; every field but the classification is optional."""
+
+    event: int | None
+    event_source: str
+    kind: str
+    sale_code: str | None
+    subscription_code: str | None
+    parcela: int | None
+    subscription_status: str | None
+    product_code: str | None
+    product_key: str | None
+    product_name: str | None
+    plan_code: str | None
+    plan_ref: str | None
+    periodicity: str | None
+    period_days: int | None
+    buyer_name: str | None
+    buyer_email: str | None
+    started_at: str | None
+    paid_at: str | None
+    amount: str | None
+    payment_method: str | None
+    recipient_role: int | None
+    is_test: bool
+    chave_unica: str | None
+    dedupe_key: str
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+def parse_body(body: bytes, content_type: str | None) -> dict:
+    """Decode a postback body into the nested payload dict.
+
+    Form bodies: PHP bracket keys become nested dicts, and dicts keyed 0..n-1 become lists
+    (the shape ``json.loads`` gives). A ``json`` field holding a JSON object is the complete
+    payload and wins; top-level form fields it lacks are kept. ``multipart/form-data`` is read
+    the same way. JSON bodies must hold an object. A body without a content type, or labelled
+    as a form, is read as JSON when it starts like JSON.
+    """
+    if not body.strip():
+        raise MalformedPostback("empty body")
+    media_type = (content_type or "").split(";")[0].strip().lower() or _FORM
+    if media_type == _FORM and body.lstrip()[:1] in (b"{", b"["):
+        media_type = "application/json"  # unlabelled or mislabelled: no PHP form starts so
+    charset_match = _CHARSET.search(content_type or "")
+    charset = charset_match.group(1) if charset_match else "utf-8"
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return _decode_json(body, charset)
+    if media_type == _FORM:
+        return _payload_from_fields(_form_fields(body, charset))
+    if media_type == "multipart/form-data":
+        return _payload_from_fields(_multipart_fields(body, content_type or ""))
+    raise UnsupportedContentType(f"unsupported content type {media_type!r}")
+
+
+def _decode_json(body: bytes, charset: str) -> dict:
+    try:
+        payload = json.loads(body.decode(charset).lstrip("\ufeff"))
+    except (ValueError, LookupError, RecursionError) as exc:  # UnicodeDecodeError: a ValueError
+        raise MalformedPostback(f"invalid JSON body: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise MalformedPostback(f"JSON body is a {type(payload).__name__}, not an object")
+    return payload
+
+
+def _form_fields(body: bytes, charset: str) -> list[tuple[str, str]]:
+    try:
+        text = body.decode(charset)
+        return parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict")
+    except (ValueError, LookupError) as exc:
+        raise MalformedPostback(f"undecodable form body: {exc}") from exc
+
+
+def _multipart_fields(body: bytes, content_type: str) -> list[tuple[str, str]]:
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    fields = []  # no usable boundary means no parts, and "no fields" below
+    try:
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if name is not None:
+                data = part.get_payload(decode=True) or b""
+                fields.append((str(name), data.decode(part.get_content_charset() or "utf-8")))
+    except (ValueError, LookupError) as exc:
+        raise MalformedPostback(f"undecodable multipart body: {exc}") from exc
+    return fields
+
+
+def _payload_from_fields(fields: list[tuple[str, str]]) -> dict:
+    if not fields:
+        raise MalformedPostback("form body has no fields")
+    form = _nest(fields)
+    try:
+        payload = json.loads(form["json"]) if isinstance(form.get("json"), str) else None
+    except (ValueError, RecursionError):
+        payload = None  # a broken copy: the bracket fields are still the payload
+    if not isinstance(payload, dict):
+        return form
+    for key, value in form.items():
+        if key != "json":
+            payload.setdefault(key, value)
+    return payload
+
+
+def _nest(fields: list[tuple[str, str]]) -> dict:
+    """PHP's $_POST: ``a[b][0]=x`` -> ``{"a": {"b": ["x"]}}``; later fields win, like PHP."""
+    root: dict = {}
+    for key, value in fields:
+        match = _BRACKET_KEY.match(key)
+        path = [match.group(1), *_BRACKET_PART.findall(match.group(2))] if match else [key]
+        if len(path) > _MAX_FORM_DEPTH:
+            continue  # PHP drops these too (max_input_nesting_level)
+        node = root
+        for part in path[:-1]:
+            part = part if part else str(len(node))
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[path[-1] if path[-1] else str(len(node))] = value
+    return _lists_from_index_dicts(root)
+
+
+def _lists_from_index_dicts(node):
+    if not isinstance(node, dict):
+        return node
+    items = {key: _lists_from_index_dicts(value) for key, value in node.items()}
+    if items and list(items) == [str(index) for index in range(len(items))]:
+        return list(items.values())
+    return items
+
+
+# --- extraction -----------------------------------------------------------------------------
+
+def extract(payload: dict) -> Postback:
+    """Read a decoded payload. Never raises: absent or odd fields become None."""
+    if not isinstance(payload, dict):
+        payload = {}
+    sale = _block(payload, "venda")
+    subscription = _block(payload, "assinatura")
+    product = _block(payload, "produto")
+    plan = _block(payload, "plano")
+    buyer = _block(payload, "comprador")
+
+    event, event_source = _classify(payload, sale)
+    kind = "unclassified" if event is None else EVENT_KINDS.get(event, "ignored")
+    sale_code = _text(sale.get("codigo")) or _text(payload.get("codigo_venda"))
+    parcela = _int(subscription.get("parcela"))
+    periodicity = _text(plan.get("periodicidade"))
+    product_name = _text(product.get("nome"))
+    email = _text(buyer.get("email"))
+
+    if sale_code and event is not None:
+        dedupe_key = f"{sale_code}:{event}:{'' if parcela is None else parcela}"
+    else:  # abandoned checkout or unreadable: only an identical resend is a duplicate
+        hashed = {key: value for key, value in payload.items() if key not in _UNHASHED_KEYS}
+        dedupe_key = "nosale:" + hashlib.sha256(_canonical(hashed).encode()).hexdigest()
+    is_test = _fold(product_name or "") == TEST_PRODUCT_NAME
+    if is_test:  # the sample's sale code must never shadow a real sale's key
+        dedupe_key = "test:" + dedupe_key
+
+    return Postback(
+        event=event,
+        event_source=event_source,
+        kind=kind,
+        sale_code=sale_code,
+        subscription_code=_text(subscription.get("codigo")),
+        parcela=parcela,
+        subscription_status=_text(subscription.get("status")),
+        product_code=_text(product.get("codigo")),
+        product_key=_text(product.get("chave")),
+        product_name=product_name,
+        plan_code=_text(plan.get("codigo")),
+        plan_ref=_text(plan.get("referencia")),
+        periodicity=periodicity,
+        period_days=PERIOD_DAYS.get(_fold(periodicity)) if periodicity else None,
+        buyer_name=_text(buyer.get("nome")),
+        buyer_email=email.lower() if email else None,
+        started_at=_sao_paulo_to_utc(sale.get("dataInicio")),
+        paid_at=_sao_paulo_to_utc(sale.get("dataFinalizada")),
+        amount=_text(sale.get("valor")),
+        payment_method=_text(sale.get("formaPagamento")),
+        recipient_role=_int(_block(payload, "tipoPostback").get("codigo")),
+        # Only the documented test-button signal: a missing `json` field alone is also what a
+        # JSON-mode body looks like, and a false "test" would withhold a paid line.
+        is_test=is_test,
+        chave_unica=_text(payload.get("chave_unica")),
+        dedupe_key=dedupe_key,
+    )
+
+
+def parse(body: bytes, content_type: str | None) -> tuple[dict, Postback]:
+    """``parse_body`` then ``extract``."""
+    payload = parse_body(body, content_type)
+    return payload, extract(payload)
+
+
+def _classify(payload: dict, sale: dict) -> tuple[int | None, str]:
+    """The event code and where it came from; the first usable source wins."""
+    candidates = (
+        ("tipoEvento", _block(payload, "tipoEvento").get("codigo")),
+        ("postback_evento", payload.get("postback_evento")),
+        ("codigo_status", payload.get("codigo_status")),
+        ("venda.codigo_status", sale.get("codigo_status")),
+    )
+    for source, value in candidates:
+        code = _int(value)
+        if code is not None:
+            return code, source
+    status = sale.get("status")
+    if isinstance(status, str) and _fold(status) in SALE_STATUS_EVENTS:
+        return SALE_STATUS_EVENTS[_fold(status)], "venda.status"
+    return None, "none"
+
+
+def _block(payload: dict, name: str) -> dict:
+    value = payload.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value) -> str | None:
+    """A scalar as stripped text; None for absent, empty, bool or container values."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    return str(value).strip() or None
+
+
+def _int(value) -> int | None:
+    """An int from an int, an integral float or a numeric string; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        return int(value.strip())
+    return None
+
+
+def _fold(text: str) -> str:
+    """Case-, accent- and spacing-blind form for comparing Monetizze's labels."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return " ".join("".join(ch for ch in decomposed if not unicodedata.combining(ch)).split())
+
+
+def _sao_paulo_to_utc(value) -> str | None:
+    """Monetizze's zone-less ``Y-m-d H:i:s`` read as São Paulo time; garbage -> None."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not _DATE_PREFIX.match(text):  # fromisoformat alone also takes "20261120"
+        return None
+    try:
+        moment = datetime.fromisoformat(text)  # "0000-00-00 00:00:00" fails here: unpaid
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=SAO_PAULO)
+        return iso(moment)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _canonical(value: dict) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+    except (TypeError, ValueError, RecursionError):  # odd keys, cycles, depth: not from parse_body
+        return "\x00".join(sorted(str(key) for key in value))
+
+
+# --- redaction ------------------------------------------------------------------------------
+
+def redact(body: bytes, secret: str) -> bytes:
+    """The raw body with every occurrence of the chave_unica value blanked.
+
+    Covers the raw text, its JSON escapings (``\\/``, ``\\uXXXX``) and URL encodings of both,
+    hence the copy inside a form's ``json`` field. Pass the configured key: a very short value
+    would blank short substrings too.
+    """
+    if not secret:
+        return body
+    escaped = {json.dumps(secret, ensure_ascii=ascii_only)[1:-1] for ascii_only in (True, False)}
+    texts = {secret} | escaped | {text.replace("/", "\\/") for text in escaped}
+    variants = set(texts)
+    for text in texts:
+        for encoded in (quote(text, safe=""), quote_plus(text, safe="")):
+            for form in (encoded, encoded.replace("~", "%7E")):
+                variants |= {form, re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), form)}
+    for variant in sorted(variants, key=len, reverse=True):
+        body = body.replace(variant.encode(), b"")
+    return body

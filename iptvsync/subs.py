@@ -1,0 +1,169 @@
+"""Operator actions on subscriptions. Each is one transaction, audited with the OS user."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from .clock import iso, now
+from .config import Config
+from .engine.ledgerstate import recompute
+from .errors import IptvsyncError
+from .ledger import Ledger
+from .outbox import queue
+
+LIST_COLUMNS = ("id, key, product_code, buyer_email, paid_until, desired_enabled AS enabled, sync_status,"
+                " username, attempts, last_error, cancelled_at, hold")
+
+
+class NotFound(IptvsyncError):
+    pass
+
+
+def find(ledger: Ledger, ref: str) -> dict:
+    """A subscription by id, key, username or (unique) buyer email."""
+    row = None
+    if ref.isdigit():
+        row = ledger.one("SELECT * FROM subscriptions WHERE id = ?", (int(ref),))
+    if row is None:
+        row = ledger.one("SELECT * FROM subscriptions WHERE key = ? OR username = ?", (ref, ref))
+    if row is None and "@" in ref:
+        rows = ledger.query("SELECT * FROM subscriptions WHERE buyer_email = ?", (ref.strip().lower(),))
+        if len(rows) > 1:
+            raise NotFound(f"{ref} has {len(rows)} subscriptions: use an id ({', '.join(str(r['id']) for r in rows)})")
+        row = rows[0] if rows else None
+    if row is None:
+        raise NotFound(f"no subscription {ref!r}")
+    return row
+
+
+def list_subs(ledger: Ledger, *, email: str | None = None, dead: bool = False, limit: int = 100) -> list[dict]:
+    where, params = ["1=1"], {"limit": limit}
+    if email:
+        where.append("buyer_email = :email")
+        params["email"] = email.strip().lower()
+    if dead:
+        where.append("sync_status = 'dead'")
+    return ledger.query(f"SELECT {LIST_COLUMNS} FROM subscriptions WHERE {' AND '.join(where)}"
+                        " ORDER BY id DESC LIMIT :limit", params)
+
+
+def show(ledger: Ledger, ref: str) -> dict:
+    sub = find(ledger, ref)
+    sub.pop("password_enc", None)
+    sub["charges"] = ledger.query("SELECT charge_key, status, paid_at, days FROM charges WHERE subscription_id = ?"
+                                  " ORDER BY paid_at", (sub["id"],))
+    sub["grants"] = ledger.query("SELECT grant_key, days, granted_at, actor, note FROM grants"
+                                 " WHERE subscription_id = ?", (sub["id"],))
+    sub["emails"] = ledger.query("SELECT id, kind, cycle, status, attempts, last_error, message_id, sent_at"
+                                 " FROM outbox WHERE subscription_id = ? ORDER BY id", (sub["id"],))
+    return sub
+
+
+def _grant(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, sub_id: int, days: int, key: str,
+           note: str | None, at: datetime) -> bool:
+    cur = conn.execute("INSERT INTO grants (grant_key, subscription_id, days, granted_at, actor, note)"
+                       " VALUES (:k, :s, :d, :at, :actor, :note) ON CONFLICT (grant_key) DO NOTHING",
+                       {"k": key, "s": sub_id, "d": days, "at": iso(at), "actor": _actor(), "note": note})
+    if cur.rowcount == 0:
+        return False
+    _, want = recompute(conn, sub_id, cfg, at)
+    ledger.audit("grant.added", subscription_id=sub_id, days=days, grant_key=key, note=note,
+                 access_until=want.access_until)
+    return True
+
+
+def _actor() -> str:
+    from .ledger import os_user
+
+    return os_user()
+
+
+def extend(ledger: Ledger, cfg: Config, ref: str, days: int, key: str, note: str | None = None) -> tuple[dict, bool]:
+    """Add ``days`` to an existing subscription, once per operator ``key``."""
+    if days <= 0:
+        raise IptvsyncError("--days must be positive")
+    sub = find(ledger, ref)
+    with ledger.tx() as conn:
+        added = _grant(conn, ledger, cfg, sub["id"], days, f"manual:{key}", note, now())
+    return find(ledger, str(sub["id"])), added
+
+
+def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, key: str, name: str | None = None,
+          note: str | None = None) -> tuple[dict, bool]:
+    """A new manual subscription (a gift, a sale outside Monetizze), once per operator ``key``."""
+    if product not in cfg.products:
+        raise IptvsyncError(f"product {product} is not in [products] of {cfg.path}")
+    if days <= 0:
+        raise IptvsyncError("--days must be positive")
+    p = cfg.products[product]
+    t = now()
+    with ledger.tx() as conn:
+        conn.execute("INSERT INTO subscriptions (key, product_code, product_name, panel, buyer_email, buyer_name,"
+                     " recurring, created_at, updated_at) VALUES (:key, :product, :pname, :panel, :email, :name, 0,"
+                     " :now, :now) ON CONFLICT (key) DO NOTHING",
+                     {"key": f"manual:{key}", "product": product, "pname": p.name, "panel": p.panel,
+                      "email": email.strip().lower(), "name": name, "now": iso(t)})
+        sub_id = conn.execute("SELECT id FROM subscriptions WHERE key = ?", (f"manual:{key}",)).fetchone()[0]
+        added = _grant(conn, ledger, cfg, sub_id, days, f"manual:{key}", note, t)
+        if added:
+            queue(conn, subscription_id=sub_id, kind="activation", cycle="1", to_addr=email.strip().lower(), now=t)
+    return find(ledger, str(sub_id)), added
+
+
+def set_hold(ledger: Ledger, cfg: Config, ref: str, hold: str) -> dict:
+    sub = find(ledger, ref)
+    t = now()
+    with ledger.tx() as conn:
+        conn.execute("UPDATE subscriptions SET hold = :h, hold_at = :t WHERE id = :id",
+                     {"h": hold, "t": iso(t), "id": sub["id"]})
+        _, want = recompute(conn, sub["id"], cfg, t)
+        ledger.audit(f"subscription.{hold}", subscription_id=sub["id"], buyer_email=sub["buyer_email"],
+                     enabled=want.enabled)
+    return find(ledger, str(sub["id"]))
+
+
+def cancel(ledger: Ledger, cfg: Config, ref: str, immediately: bool) -> dict:
+    sub = find(ledger, ref)
+    t = now()
+    mode = "immediately" if immediately else "end_of_period"
+    with ledger.tx() as conn:
+        conn.execute("UPDATE subscriptions SET cancelled_at = COALESCE(cancelled_at, :t), cancel_mode = :m"
+                     " WHERE id = :id", {"t": iso(t), "m": mode, "id": sub["id"]})
+        _, want = recompute(conn, sub["id"], cfg, t)
+        ledger.audit("subscription.cancelled", subscription_id=sub["id"], buyer_email=sub["buyer_email"], mode=mode)
+        queue(conn, subscription_id=sub["id"], kind="cancellation", cycle="cancel", to_addr=sub["buyer_email"],
+              now=t, context={"access_until": iso(want.access_until) if want.enabled else iso(t)})
+    return find(ledger, str(sub["id"]))
+
+
+def resend(ledger: Ledger, ref: str, kind: str) -> int:
+    """An explicit new outbox row (a buyer lost the email). Audited."""
+    sub = find(ledger, ref)
+    t = now()
+    with ledger.tx() as conn:
+        n = conn.execute("SELECT COUNT(*) FROM outbox WHERE subscription_id = ? AND kind = ?",
+                         (sub["id"], kind)).fetchone()[0]
+        queue(conn, subscription_id=sub["id"], kind=kind, cycle=f"resend:{n + 1}:{iso(t)}",
+              to_addr=sub["buyer_email"], now=t)
+        outbox_id = conn.execute("SELECT MAX(id) FROM outbox").fetchone()[0]
+        ledger.audit("email.resend", subscription_id=sub["id"], buyer_email=sub["buyer_email"], kind=kind)
+    return outbox_id
+
+
+def retry(ledger: Ledger, ref: str | None = None) -> int:
+    """Dead (or backing-off) panel work and emails go back in the queue now."""
+    with ledger.tx() as conn:
+        if ref:
+            sub = find(ledger, ref)
+            ids = [sub["id"]]
+        else:
+            ids = [r[0] for r in conn.execute("SELECT id FROM subscriptions WHERE sync_status = 'dead'")]
+        count = 0
+        for sub_id in ids:
+            count += conn.execute("UPDATE subscriptions SET sync_status = 'pending', attempts = 0, run_after = NULL"
+                                  " WHERE id = ? AND sync_status != 'synced'", (sub_id,)).rowcount
+            conn.execute("UPDATE outbox SET status = 'pending', attempts = 0, run_after = NULL"
+                         " WHERE subscription_id = ? AND status IN ('dead', 'failed')", (sub_id,))
+        ledger.audit("subscription.retry", count=count, ids=ids)
+    return count
