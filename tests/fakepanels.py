@@ -30,7 +30,8 @@ Knobs (all fakes): ``.down`` (True → 503, "close" → connection closed unansw
 ``.latency_s``, ``.fail_next(n, mode, action=None)`` with mode "timeout_after_write" (the
 write happens, the reply is held ``.stall_s`` seconds), "500", "nonjson", "close" (those
 three write nothing), ``.ignore_writes`` (success replies, nothing changes), ``.lines``
-(id → row, native Python values), ``.calls`` ((action, params) in order) and ``.count(action)``.
+(id → row, native Python values), ``.calls`` ((action, params) in order), ``.count(action)``,
+``.queries`` (raw URL query strings) and ``.add_line(**columns)`` to seed a line.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class FakePanel:
     def __init__(self) -> None:
         self.lines: dict[int, dict] = {}
         self.calls: list[tuple[str, dict]] = []
+        self.queries: list[str] = []  # raw URL query strings, to check no secret is in a URL
         self.down: bool | str = False
         self.latency_s = 0.0
         self.stall_s = 3.0
@@ -127,7 +129,8 @@ class FakePanel:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -198,6 +201,7 @@ class FakePanel:
         action = self.action_of(request)
         with self._lock:
             self.calls.append((action, request))
+            self.queries.append(url.query)
             mode = self._take_failure(action)
         if self.latency_s:
             time.sleep(self.latency_s)

@@ -149,6 +149,7 @@ def test_message_id_is_deterministic_per_outbox_key():
     assert first == make_message_id("example.com", "sub-1:activation:0")
     assert first != make_message_id("example.com", "sub-1:activation:1")
     assert first.startswith("<") and first.endswith("@example.com>")
+    assert make_message_id("Exemplo-Ação.com.br", "k").endswith("@xn--exemplo-ao-n5a1c.com.br>")
     with pytest.raises(ValueError):
         make_message_id("exa mple.com", "k")
 

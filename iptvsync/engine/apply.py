@@ -187,4 +187,5 @@ def _queue_charge_emails(conn, cfg: Config, sub: dict, pb: Postback, before: str
         else:
             queue(conn, subscription_id=sub["id"], kind="renewal", cycle=_charge_key(pb), to_addr=email, now=now)
     elif was_paying and after == "refunded" and not want.enabled:
-        queue(conn, subscription_id=sub["id"], kind="refund", cycle=_charge_key(pb), to_addr=email, now=now)
+        queue(conn, subscription_id=sub["id"], kind="refund", cycle=_charge_key(pb), to_addr=email, now=now,
+              context={"access_until": iso(now)})

@@ -47,7 +47,7 @@ def email_context(cfg: Config, sub: dict, row: dict) -> dict:
     fill["server"] = server
     frozen = json.loads(row["context"] or "{}")
     product = cfg.products.get(sub["product_code"])
-    expires = frozen.get("access_until") or sub["paid_until"]
+    expires = frozen.get("access_until") or sub["paid_until"] or row["created_at"]
     return {
         "buyer_name": sub["buyer_name"] or "", "buyer_email": sub["buyer_email"],
         "product_name": (product.name if product and product.name else sub["product_name"]) or "IPTV",

@@ -20,8 +20,14 @@ _DOMAIN = re.compile(r"[A-Za-z0-9.-]+")
 
 
 def make_message_id(domain: str, key: str) -> str:
-    """``<iptvsync.<hash of key>@domain>``: the same key always gives the same Message-ID."""
-    domain = domain.strip().lower()
+    """``<iptvsync.<hash of key>@domain>``: the same key always gives the same Message-ID.
+
+    ``ValueError`` when ``domain`` is not a domain (an IDN is written in its ASCII form).
+    """
+    try:
+        domain = domain.strip().lower().encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"not a mail domain: {domain!r}") from exc
     if not _DOMAIN.fullmatch(domain):
         raise ValueError(f"not a mail domain: {domain!r}")
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]

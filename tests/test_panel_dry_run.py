@@ -1,0 +1,69 @@
+"""DryRunPanel: a simulated panel that converges, persists and never records a password."""
+
+import json
+import stat
+
+import pytest
+
+from iptvsync.errors import PanelError
+from iptvsync.panels import DryRunPanel, LineSpec
+
+PASSWORD = "Pw0rdSecretXyz1"
+
+
+def spec_for(**changes) -> LineSpec:
+    values = dict(username="iptv000000012", password=PASSWORD, expires_at=1_900_000_000,
+                  enabled=True, max_connections=2, bouquets=(3, 1), notes="iptvsync sub 12")
+    return LineSpec(**{**values, **changes})
+
+
+def test_in_memory_round_trip():
+    panel = DryRunPanel("main")
+    assert panel.get("iptv000000012", PASSWORD) is None
+    line = panel.create(spec_for())
+    assert (line.line_id, line.username, line.password) == ("1", "iptv000000012", PASSWORD)
+    assert (line.expires_at, line.max_connections, line.bouquets) == (1_900_000_000, 2, (1, 3))
+    updated = panel.update(line, spec_for(expires_at=1_950_000_000, enabled=False))
+    assert (updated.expires_at, updated.enabled) == (1_950_000_000, False)
+    assert panel.get("iptv000000012", PASSWORD) == updated
+    panel.delete(updated)
+    assert panel.get("iptv000000012", PASSWORD) is None
+    assert panel.health() == {"ok": True}
+    assert (panel.kind, panel.extends_by_package) == ("dry-run", False)
+
+
+def test_state_persists_across_instances_and_files_hold_no_password(tmp_path):
+    first = DryRunPanel("main", state_dir=tmp_path)
+    line = first.create(spec_for())
+    second = DryRunPanel("main", state_dir=tmp_path)
+    assert second.get("iptv000000012", PASSWORD) == line
+    second.update(line, spec_for(enabled=False))
+    second.delete(line)
+    state, log = tmp_path / "dry-run-main.json", tmp_path / "dry-run-main.log"
+    for path in (state, log):
+        assert PASSWORD not in path.read_text()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    entries = [json.loads(text) for text in log.read_text().splitlines()]
+    assert [e["call"] for e in entries] == ["create", "update", "delete"]
+    assert entries[0]["expires"] == "2030-03-17T17:46:40Z" and entries[0]["bouquets"] == [3, 1]
+    assert [p.name for p in tmp_path.iterdir()] == sorted(["dry-run-main.json", "dry-run-main.log"]) \
+        or set(p.name for p in tmp_path.iterdir()) == {"dry-run-main.json", "dry-run-main.log"}
+
+
+def test_a_wrong_password_reads_back_as_empty(tmp_path):
+    panel = DryRunPanel("main", state_dir=tmp_path)
+    panel.create(spec_for())
+    assert panel.get("iptv000000012", "another-password").password == ""
+
+
+def test_create_twice_is_ambiguous_like_a_real_panel():
+    panel = DryRunPanel("main")
+    panel.create(spec_for())
+    with pytest.raises(PanelError) as caught:
+        panel.create(spec_for())
+    assert caught.value.ambiguous and caught.value.status == "EXISTS"
+
+
+def test_panels_keep_separate_state(tmp_path):
+    DryRunPanel("a", state_dir=tmp_path).create(spec_for())
+    assert DryRunPanel("b", state_dir=tmp_path).get("iptv000000012", PASSWORD) is None

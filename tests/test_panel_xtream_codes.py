@@ -1,0 +1,161 @@
+"""XtreamCodesPanel against FakeXtreamCodes: the pair-keyed api.php and its quirks."""
+
+import json
+import time
+
+import pytest
+import requests
+from fakepanels import FakeXtreamCodes
+
+from iptvsync.errors import PanelError
+from iptvsync.panels import LineSpec, XtreamCodesPanel
+
+API_PASS = "xcApiPass555"
+PASSWORD = "Pw0rdSecretXyz1"
+DAY = 86400
+
+
+def spec_for(**changes) -> LineSpec:
+    values = dict(username="iptv000000012", password=PASSWORD,
+                  expires_at=int(time.time()) + 30 * DAY, enabled=True, max_connections=2,
+                  bouquets=(1, 2, 3), notes="iptvsync sub 12")
+    return LineSpec(**{**values, **changes})
+
+
+@pytest.fixture
+def fake():
+    with FakeXtreamCodes(api_pass=API_PASS) as fake:
+        yield fake
+
+
+@pytest.fixture
+def panel(fake):
+    return XtreamCodesPanel("xc", fake.url, API_PASS, timeout_s=2)
+
+
+def raw_call(fake, sub, **fields):
+    data = {"api_pass": API_PASS, **fields}
+    return requests.post(fake.url + "/api.php", params={"action": "user", "sub": sub},
+                         data=data, timeout=2).json()
+
+
+def test_create_then_get_round_trip(fake, panel):
+    spec = spec_for()
+    line = panel.create(spec)
+    row = fake.lines[int(line.line_id)]
+    assert (row["exp_date"], row["max_connections"], row["bouquet"]) == (spec.expires_at, 2, [1, 2, 3])
+    assert (row["admin_notes"], row["reseller_notes"], row["is_trial"]) == ("iptvsync sub 12", "", 0)
+    assert (line.expires_at, line.enabled, line.bouquets) == (spec.expires_at, True, (1, 2, 3))
+    assert panel.get(spec.username, PASSWORD) == line
+    assert panel.get(spec.username, "not-the-password") is None
+
+
+def test_create_sends_only_safe_columns(fake, panel):
+    panel.create(spec_for())
+    user_data = next(p for a, p in fake.calls if a == "user.create")["user_data"]
+    assert set(user_data) == {"username", "password", "exp_date", "max_connections", "enabled",
+                              "admin_enabled", "bouquet", "admin_notes", "reseller_notes"}
+    assert json.loads(user_data["bouquet"]) == [1, 2, 3]  # a JSON text, not bouquet[]
+
+
+def test_update_changes_only_what_it_sends(fake, panel):
+    line_id = fake.add_line(username="iptv000000012", password=PASSWORD, is_trial=1,
+                            exp_date=1, bouquet=[5], admin_notes="kept")
+    line = panel.get("iptv000000012", PASSWORD)
+    spec = spec_for(enabled=False)
+    updated = panel.update(line, spec)
+    row = fake.lines[line_id]
+    assert (row["exp_date"], row["enabled"], row["max_connections"]) == (spec.expires_at, 0, 2)
+    assert (row["bouquet"], row["is_trial"], row["admin_notes"]) == ([1, 2, 3], 1, "kept")
+    assert (updated.expires_at, updated.enabled, updated.is_trial) == (spec.expires_at, False, True)
+    assert panel.update(updated, spec_for(expires_at=spec.expires_at)).enabled
+
+
+def test_delete_disables_because_api_php_cannot_delete(fake, panel):
+    line = panel.create(spec_for())
+    panel.delete(line)
+    assert fake.lines[int(line.line_id)]["enabled"] == 0
+    assert panel.get(line.username, PASSWORD).enabled is False
+
+
+def test_delete_of_a_missing_line_is_quiet(fake, panel):
+    line = panel.create(spec_for())
+    fake.lines.clear()
+    panel.delete(line)
+
+
+def test_the_fake_really_has_the_xc_quirks(fake):
+    fake.add_line(username="dup", password="first")
+    reply = raw_call(fake, "create", **{"user_data[username]": "dup", "user_data[password]": "second",
+                                        "user_data[admin_notes]": "", "user_data[reseller_notes]": "",
+                                        "user_data[bouquet][]": ["1", "2"]})
+    assert reply["result"] is True  # same username, other password: a second row
+    second = fake.lines[reply["created_id"]]
+    assert [r["username"] for r in fake.lines.values()] == ["dup", "dup"]
+    assert second["bouquet"] == []  # array-style bouquet is lost
+    notes = {"user_data[admin_notes]": "", "user_data[reseller_notes]": ""}
+    assert raw_call(fake, "create", **notes, **{"user_data[output_formats]": "[1]"})["error"] == \
+        "PARAMETER ERROR"
+    assert raw_call(fake, "create", **{"user_data[username]": "n"})["error"] == "PARAMETER ERROR"
+    unchanged = raw_call(fake, "edit", username="dup", password="first")
+    assert unchanged == {"result": True}
+    assert raw_call(fake, "info", username="dup", password="nope") == \
+        {"result": False, "error": "NOT EXISTS"}
+
+
+def test_a_retried_create_with_the_stored_password_is_detected(fake):
+    panel = XtreamCodesPanel("xc", fake.url, API_PASS, timeout_s=0.3)
+    fake.fail_next(1, "timeout_after_write", action="user.create")
+    with pytest.raises(PanelError) as caught:
+        panel.create(spec_for())
+    assert caught.value.ambiguous
+    assert panel.get("iptv000000012", PASSWORD) is not None  # what the engine does next
+    with pytest.raises(PanelError) as again:
+        panel.create(spec_for())  # even a blind retry cannot duplicate the pair
+    assert (again.value.ambiguous, again.value.status) == (True, "EXISTS")
+    assert len(fake.lines) == 1
+    assert PASSWORD not in str(again.value)
+
+
+def test_ip_forbidden_and_key_wrong_are_permanent():
+    with FakeXtreamCodes(api_pass=API_PASS, allowed_ips=["198.51.100.7"]) as fake:
+        panel = XtreamCodesPanel("xc", fake.url, API_PASS, timeout_s=2)
+        with pytest.raises(PanelError) as forbidden:
+            panel.health()
+        assert (forbidden.value.status, forbidden.value.transient) == ("IP FORBIDDEN", False)
+        assert "api_ips" in str(forbidden.value)
+        fake.allowed_ips = ["127.0.0.1"]
+        wrong = XtreamCodesPanel("xc", fake.url, "wrong-pass-77", timeout_s=2)
+        with pytest.raises(PanelError) as key_wrong:
+            wrong.get("iptv000000012", PASSWORD)
+        error = key_wrong.value
+        assert (error.status, error.transient, error.ambiguous) == ("KEY WRONG", False, False)
+        assert "wrong-pass-77" not in str(error) and PASSWORD not in str(error)
+
+
+def test_edit_answering_true_without_changing_is_seen_on_reread(fake, panel):
+    line = panel.create(spec_for())
+    fake.ignore_writes = True
+    reread = panel.update(line, spec_for(max_connections=5))
+    assert reread.max_connections == 2
+
+
+def test_create_answered_but_not_stored_is_ambiguous(fake, panel):
+    fake.ignore_writes = True
+    with pytest.raises(PanelError) as caught:
+        panel.create(spec_for())
+    assert (caught.value.status, caught.value.ambiguous) == ("NOT_FOUND", True)
+
+
+def test_health_and_api_php_url_forms(fake, panel):
+    assert panel.health() == {"ok": True}
+    probe = next(p for a, p in fake.calls if a == "user.info")
+    assert probe["username"].startswith("iptvsync-health-")
+    assert XtreamCodesPanel("xc", fake.url + "/api.php", API_PASS, timeout_s=2).health()["ok"]
+
+
+def test_passwords_stay_out_of_urls_and_raw(fake, panel):
+    line = panel.update(panel.create(spec_for()), spec_for())
+    assert line.raw["password"] == "***" and line.raw["play_token"] == ""
+    assert all(API_PASS not in q and PASSWORD not in q for q in fake.queries)
+    assert PASSWORD not in repr(line)

@@ -1,0 +1,224 @@
+"""XuiAdminPanel against FakeXuiAdmin over real HTTP: round trips, quirks, ambiguity."""
+
+import json
+import time
+
+import pytest
+import requests
+from fakepanels import FakeXuiAdmin
+
+from iptvsync.errors import PanelError
+from iptvsync.panels import LineSpec, XuiAdminPanel
+
+API_KEY = "adminKey123456"
+PASSWORD = "Pw0rdSecretXyz1"
+DAY = 86400
+
+
+def spec_for(**changes) -> LineSpec:
+    values = dict(username="iptv000000012", password=PASSWORD,
+                  expires_at=int(time.time()) + 30 * DAY, enabled=True, max_connections=2,
+                  bouquets=(1, 2, 3), notes="iptvsync sub 12")
+    return LineSpec(**{**values, **changes})
+
+
+@pytest.fixture
+def fake():
+    with FakeXuiAdmin(api_key=API_KEY, access_code="abc") as fake:
+        yield fake
+
+
+@pytest.fixture
+def panel(fake):
+    return XuiAdminPanel("main", fake.url, API_KEY, timeout_s=2)
+
+
+def raw_call(fake, action, **fields):
+    """A call as a careless client would make it, to show the fake's quirks are real."""
+    reply = requests.post(fake.url + "/", params={"action": action},
+                          data={"api_key": API_KEY, **fields}, timeout=2)
+    return reply.json()
+
+
+def test_create_then_get_round_trip(fake, panel):
+    spec = spec_for()
+    created = panel.create(spec)
+    row = fake.lines[int(created.line_id)]
+    assert (row["username"], row["password"]) == (spec.username, PASSWORD)
+    assert row["exp_date"] == spec.expires_at
+    assert (row["max_connections"], row["bouquet"], row["is_trial"]) == (2, [1, 2, 3], 0)
+    assert row["admin_notes"] == "iptvsync sub 12"
+    found = panel.get(spec.username, PASSWORD)
+    assert found == created
+    assert (found.expires_at, found.enabled, found.max_connections) == (spec.expires_at, True, 2)
+    assert (found.bouquets, found.is_trial, found.banned) == ((1, 2, 3), False, False)
+
+
+def test_create_sends_bouquets_as_json_text_and_no_flag_keys(fake, panel):
+    panel.create(spec_for())
+    params = next(params for action, params in fake.calls if action == "create_line")
+    assert json.loads(params["bouquets_selected"]) == [1, 2, 3]
+    assert params["exp_date"] == time.strftime("%Y-%m-%d %H:%M:%S",
+                                               time.gmtime(spec_for().expires_at))
+    assert not {"is_trial", "is_restreamer", "is_stalker", "is_isplock", "bypass_ua"} & set(params)
+
+
+def test_get_matches_the_exact_username_despite_the_like_search(fake, panel):
+    fake.add_line(username="iptv000000012x", password="other1")
+    fake.add_line(username="someoneelse01", admin_notes="moved from iptv000000012")
+    assert panel.get("iptv000000012", PASSWORD) is None
+    mine = fake.add_line(username="iptv000000012", password=PASSWORD, bouquet=[4])
+    found = panel.get("iptv000000012", PASSWORD)
+    assert found.line_id == str(mine)
+    assert found.bouquets == (4,)  # read through get_line: get_lines rows lack bouquets
+
+
+def test_get_by_line_id_and_a_stale_id_falls_back_to_search(fake, panel):
+    other = fake.add_line(username="someoneelse01")
+    mine = fake.add_line(username="iptv000000012", password=PASSWORD)
+    assert panel.get("iptv000000012", PASSWORD, line_id=str(mine)).line_id == str(mine)
+    calls_before = fake.count("get_lines")
+    assert panel.get("iptv000000012", PASSWORD, line_id=str(other)).line_id == str(mine)
+    assert fake.count("get_lines") == calls_before + 1
+    assert panel.get("iptv000000012", PASSWORD, line_id="999").line_id == str(mine)
+
+
+def test_get_pages_through_many_like_matches(fake, panel):
+    for n in range(120):
+        fake.add_line(username=f"x{n}", admin_notes="iptv000000012 lookalike")
+    mine = fake.add_line(username="iptv000000012", password=PASSWORD)
+    assert panel.get("iptv000000012", PASSWORD).line_id == str(mine)
+
+
+def test_update_resends_everything_edit_line_would_reset(fake, panel):
+    line = panel.create(spec_for())
+    new_expiry = spec_for().expires_at + 30 * DAY
+    updated = panel.update(line, spec_for(expires_at=new_expiry, enabled=False))
+    row = fake.lines[int(line.line_id)]
+    assert (row["exp_date"], row["enabled"], row["max_connections"]) == (new_expiry, 0, 2)
+    assert (row["bouquet"], row["is_trial"], row["admin_enabled"]) == ([1, 2, 3], 0, 1)
+    assert (row["username"], row["password"]) == ("iptv000000012", PASSWORD)
+    assert (updated.expires_at, updated.enabled) == (new_expiry, False)
+    edit = next(params for action, params in fake.calls if action == "edit_line")
+    assert "is_trial" not in edit
+
+    enabled = panel.update(updated, spec_for(expires_at=new_expiry, enabled=True))
+    assert enabled.enabled and fake.lines[int(line.line_id)]["enabled"] == 1
+
+
+def test_update_keeps_a_trial_a_trial_and_never_makes_one(fake, panel):
+    trial = fake.add_line(username="iptv000000012", password=PASSWORD, is_trial=1,
+                          is_restreamer=1, max_connections=3, bouquet=[9])
+    line = panel.get("iptv000000012", PASSWORD)
+    assert line.is_trial
+    panel.update(line, spec_for(max_connections=3, bouquets=(9,)))
+    row = fake.lines[trial]
+    assert (row["is_trial"], row["is_restreamer"], row["is_isplock"], row["bypass_ua"]) == (1, 1, 0, 0)
+    assert (row["max_connections"], row["bouquet"]) == (3, [9])
+
+
+def test_update_keeps_what_an_operator_set(fake, panel):
+    line_id = fake.add_line(username="iptv000000012", password=PASSWORD, admin_enabled=0,
+                            member_id=5, allowed_ips=["203.0.113.9"], admin_notes="VIP",
+                            allowed_outputs=[2])
+    line = panel.get("iptv000000012", PASSWORD)
+    assert line.banned
+    panel.update(line, spec_for())
+    row = fake.lines[line_id]
+    assert (row["admin_enabled"], row["member_id"], row["admin_notes"]) == (0, 5, "VIP")
+    assert (row["allowed_ips"], row["allowed_outputs"]) == (["203.0.113.9"], [2])
+
+
+def test_update_returns_what_the_panel_has_when_it_ignores_writes(fake, panel):
+    line = panel.create(spec_for())
+    fake.ignore_writes = True
+    reread = panel.update(line, spec_for(expires_at=line.expires_at + DAY, max_connections=4))
+    assert (reread.expires_at, reread.max_connections) == (line.expires_at, 2)  # engine decides
+
+
+def test_delete_and_delete_again(fake, panel):
+    line = panel.create(spec_for())
+    panel.delete(line)
+    assert fake.lines == {}
+    panel.delete(line)  # already gone: nothing to do
+    assert panel.get(line.username, PASSWORD) is None
+
+
+def test_the_fake_really_has_the_edit_line_quirks(fake):
+    line_id = fake.add_line(username="u1", password="p1", max_connections=3, enabled=0,
+                            is_trial=1, bouquet=[1, 2], exp_date=2_000_000_000)
+    raw_call(fake, "edit_line", id=line_id, username="u1", password="p1")
+    row = fake.lines[line_id]
+    assert (row["max_connections"], row["enabled"], row["is_trial"]) == (1, 1, 0)
+    assert (row["bouquet"], row["exp_date"]) == ([], None)  # never expires now
+    raw_call(fake, "create_line", username="u2", password="p2", is_trial="0",
+             **{"bouquets_selected[]": ["1", "2"]})
+    created = next(r for r in fake.lines.values() if r["username"] == "u2")
+    assert (created["is_trial"], created["bouquet"]) == (1, [])
+    assert raw_call(fake, "create_line", username="u2")["status"] == "STATUS_EXISTS_USERNAME"
+    assert raw_call(fake, "create_line", username="u3", exp_date="1767225600")["status"] == \
+        "STATUS_INVALID_DATE"
+
+
+def test_duplicate_username_is_ambiguous_and_redacted(fake, panel):
+    panel.create(spec_for())
+    with pytest.raises(PanelError) as caught:
+        panel.create(spec_for())
+    error = caught.value
+    assert (error.ambiguous, error.transient, error.status) == (True, False, "STATUS_EXISTS_USERNAME")
+    assert PASSWORD not in str(error) and PASSWORD not in repr(error)
+
+
+def test_invalid_api_key_is_a_clear_permanent_error(fake):
+    panel = XuiAdminPanel("main", fake.url, "wrong-key-42", timeout_s=2)
+    with pytest.raises(PanelError) as caught:
+        panel.get("iptv000000012", PASSWORD)
+    error = caught.value
+    assert (error.transient, error.ambiguous, error.status) == (False, False, "Invalid API key.")
+    assert "invalid API key" in str(error) and "wrong-key-42" not in str(error)
+
+
+def test_timeout_after_create_is_ambiguous_and_get_finds_the_line(fake):
+    panel = XuiAdminPanel("main", fake.url, API_KEY, timeout_s=0.3)
+    fake.fail_next(1, "timeout_after_write", action="create_line")
+    with pytest.raises(PanelError) as caught:
+        panel.create(spec_for())
+    assert caught.value.ambiguous and caught.value.transient
+    assert caught.value.status == "TIMEOUT"
+    assert panel.get("iptv000000012", PASSWORD) is not None
+
+
+@pytest.mark.parametrize("mode", ["500", "nonjson", "close"])
+def test_failures_that_may_have_written_are_transient_and_ambiguous(fake, panel, mode):
+    fake.fail_next(1, mode)
+    with pytest.raises(PanelError) as caught:
+        panel.create(spec_for())
+    assert caught.value.transient and caught.value.ambiguous
+    assert fake.lines == {}  # these failure modes wrote nothing
+
+
+def test_line_raw_and_reprs_hold_no_secret(fake, panel):
+    line = panel.create(spec_for())
+    assert line.raw["password"] == "***"
+    assert PASSWORD not in repr(line) and PASSWORD not in json.dumps(line.raw)
+    assert API_KEY not in repr(panel)
+
+
+def test_health_reports_the_api_users_timezone_without_the_key(fake, panel):
+    health = panel.health()
+    assert health == {"ok": True, "user": "admin", "timezone": "UTC"}
+
+
+def test_a_non_utc_api_user_shifts_the_expiry_and_the_read_back_shows_it():
+    # The documented caveat: exp_date is read in the API user's timezone.
+    with FakeXuiAdmin(api_key=API_KEY, timezone="America/Sao_Paulo") as fake:
+        panel = XuiAdminPanel("main", fake.url, API_KEY, timeout_s=2)
+        spec = spec_for()
+        assert panel.create(spec).expires_at == spec.expires_at + 3 * 3600
+        assert panel.health()["timezone"] == "America/Sao_Paulo"
+
+
+def test_api_key_and_passwords_never_travel_in_the_url(fake, panel):
+    panel.update(panel.create(spec_for()), spec_for(enabled=False))
+    panel.health()
+    assert fake.queries and all(API_KEY not in q and PASSWORD not in q for q in fake.queries)
