@@ -57,6 +57,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "smtp_host": (str, ""),
         "smtp_port": (int, 587),
         "smtp_security": (str, "starttls"),
+        "smtp_cafile": (str, ""),
         "timeout_s": (int, 20),
     },
 }

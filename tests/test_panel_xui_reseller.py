@@ -3,6 +3,7 @@
 import time
 
 import pytest
+import requests
 from fakepanels import FakeXuiReseller
 
 from iptvsync.errors import PanelError
@@ -152,3 +153,20 @@ def test_delete(fake, panel):
 
 def test_health_reports_credits(fake, panel):
     assert panel.health() == {"ok": True, "user": "reseller", "credits": 10}
+
+
+def test_the_fake_really_has_the_reseller_quirks(fake):
+    def raw_call(action, **fields):
+        return requests.post(fake.url + "/", params={"action": action},
+                             data={"api_key": API_KEY, **fields}, timeout=2).json()
+
+    reply = raw_call("create_line", package="7", username="rawline001", password="rawpass001",
+                     exp_date="2099-01-01 00:00:00", max_connections="9", is_trial="0")
+    row = fake.lines[int(reply["data"]["id"])]
+    # exp_date/max_connections/is_trial are not reseller keys: the package decides.
+    assert row["exp_date"] < time.time() + 31 * DAY
+    assert (row["max_connections"], row["is_trial"], fake.credits) == (1, 0, 9)
+    expiry = row["exp_date"]
+    raw_call("edit_line", id=str(row["id"]), reseller_notes="free edit")
+    assert (row["exp_date"], row["reseller_notes"], fake.credits) == (expiry, "free edit", 9)
+    assert raw_call("create_line", username="x")["status"] == "STATUS_INVALID_PACKAGE"

@@ -33,8 +33,13 @@ def make_backend(cfg: Config):
             from ..errors import ConfigError
 
             raise ConfigError(f"{cfg.path}: missing required key 'smtp_host' in [email] (backend = smtp)")
+        context = None
+        if e.smtp_cafile:
+            import ssl
+
+            context = ssl.create_default_context(cafile=str(cfg.resolve(e.smtp_cafile)))
         return SmtpBackend(e.smtp_host, e.smtp_port, e.smtp_security, cfg.secrets.smtp_username or None,
-                           cfg.secrets.smtp_password or None, timeout_s=e.timeout_s)
+                           cfg.secrets.smtp_password or None, timeout_s=e.timeout_s, ssl_context=context)
     return MaildirBackend(cfg.resolve(e.maildir))
 
 

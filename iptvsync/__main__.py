@@ -1,0 +1,5 @@
+"""``python -m iptvsync``."""
+
+from iptvsync.cli import main
+
+main()

@@ -1,0 +1,195 @@
+"""Emails through ``process`` into a real SMTP server (aiosmtpd on loopback)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import BASE_TOML, SECRET_KEY, write_install
+from freezegun import freeze_time
+from postbacks import deliver, payload
+from smtpserver import RecordingHandler, _self_signed, free_port, smtp_server
+
+from iptvsync import subs
+from iptvsync.clock import SAO_PAULO, now
+from iptvsync.config import load_config
+from iptvsync.credentials import decrypt
+from iptvsync.engine.runner import run_process
+from iptvsync.ledger import Ledger
+
+SMTP_USER, SMTP_PASS = "loja", "smtp-pa55word"
+
+
+def smtp_install(tmp_path, port: int, security: str = "starttls", language: str = "pt-BR"):
+    """An install that mails through 127.0.0.1:port; AUTH only where the channel is encrypted."""
+    toml = BASE_TOML.replace('backend = "maildir"', 'backend = "smtp"') + (
+        f'smtp_host = "127.0.0.1"\nsmtp_port = {port}\nsmtp_security = "{security}"\n'
+        f'smtp_cafile = "{_self_signed()[0]}"\nlanguage = "{language}"\ntimeout_s = 5\n')
+    creds = {"SMTP_USERNAME": SMTP_USER, "SMTP_PASSWORD": SMTP_PASS} if security != "none" else {}
+    path = write_install(tmp_path / "i", toml, env=creds)
+    return load_config(path)
+
+
+def paid_now() -> str:
+    return now().astimezone(SAO_PAULO).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def outbox(ledger):
+    return ledger.query("SELECT id, kind, status, attempts, last_error, message_id FROM outbox ORDER BY id")
+
+
+def test_activation_over_starttls_with_auth(tmp_path):
+    with smtp_server(tls="starttls", auth=(SMTP_USER, SMTP_PASS)) as server:
+        cfg = smtp_install(tmp_path, server.port)
+        ledger = Ledger(cfg.ledger_path)
+        deliver(ledger, payload(2, paid=paid_now()))
+        summary = run_process(cfg)
+        assert summary["mail"]["sent"] == 1
+        assert server.logins == [SMTP_USER]
+        [received] = server.received
+    msg = received.message()
+    sub = ledger.one("SELECT * FROM subscriptions")
+    password = decrypt(sub["password_enc"], SECRET_KEY)
+    row = outbox(ledger)[0]
+    assert received.rcpt_tos == ["maria@example.com"]
+    assert msg["Message-ID"] == row["message_id"] and row["status"] == "sent"
+    assert "maria@example.com" in msg["To"] and "no-reply@loja.example" in msg["From"]
+    assert "IPTV Mensal" in msg["Subject"]
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    for part in (text, html):
+        assert sub["username"] in part and password in part
+        assert "http://tv.example.com:8080" in part
+        assert f"get.php?username={sub['username']}&amp;password={password}" in part or \
+            f"get.php?username={sub['username']}&password={password}" in part
+        assert "xmltv.php" in part
+    expiry_local = datetime.fromisoformat(sub["paid_until"].replace("Z", "+00:00")).astimezone(SAO_PAULO)
+    assert expiry_local.strftime("%d/%m/%Y %H:%M") in text
+    assert "Usuário" in text  # Portuguese by default
+
+
+def test_english_when_configured(tmp_path):
+    with smtp_server(tls="starttls", auth=(SMTP_USER, SMTP_PASS)) as server:
+        cfg = smtp_install(tmp_path, server.port, language="en")
+        ledger = Ledger(cfg.ledger_path)
+        deliver(ledger, payload(2, paid=paid_now()))
+        run_process(cfg)
+        [received] = server.received
+    text = received.message().get_body(("plain",)).get_content()
+    assert "Username" in text and "Usuário" not in text
+
+
+def test_smtp_down_delays_then_sends_exactly_once(tmp_path):
+    port = free_port()
+    cfg = smtp_install(tmp_path, port, security="none")
+    ledger = Ledger(cfg.ledger_path)
+    start = datetime.now(UTC)
+    with freeze_time(start, real_asyncio=True) as clock:
+        deliver(ledger, payload(2, paid=paid_now()))
+        first = run_process(cfg)
+        assert first["mail"]["failed"] == 1 and first["sync"]["synced"] == 1
+        [row] = outbox(ledger)
+        assert row["status"] == "pending" and row["attempts"] == 1 and row["last_error"]
+        # still down on the next runs: nothing lost, nothing sent, backing off
+        clock.tick(timedelta(minutes=5))
+        run_process(cfg)
+        assert outbox(ledger)[0]["status"] == "pending"
+        handler = RecordingHandler()
+        from aiosmtpd.controller import Controller
+
+        controller = Controller(handler, hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            clock.tick(timedelta(hours=2))
+            assert run_process(cfg)["mail"]["sent"] == 1
+            clock.tick(timedelta(hours=2))
+            assert run_process(cfg)["mail"]["sent"] == 0
+        finally:
+            controller.stop()
+    assert len(handler.received) == 1
+    assert outbox(ledger)[0]["status"] == "sent"
+
+
+def test_permanent_rejection_ends_failed_with_reason(tmp_path):
+    with smtp_server(rcpt_replies={"maria@example.com": "550 5.1.1 No such user"}) as server:
+        cfg = smtp_install(tmp_path, server.port, security="none")
+        ledger = Ledger(cfg.ledger_path)
+        deliver(ledger, payload(2, paid=paid_now()))
+        run_process(cfg)
+        run_process(cfg)
+    [row] = outbox(ledger)
+    assert row["status"] == "failed" and "550" in row["last_error"] and row["attempts"] == 1
+    from iptvsync.health import health
+
+    assert any("email" in p for p in health(cfg)["problems"])
+
+
+def test_resend_is_a_new_audited_row(tmp_path):
+    with smtp_server() as server:
+        cfg = smtp_install(tmp_path, server.port, security="none")
+        ledger = Ledger(cfg.ledger_path)
+        deliver(ledger, payload(2, paid=paid_now()))
+        run_process(cfg)
+        subs.resend(ledger, "maria@example.com", "activation")
+        run_process(cfg)
+        assert len(server.received) == 2
+    ids = {r.message()["Message-ID"] for r in server.received}
+    assert len(ids) == 2
+    assert ledger.one("SELECT COUNT(*) n FROM audit WHERE action = 'email.resend'")["n"] == 1
+
+
+def test_kill_between_smtp_accept_and_mark_sent_resends_same_message_id(tmp_path):
+    """Documented at-least-once: the server accepted, the process died before recording it;
+    the next run sends the same message again, with the same Message-ID."""
+    victim = {}
+
+    class KillOnAccept(RecordingHandler):
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            reply = await super().handle_DATA(server, session, envelope)
+            if "pid" in victim:  # accepted and recorded: the client dies before it can mark it
+                os.kill(victim.pop("pid"), signal.SIGKILL)
+            return reply
+
+    from aiosmtpd.controller import Controller
+
+    handler = KillOnAccept()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        cfg = smtp_install(tmp_path, port, security="none")
+        ledger = Ledger(cfg.ledger_path)
+        deliver(ledger, payload(2, paid=paid_now()))
+        env = {**os.environ, "IPTVSYNC_CONFIG": str(cfg.path)}
+        proc = subprocess.Popen([sys.executable, "-m", "iptvsync", "process"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        victim["pid"] = proc.pid
+        proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        assert len(handler.received) == 1
+        assert outbox(ledger)[0]["status"] == "pending"  # not marked: the kill came first
+        again = subprocess.run([sys.executable, "-m", "iptvsync", "process"], env=env, capture_output=True,
+                               timeout=60)
+        assert again.returncode == 0, again.stderr
+    finally:
+        controller.stop()
+    assert len(handler.received) == 2
+    first, second = (r.message() for r in handler.received)
+    assert first["Message-ID"] == second["Message-ID"] == outbox(ledger)[0]["message_id"]
+    assert outbox(ledger)[0]["status"] == "sent"
+    # and the line was created once
+    assert ledger.one("SELECT COUNT(*) n FROM audit WHERE action = 'panel.created'")["n"] == 1
+
+
+@pytest.mark.parametrize("security", ["tls"])
+def test_implicit_tls(tmp_path, security):
+    with smtp_server(tls="implicit", auth=(SMTP_USER, SMTP_PASS)) as server:
+        cfg = smtp_install(tmp_path, server.port, security=security)
+        ledger = Ledger(cfg.ledger_path)
+        deliver(ledger, payload(2, paid=paid_now()))
+        assert run_process(cfg)["mail"]["sent"] == 1
+        assert len(server.received) == 1
