@@ -5,11 +5,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-from iptvsync import phpform
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from iptvsync import phpform
 from iptvsync.errors import MalformedPostback
 from iptvsync.postback import (
     EVENT_KINDS,
