@@ -173,10 +173,17 @@ class Config:
             "MONETIZZE_CHAVE_UNICA": self.secrets.chave_unica,
             "MONETIZZE_CONSUMER_KEY": self.secrets.consumer_key,
             "IPTVSYNC_SECRET_KEY": self.secrets.secret_key,
+            "SMTP_USERNAME": self.secrets.smtp_username,
+            "SMTP_PASSWORD": self.secrets.smtp_password,
+            **{_panel_env_name(n): v for n, v in self.secrets.panel_api_keys.items()},
         }.get(env_name, "")
         if not value:
             raise ConfigError(f"{self.env_path}: {env_name} is not set (environment or .env)")
         return value
+
+
+def _panel_env_name(panel: str) -> str:
+    return f"PANEL_{panel.upper().replace('-', '_')}_API_KEY"
 
 
 class Section:
@@ -254,6 +261,17 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
     ``overrides`` maps "section.key" to a value from the command line.
     """
+    try:
+        return _load_config(path, overrides, environ)
+    except ConfigError as exc:
+        text = str(exc)
+        if "\n" in text or "\r" in text:  # a quoted TOML key may hold a newline: still one line
+            raise ConfigError(text.replace("\r", "\\r").replace("\n", "\\n")) from None
+        raise
+
+
+def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
+                 environ: dict[str, str] | None) -> Config:
     environ = dict(os.environ if environ is None else environ)
     file = Path(path or environ.get("IPTVSYNC_CONFIG") or DEFAULT_CONFIG).expanduser().absolute()
     if not file.exists():
@@ -262,8 +280,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config file: {exc.strerror or exc}") from None
     env_path = file.parent / ".env"
-    dotenv = {k: v for k, v in dotenv_values(env_path).items() if v is not None} if env_path.exists() else {}
+    try:
+        dotenv = {k: v for k, v in dotenv_values(env_path).items() if v is not None} if env_path.exists() else {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{env_path}: cannot read .env: {getattr(exc, 'strerror', None) or exc}") from None
     merged_env = {**dotenv, **environ}  # environment beats .env
 
     known = set(SCHEMA) | {"panels", "products"}
@@ -272,6 +295,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ConfigError(f"{file}: unknown section [{name}]")
 
     sections: dict[str, dict] = {}
+    origin: dict[tuple[str, str], str] = {}  # values that came from the environment or .env
     for name, schema in SCHEMA.items():
         values = _section(raw.get(name, {}), schema, name, file)
         for key, (typ, _default) in schema.items():
@@ -280,17 +304,19 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             if env_name in merged_env:
                 source = "environment" if env_name in environ else str(env_path)
                 values[key] = _from_text(merged_env[env_name], typ, f"{env_name} ({where})", source)
+                origin[(name, key)] = f" (set by {env_name} in {source})"
             if overrides and f"{name}.{key}" in overrides and overrides[f"{name}.{key}"] is not None:
                 values[key] = overrides[f"{name}.{key}"]
         for (sec, key), allowed in CHOICES.items():
             if sec == name and values[key] not in allowed:
                 raise ConfigError(f"{file}: [{name}] {key} must be one of {', '.join(allowed)}, "
-                                  f"got {values[key]!r}")
+                                  f"got {values[key]!r}{origin.get((sec, key), '')}")
         sections[name] = values
     if any(d < 0 for d in sections["policy"]["reminder_days"]) or sections["policy"]["grace_days"] < 0:
-        raise ConfigError(f"{file}: [policy] grace_days and reminder_days must not be negative")
+        raise ConfigError(f"{file}: [policy] grace_days and reminder_days must not be negative"
+                          f"{origin.get(('policy', 'grace_days'), '')}{origin.get(('policy', 'reminder_days'), '')}")
     if not sections["receiver"]["path"].startswith("/"):
-        raise ConfigError(f"{file}: [receiver] path must start with '/'")
+        raise ConfigError(f"{file}: [receiver] path must start with '/'{origin.get(('receiver', 'path'), '')}")
 
     panels = _panels(raw.get("panels", {}), file)
     products = _products(raw.get("products", {}), panels, file)
@@ -300,8 +326,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         secret_key=merged_env.get("IPTVSYNC_SECRET_KEY", ""),
         smtp_username=merged_env.get("SMTP_USERNAME", ""),
         smtp_password=merged_env.get("SMTP_PASSWORD", ""),
-        panel_api_keys={n: merged_env.get(f"PANEL_{n.upper().replace('-', '_')}_API_KEY", "")
-                        for n in panels},
+        panel_api_keys={n: merged_env.get(_panel_env_name(n), "") for n in panels},
     )
     return Config(path=file, env_path=env_path, panels=panels, products=products, secrets=secrets,
                   **{name: Section(values) for name, values in sections.items()})
@@ -345,6 +370,8 @@ def _products(raw: dict, panels: dict[str, PanelConfig], file: Path) -> dict[str
             raise ConfigError(f"{file}: [{where}] panel '{values['panel']}' is not a [panels.<name>]")
         if panels[values["panel"]].kind == "xui-reseller" and not values["package"]:
             raise ConfigError(f"{file}: missing required key 'package' in [{where}] (xui-reseller panel)")
+        if not isinstance(plans_raw, dict):
+            raise ConfigError(f"{file}: [{where}] plans must be a table of [{where}.plans.<plan>]")
         plans = {}
         for plan, pbody in plans_raw.items():
             pv = {k: v for k, v in _section(pbody, PLAN_SCHEMA, f"{where}.plans.{plan}", file).items()

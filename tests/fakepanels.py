@@ -114,6 +114,9 @@ class FakePanel:
         self._released = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._next_id = 1
+        self.inflight = 0
+        self.max_inflight = 0  # the most requests it served at once (concurrency tests)
+        self.after_write = None  # called with the action after a write is stored, before replying
 
     def start(self) -> FakePanel:
         fake = self
@@ -203,6 +206,15 @@ class FakePanel:
             self.calls.append((action, request))
             self.queries.append(url.query)
             mode = self._take_failure(action)
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            self._answer(handler, url, request, action, mode)
+        finally:
+            with self._lock:
+                self.inflight -= 1
+
+    def _answer(self, handler: BaseHTTPRequestHandler, url, request: dict, action: str, mode: str | None) -> None:
         if self.latency_s:
             time.sleep(self.latency_s)
         if self.down == "close" or mode == "close":
@@ -215,6 +227,8 @@ class FakePanel:
             return self._reply(handler, 200, PHP_WARNING)
         with self._lock:
             code, payload = self.route(url.path, request, handler.client_address[0])
+        if self.after_write and action in self.write_actions:
+            self.after_write(action)
         if mode == "timeout_after_write":
             self._released.wait(self.stall_s)
         self._reply(handler, code, payload)
