@@ -56,7 +56,7 @@ def load(ctx: typer.Context, overrides: dict | None = None):
 def _register() -> None:
     from . import inbox, setup  # noqa: F401  (commands register themselves on import)
 
-    for module_name in ("process", "subs", "logs", "simulate", "reconcile"):
+    for module_name in ("process", "subs", "logs", "simulate", "doctor", "reconcile"):
         try:
             __import__(f"{__name__}.{module_name}")
         except ModuleNotFoundError as exc:

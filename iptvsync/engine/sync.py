@@ -156,9 +156,11 @@ def sync_one(ledger: Ledger, cfg: Config, panel: Panel, sub: dict, now: datetime
         values = {"id": sub["id"], "now": iso(now), "want_e": sub["desired_enabled"],
                   "want_x": sub["desired_expires_at"]}
         if line is not None:
+            # The panel's credentials are the ones that work (a reseller may pick its own).
+            changed_pw = bool(line.password) and line.password != password
             values.update(line_id=line.line_id, enabled=int(line.enabled), expires=line.expires_at,
-                          username=line.username, password_enc=encrypt(line.password, secret)
-                          if line.password != password else None)
+                          username=line.username or username,
+                          password_enc=encrypt(line.password, secret) if changed_pw else None)
         else:
             values.update(line_id=None, enabled=0, expires=None, username=username, password_enc=None)
         # Only mark synced if the desired state did not move while we were talking to the panel.

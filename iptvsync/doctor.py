@@ -1,0 +1,122 @@
+"""``iptvsync doctor``: is this install able to work? One row per check: ok, warn or fail."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import timedelta
+
+from .clock import now
+from .config import Config
+
+
+def _row(check: str, status: str, detail: str) -> dict:
+    return {"check": check, "status": status, "detail": detail}
+
+
+def check_secrets(cfg: Config) -> list[dict]:
+    s = cfg.secrets
+    rows = [_row("MONETIZZE_CHAVE_UNICA", "ok" if s.chave_unica else "fail",
+                 "set" if s.chave_unica else f"missing in environment or {cfg.env_path}"),
+            _row("IPTVSYNC_SECRET_KEY", "ok" if s.secret_key else "fail",
+                 "set" if s.secret_key else f"missing in environment or {cfg.env_path}")]
+    rows.append(_row("MONETIZZE_CONSUMER_KEY", "ok" if s.consumer_key else "warn",
+                     "set" if s.consumer_key else "not set: `reconcile monetizze` cannot read the API"))
+    return rows
+
+
+def check_ledger(cfg: Config) -> list[dict]:
+    from .ledger import Ledger
+
+    path = cfg.ledger_path
+    if not path.exists():
+        return [_row("ledger", "fail", f"{path} does not exist: run `iptvsync init`")]
+    ledger = Ledger(path, migrate=False)
+    try:
+        pending = ledger.pending_migrations()
+        count, broken = ledger.verify_audit()
+    finally:
+        ledger.close()
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    return [
+        _row("ledger", "warn" if pending else "ok",
+             f"{len(pending)} migration(s) pending: run `iptvsync init`" if pending else f"{path}"),
+        _row("ledger permissions", "ok" if not mode & 0o077 else "warn", f"{oct(mode)} (0600 expected)"),
+        _row("audit chain", "fail" if broken else "ok", f"broken at row {broken}" if broken else f"{count} rows"),
+    ]
+
+
+def check_panels(cfg: Config) -> list[dict]:
+    from .engine.runner import build_panels
+    from .errors import PanelError
+
+    rows = []
+    for name, panel in build_panels(cfg).items():
+        kind = cfg.panels[name].kind
+        if kind == "dry-run":
+            rows.append(_row(f"panel {name}", "warn", "dry-run: no real line is created"))
+            continue
+        try:
+            facts = panel.health() or {}
+        except PanelError as exc:
+            rows.append(_row(f"panel {name}", "fail", str(exc)))
+            continue
+        detail = ", ".join(f"{k}={v}" for k, v in facts.items() if k != "ok") or "reachable, key accepted"
+        status = "ok"
+        if kind == "xui-reseller" and float(facts.get("credits") or 0) < 1:
+            status, detail = "warn", f"{detail}: no credits left, new lines will fail"
+        tz = facts.get("timezone")
+        if kind == "xui-admin" and tz and tz not in ("UTC", "Etc/UTC", "GMT"):
+            status, detail = "warn", f"API user timezone is {tz}: set it to UTC (expiries are sent in UTC)"
+        rows.append(_row(f"panel {name}", status, detail))
+    return rows
+
+
+def check_email(cfg: Config) -> list[dict]:
+    from .errors import MailError
+    from .mail.render import KINDS, render, sample_context
+
+    rows = []
+    templates = cfg.resolve(cfg.email.templates_dir) if cfg.email.templates_dir else None
+    try:
+        for kind in KINDS:
+            render(kind, sample_context(kind), cfg.email.language, templates)
+        rows.append(_row("email templates", "ok", f"all {len(KINDS)} kinds render in {cfg.email.language}"))
+    except Exception as exc:  # a broken override
+        rows.append(_row("email templates", "fail", f"{type(exc).__name__}: {exc}"))
+    if cfg.email.backend == "maildir":
+        folder = cfg.resolve(cfg.email.maildir)
+        rows.append(_row("email backend", "warn", f"maildir: emails are written to {folder}, not sent"))
+        return rows
+    from .engine.mailer import make_backend
+
+    try:
+        make_backend(cfg).check()
+        rows.append(_row("email backend", "ok", f"SMTP {cfg.email.smtp_host}:{cfg.email.smtp_port} login ok"))
+    except MailError as exc:
+        rows.append(_row("email backend", "fail", str(exc)))
+    return rows
+
+
+def check_tls(cfg: Config) -> list[dict]:
+    if not cfg.receiver.certfile:
+        return [_row("receiver TLS", "warn", "plain HTTP: put it behind a TLS proxy or set certfile/keyfile")]
+    from cryptography import x509
+
+    path = cfg.resolve(cfg.receiver.certfile)
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        return [_row("receiver TLS", "fail", f"{path}: {exc}")]
+    left = cert.not_valid_after_utc - now()
+    if left < timedelta(0):
+        return [_row("receiver TLS", "fail", f"certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}")]
+    status = "warn" if left < timedelta(days=14) else "ok"
+    return [_row("receiver TLS", status, f"certificate valid until {cert.not_valid_after_utc:%Y-%m-%d}")]
+
+
+def doctor(cfg: Config) -> list[dict]:
+    rows = [_row("config", "ok", str(cfg.path))]
+    for check in (check_secrets, check_ledger, check_panels, check_email, check_tls):
+        rows.extend(check(cfg))
+    return rows

@@ -1,0 +1,91 @@
+"""``iptvsync doctor`` finds what would stop an install from working."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from conftest import BASE_TOML, write_install
+from fakepanels import FakeXuiAdmin, FakeXuiReseller
+from smtpserver import _self_signed, smtp_server
+from typer.testing import CliRunner
+
+from iptvsync.cli import _register, app
+
+_register()
+
+
+def doctor(config) -> tuple[int, dict]:
+    result = CliRunner().invoke(app, ["--config", str(config), "doctor", "--json"], catch_exceptions=False)
+    return result.exit_code, {r["check"]: r for r in json.loads(result.stdout)}
+
+
+def test_fresh_install_is_ok_with_warnings(install):
+    from iptvsync.config import load_config
+    from iptvsync.ledger import Ledger
+
+    Ledger(load_config(install).ledger_path).close()
+    code, rows = doctor(install)
+    assert code == 0
+    assert rows["panel main"]["status"] == "warn" and "dry-run" in rows["panel main"]["detail"]
+    assert rows["email templates"]["status"] == "ok"
+    assert rows["audit chain"]["status"] == "ok"
+
+
+def test_missing_ledger_and_secret_fail(tmp_path):
+    config = write_install(tmp_path / "i")
+    (tmp_path / "i" / ".env").write_text("")
+    code, rows = doctor(config)
+    assert code == 1
+    assert rows["ledger"]["status"] == "fail" and "iptvsync init" in rows["ledger"]["detail"]
+    assert rows["MONETIZZE_CHAVE_UNICA"]["status"] == "fail"
+
+
+def test_panel_key_credits_and_timezone(tmp_path):
+    with FakeXuiAdmin(api_key="right-key-123456", timezone="America/Sao_Paulo") as admin, \
+            FakeXuiReseller(api_key="k", credits=0) as reseller:
+        toml = BASE_TOML.replace('kind = "dry-run"', f'kind = "xui-admin"\nurl = "{admin.url}"') + (
+            f'\n[panels.res]\nkind = "xui-reseller"\nurl = "{reseller.url}"\n')
+        config = write_install(tmp_path / "i", toml, env={"PANEL_MAIN_API_KEY": "right-key-123456",
+                                                          "PANEL_RES_API_KEY": "k"})
+        code, rows = doctor(config)
+        assert rows["panel main"]["status"] == "warn" and "UTC" in rows["panel main"]["detail"]
+        assert rows["panel res"]["status"] == "warn" and "credits" in rows["panel res"]["detail"]
+        config = write_install(tmp_path / "j", toml, env={"PANEL_MAIN_API_KEY": "wrong-key-654321",
+                                                          "PANEL_RES_API_KEY": "k"})
+        code, rows = doctor(config)
+        assert code == 1 and rows["panel main"]["status"] == "fail"
+        assert "wrong-key-654321" not in json.dumps(rows)
+
+
+def test_smtp_login_checked(tmp_path):
+    with smtp_server(tls="starttls", auth=("loja", "good-password")) as server:
+        toml = BASE_TOML.replace('backend = "maildir"', 'backend = "smtp"') + (
+            f'smtp_host = "127.0.0.1"\nsmtp_port = {server.port}\nsmtp_cafile = "{_self_signed()[0]}"\n')
+        ok = write_install(tmp_path / "i", toml, env={"SMTP_USERNAME": "loja", "SMTP_PASSWORD": "good-password"})
+        assert doctor(ok)[1]["email backend"]["status"] == "ok"
+        bad = write_install(tmp_path / "j", toml, env={"SMTP_USERNAME": "loja", "SMTP_PASSWORD": "bad-password"})
+        code, rows = doctor(bad)
+        assert code == 1 and rows["email backend"]["status"] == "fail"
+        assert "bad-password" not in json.dumps(rows)
+
+
+def test_expired_tls_certificate_fails(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old")])
+    past = datetime.now(UTC) - timedelta(days=30)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(past - timedelta(days=1)).not_valid_after(past)
+            .sign(key, hashes.SHA256()))
+    d = tmp_path / "i"
+    d.mkdir()
+    (d / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    config = write_install(d, BASE_TOML.replace('path = "/monetizze/postback/s3cr3tpath"',
+                                                'path = "/monetizze/postback/s3cr3tpath"\ncertfile = "cert.pem"'))
+    code, rows = doctor(config)
+    assert code == 1 and rows["receiver TLS"]["status"] == "fail" and "expired" in rows["receiver TLS"]["detail"]
