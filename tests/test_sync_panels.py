@@ -331,3 +331,14 @@ def test_kill_after_panel_extension_then_rerun_extends_once(tmp_path, kind):
         if kind == "xui-reseller":
             assert fake.credits == 8
         assert sent(ledger) == ["activation", "renewal"]
+
+
+def test_unpaid_subscription_never_touches_the_panel(tmp_path):
+    with FakeXuiAdmin() as fake:
+        cfg = panel_install(tmp_path, "xui-admin", fake.url)
+        ledger = Ledger(cfg.ledger_path)
+        deliver(ledger, payload(1, paid=paid_now()))  # boleto issued, not paid
+        summary = run_process(cfg)
+        assert summary["sync"]["synced"] == 1 and fake.calls == []
+        sub = sub_row(ledger)
+        assert sub["sync_status"] == "synced" and sub["password_enc"] is None

@@ -148,6 +148,12 @@ def converge(panel: Panel, spec: LineSpec, line_id: str | None, calls: list) -> 
 
 
 def sync_one(ledger: Ledger, cfg: Config, panel: Panel, sub: dict, now: datetime, calls: list) -> Line | None:
+    if not sub["desired_enabled"] and not sub["password_enc"]:
+        # Never paid, never had credentials, so no create call was ever made: nothing to disable.
+        with ledger.tx() as conn:
+            conn.execute("UPDATE subscriptions SET sync_status = 'synced', applied_at = :now WHERE id = :id"
+                         " AND desired_enabled = 0 AND password_enc IS NULL", {"now": iso(now), "id": sub["id"]})
+        return None
     username, password = ensure_credentials(ledger, cfg, sub)
     spec = spec_for(sub, cfg, username, password, now)
     line, action = converge(panel, spec, sub["line_id"], calls)
