@@ -193,3 +193,52 @@ def test_implicit_tls(tmp_path, security):
         deliver(ledger, payload(2, paid=paid_now()))
         assert run_process(cfg)["mail"]["sent"] == 1
         assert len(server.received) == 1
+
+
+def test_every_kind_through_a_lifecycle_as_the_buyer_reads_it(tmp_path):
+    """Each kind's message as received: headers, both parts, the dates in São Paulo time."""
+    with smtp_server() as server:
+        cfg = smtp_install(tmp_path, server.port, security="none")
+        ledger = Ledger(cfg.ledger_path)
+        with freeze_time("2026-11-20T18:00:00Z", real_asyncio=True) as clock:
+            deliver(ledger, payload(2))  # recurring: paid 20/11 14:37 → paid_until 20/12 14:37
+            deliver(ledger, payload(2, sale="51000900", subscription=None, email="joao@example.com"))
+            deliver(ledger, payload(2, sale="51000901", subscription=None, email="ana@example.com"))
+            run_process(cfg)
+            deliver(ledger, payload(4, sale="51000901", subscription=None, email="ana@example.com"))
+            run_process(cfg)
+            clock.move_to("2026-12-18T12:00:00Z")  # renewal; one-off reminder (2 days left)
+            deliver(ledger, payload(2, sale="51000777", parcela=2, paid="2026-12-18 09:00:00"))
+            run_process(cfg)
+            clock.move_to("2027-01-21T12:00:00Z")  # next charge failed
+            deliver(ledger, payload(102, sale="51000778", parcela=3))
+            run_process(cfg)
+            clock.move_to("2027-01-22T12:00:00Z")
+            deliver(ledger, payload(103))
+            run_process(cfg)
+            clock.move_to("2027-01-25T12:00:00Z")  # past paid_until (19/01 + nothing: cancelled)
+            run_process(cfg)
+    by_kind: dict[str, list] = {}
+    kinds = {r["message_id"]: r["kind"] for r in ledger.query("SELECT kind, message_id FROM outbox")}
+    for received in server.received:
+        msg = received.message()
+        by_kind.setdefault(kinds[msg["Message-ID"]], []).append((received.rcpt_tos, msg))
+    assert sorted(by_kind) == ["activation", "cancellation", "expired", "payment_failed", "refund", "reminder",
+                               "renewal"]
+    for kind, messages in by_kind.items():
+        for _rcpt, msg in messages:
+            assert msg["Subject"].strip() and msg["From"] and msg["Date"]
+            assert msg.get_body(("plain",)) is not None and msg.get_body(("html",)) is not None, kind
+
+    def text(kind, rcpt="maria@example.com"):
+        [msg] = [m for r, m in by_kind[kind] if r == [rcpt]]
+        return msg.get_body(("plain",)).get_content() + msg.get_body(("html",)).get_content()
+
+    assert "19/01/2027 14:37" in text("renewal")  # 20/12 + 30 days, São Paulo time
+    assert "get.php?username=" in text("renewal")
+    assert "19/01/2027" in text("payment_failed") or "22/01/2027" in text("payment_failed")  # + grace
+    # cancelled after paid_until, during the overdue grace: access ends at once, and it says so
+    assert "22/01/2027 09:00" in text("cancellation")
+    assert "20/12/2026 14:37" in text("reminder", "joao@example.com")
+    assert "Senha" not in text("refund", "ana@example.com")
+    assert "20/12/2026" in text("expired", "joao@example.com")  # the one-off ran out

@@ -304,3 +304,16 @@ def test_any_order_of_one_sales_events_gives_one_final_state(cfg, order, n):
     events = sorted(order[:n])  # a subset of the events...
     shuffled = order[:n]  # ...in the order they arrived
     assert final_state(cfg, shuffled) == final_state(cfg, events)
+
+
+def test_reminders_can_be_switched_off(tmp_path):
+    from conftest import BASE_TOML, write_install
+
+    cfg = load_config(write_install(tmp_path / "i", BASE_TOML.replace("reminder_days = [3]", "reminder_days = []")))
+    ledger = Ledger(cfg.ledger_path)
+    with freeze_time(T0):
+        deliver(ledger, payload(2, sale="51000900", subscription=None))
+        run_process(cfg)
+    with freeze_time("2026-12-19T12:00:00Z"):
+        run_process(cfg)
+    assert [e[0] for e in emails(ledger)] == ["activation"]
