@@ -8,11 +8,9 @@ never dropped. The SMTP password never appears in an error message.
 
 from __future__ import annotations
 
-import os
 import re
 import smtplib
 import ssl
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import policy
@@ -20,6 +18,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from iptvsync.errors import MailError
+from iptvsync.fsutil import write_atomically
 
 SECURITY_MODES = ("starttls", "tls", "none")
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._@-]")
@@ -38,7 +37,7 @@ class MaildirBackend:
         target = self.path / (_UNSAFE_IN_FILE_NAME.sub("_", message_id) + ".eml")
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)  # emails carry passwords
-            _write_atomically(target, msg.as_bytes(policy=policy.default))
+            write_atomically(target, msg.as_bytes(policy=policy.default))
         except OSError as exc:
             raise MailError(f"cannot write {target}: {exc.strerror or exc}") from exc
         return str(target)
@@ -176,16 +175,3 @@ def _reply(code: int, text: bytes | str) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return f"{code} {' '.join(text.split())}".strip()
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

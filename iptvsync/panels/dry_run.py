@@ -16,13 +16,13 @@ import hmac
 import json
 import os
 import secrets
-import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 from iptvsync.clock import iso, now
 from iptvsync.errors import PanelError
+from iptvsync.fsutil import write_atomically
 from iptvsync.panels.base import Line, LineSpec
 
 
@@ -149,17 +149,3 @@ def line_from_state(row: dict, password: str) -> Line:
 
 def iso_from_unix(unix_s: int) -> str | None:
     return iso(datetime.fromtimestamp(unix_s, UTC))
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` so a crash leaves either the old or the new file, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:  # mkstemp creates it 0600
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
