@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from .clock import now, parse_iso
+from .clock import now
 from .errors import ConfigError
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -25,6 +25,8 @@ def since_to_datetime(text: str | None) -> datetime | None:
     if re.fullmatch(r"\d+[smhdw]", text.strip()):
         return now() - parse_duration(text)
     try:
-        return parse_iso(text if "T" in text or "+" in text else text + "T00:00:00Z")
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(f"invalid --since {text!r}: use e.g. 2d or 2026-11-01") from None
+    # no zone given: UTC, never the server's local zone (what astimezone() would assume)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -8,13 +8,12 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from conftest import BASE_TOML, CHAVE, SECRET_KEY, write_install
 from typer.testing import CliRunner
 
 from iptvsync.cli import _register, app
 from iptvsync.config import SCHEMA, PlanOverride, load_config
 from iptvsync.errors import ConfigError
-
-from conftest import BASE_TOML, CHAVE, SECRET_KEY, write_install
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -44,13 +44,18 @@ def show(ctx: typer.Context, inbox_id: int = typer.Argument(..., help="Inbox row
          as_json: bool = JSON_OPTION):
     """Show one stored postback with its parsed fields and (redacted) body."""
     from .. import inbox
+    from ..ledger import Ledger
+    from ..postback import redact
 
-    row = inbox.get(_ledger(ctx), inbox_id)
+    cfg = load(ctx)
+    row = inbox.get(Ledger(cfg.ledger_path), inbox_id)
     if row is None:
         typer.echo(f"error: no inbox row {inbox_id}", err=True)
         raise typer.Exit(1)
     body = row.pop("body")
-    row["body"] = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    body = body if isinstance(body, bytes) else str(body or "").encode()
+    # the receiver stores bodies blanked; blank again for rows that came any other way
+    row["body"] = redact(body, cfg.secrets.chave_unica).decode("utf-8", "replace")
     if row.get("content_type", "") and "json" in (row["content_type"] or ""):
         try:
             row["body"] = json.loads(row["body"])

@@ -44,13 +44,14 @@ class Ledger:
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             self.conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None,
                                         check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            # the first statements to read the file: "file is not a database" surfaces here
+            self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"{self.path}: cannot open ledger: {exc}") from None
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = FULL")
-        self.conn.execute("PRAGMA foreign_keys = ON")
         self.db = sqlite_utils.Database(self.conn)
         self._lock = threading.RLock()
         self._depth = 0
@@ -62,10 +63,14 @@ class Ledger:
         return [m.name for m in migrations.pending(self.db)]
 
     def migrate(self) -> list[str]:
-        pending = self.pending_migrations()
-        if pending:
-            with self._lock:
-                migrations.apply(self.db)
+        """Apply pending migrations under the write lock (``BEGIN IMMEDIATE``): when two processes
+        open an old ledger at once, the second waits, then finds nothing left to do. (Each
+        migration runs in a savepoint, so none may be ``transactional=False``.)"""
+        if not self.pending_migrations():
+            return []
+        with self.tx():
+            pending = self.pending_migrations()
+            migrations.apply(self.db)
         return pending
 
     def close(self) -> None:
@@ -84,7 +89,10 @@ class Ledger:
                 finally:
                     self._depth -= 1
                 return
-            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # locked past busy_timeout, read-only file…
+                raise LedgerError(f"{self.path}: cannot write the ledger: {exc}") from None
             self._depth = 1
             try:
                 yield self.conn
@@ -144,12 +152,20 @@ class Ledger:
         target = Path(target)
         if target.exists():
             raise LedgerError(f"{target}: already exists")
-        os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o600))
-        dest = sqlite3.connect(target)
         try:
-            self.conn.backup(dest)
-        finally:
-            dest.close()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise LedgerError(f"{target}: cannot create backup: {exc.strerror or exc}") from None
+        try:
+            dest = sqlite3.connect(target)
+            try:
+                self.conn.backup(dest)
+            finally:
+                dest.close()
+        except sqlite3.Error as exc:
+            target.unlink(missing_ok=True)  # no half-written copy that looks like a backup
+            raise LedgerError(f"{target}: backup failed: {exc}") from None
         return target
 
 
