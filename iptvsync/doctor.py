@@ -20,8 +20,17 @@ def check_secrets(cfg: Config) -> list[dict]:
                  "set" if s.chave_unica else f"missing in environment or {cfg.env_path}"),
             _row("IPTVSYNC_SECRET_KEY", "ok" if s.secret_key else "fail",
                  "set" if s.secret_key else f"missing in environment or {cfg.env_path}")]
-    rows.append(_row("MONETIZZE_CONSUMER_KEY", "ok" if s.consumer_key else "warn",
-                     "set" if s.consumer_key else "not set: `reconcile monetizze` cannot read the API"))
+    if not s.consumer_key:
+        rows.append(_row("MONETIZZE_CONSUMER_KEY", "warn", "not set: `reconcile monetizze` cannot read the API"))
+        return rows
+    from .errors import MonetizzeApiError
+    from .reconcile import MonetizzeApi
+
+    try:
+        MonetizzeApi(cfg.monetizze.api_url, s.consumer_key).new_token()
+        rows.append(_row("MONETIZZE_CONSUMER_KEY", "ok", "the API issued a token"))
+    except MonetizzeApiError as exc:
+        rows.append(_row("MONETIZZE_CONSUMER_KEY", "fail", str(exc)))
     return rows
 
 

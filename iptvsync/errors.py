@@ -41,3 +41,7 @@ class MailError(IptvsyncError):
     def __init__(self, message: str, *, permanent: bool = False):
         super().__init__(message)
         self.permanent = permanent
+
+
+class MonetizzeApiError(IptvsyncError):
+    """Monetizze's API could not be read: network, HTTP status, not JSON, or an error reply."""

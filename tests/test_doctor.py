@@ -89,3 +89,16 @@ def test_expired_tls_certificate_fails(tmp_path):
                                                 'path = "/monetizze/postback/s3cr3tpath"\ncertfile = "cert.pem"'))
     code, rows = doctor(config)
     assert code == 1 and rows["receiver TLS"]["status"] == "fail" and "expired" in rows["receiver TLS"]["detail"]
+
+
+def test_monetizze_consumer_key_is_tried(tmp_path):
+    from fakemonetizze import FakeMonetizze
+
+    with FakeMonetizze() as api:
+        toml = BASE_TOML + f'\n[monetizze]\napi_url = "{api.url}"\n'
+        good = write_install(tmp_path / "i", toml, env={"MONETIZZE_CONSUMER_KEY": api.consumer_key})
+        assert doctor(good)[1]["MONETIZZE_CONSUMER_KEY"]["status"] == "ok"
+        bad = write_install(tmp_path / "j", toml, env={"MONETIZZE_CONSUMER_KEY": "not-the-key-0000"})
+        code, rows = doctor(bad)
+        assert code == 1 and rows["MONETIZZE_CONSUMER_KEY"]["status"] == "fail"
+        assert "not-the-key-0000" not in json.dumps(rows)
