@@ -34,6 +34,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "trusted_proxies": ((list, str), []),
         "request_timeout_s": (int, 10),
         "threads": (int, 16),
+        "ledger_timeout_s": (int, 10),
     },
     "monetizze": {
         "api_url": (str, "https://api.monetizze.com.br/2.1"),

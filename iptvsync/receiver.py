@@ -13,6 +13,7 @@ import json
 import logging
 import queue
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -43,12 +44,15 @@ class _Job:
 class Writer:
     """The single ledger writer of a receiver process, with group commit."""
 
-    def __init__(self, ledger_path, *, max_batch: int = 256, commit_timeout_s: float = 10.0):
+    def __init__(self, ledger_path, *, max_batch: int = 256, ledger_timeout_s: float = 10.0):
         self.ledger_path = ledger_path
         self.max_batch = max_batch
-        self.commit_timeout_s = commit_timeout_s
+        # A request may wait for the batch ahead of it and then its own, each up to the ledger's
+        # busy timeout: past that it gets 503 even if its row is committed later (a retry is then
+        # a harmless duplicate). Within it, a locked ledger fails the batch, so a 503 means "not stored".
+        self.commit_timeout_s = 2 * ledger_timeout_s + 5
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
-        self.ledger = Ledger(ledger_path)
+        self.ledger = Ledger(ledger_path, timeout_s=ledger_timeout_s)
         self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self.thread.start()
 
@@ -95,6 +99,13 @@ class Writer:
                         count_rejection(conn, *j.rejection)
         except Exception as exc:  # disk full, locked past busy_timeout, read-only file…
             log.error("ledger write failed: %s", type(exc).__name__ + ": " + str(exc))
+            # A COMMIT that fails (disk full, I/O error) may leave the transaction open; SQLite
+            # asks for an explicit ROLLBACK, else every later BEGIN fails and each postback gets 503.
+            if self.ledger.conn.in_transaction:
+                try:
+                    self.ledger.conn.execute("ROLLBACK")
+                except Exception:
+                    pass
             for j in stores:
                 j.error = str(exc)
                 j.done.set()
@@ -211,12 +222,14 @@ def make_server(config: Config, *, host: str | None = None, port: int | None = N
     """A ready (not started) cheroot server and its writer."""
     from cheroot import wsgi
 
-    writer = Writer(config.ledger_path)
+    writer = Writer(config.ledger_path, ledger_timeout_s=config.receiver.ledger_timeout_s)
     app = ReceiverApp(config, writer)
     server = wsgi.Server((host or config.receiver.host, port if port is not None else config.receiver.port),
                          app, numthreads=config.receiver.threads,
                          timeout=config.receiver.request_timeout_s, shutdown_timeout=10,
-                         server_name="iptvsync")
+                         # cheroot's default listen backlog is 5: a burst of new connections beyond
+                         # it has SYNs dropped and waits a second or more for the retransmission
+                         request_queue_size=socket.SOMAXCONN, server_name="iptvsync")
     certfile = certfile or config.receiver.certfile
     keyfile = keyfile or config.receiver.keyfile
     if certfile:
@@ -232,11 +245,15 @@ def serve(config: Config, *, host=None, port=None, certfile=None, keyfile=None,
     """Run until SIGTERM/SIGINT; in-flight requests finish, then the writer drains."""
     server, writer = make_server(config, host=host, port=port, certfile=certfile, keyfile=keyfile)
     stop = threading.Event()
+    # server.stop() closes the socket, then waits for in-flight requests: it runs off the main
+    # thread, and the writer is closed only after it returns, so those requests still commit.
+    stopper = threading.Thread(target=server.stop, name="stopper", daemon=True)
 
     def _stop(signum, _frame):
         log.info("signal %d: finishing in-flight requests", signum)
         stop.set()
-        threading.Thread(target=server.stop, daemon=True).start()
+        if stopper.ident is None:
+            stopper.start()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -255,7 +272,10 @@ def serve(config: Config, *, host=None, port=None, certfile=None, keyfile=None,
         server.serve()
     finally:
         stop.set()
-        server.stop()
+        if stopper.ident is None:
+            server.stop()
+        else:
+            stopper.join()
         writer.close()
         if worker:
             worker.join(timeout=30)

@@ -368,3 +368,29 @@ def test_backup_to_an_unwritable_place_is_a_ledger_error(ledger, tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(LedgerError):
         ledger.backup(tmp_path / "afile" / "copy.db")
+
+
+def _open_and_close(path: str, results) -> None:
+    try:
+        Ledger(path).close()
+        results.put("ok")
+    except Exception as exc:  # reported to the parent, which asserts on it
+        results.put(repr(exc))
+
+
+def test_processes_creating_a_fresh_ledger_at_once_all_succeed(tmp_path):
+    """Switching a new file to WAL ignores busy_timeout; Ledger waits for the other opener."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    outcomes = []
+    for attempt in range(6):
+        path = str(tmp_path / f"fresh-{attempt}.db")
+        results = ctx.Queue()
+        procs = [ctx.Process(target=_open_and_close, args=(path, results)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        outcomes += [results.get(timeout=10) for _ in procs]
+    assert outcomes == ["ok"] * 18

@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ class Ledger:
             self.conn.row_factory = sqlite3.Row
             # the first statements to read the file: "file is not a database" surfaces here
             self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-            self.conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal(timeout_s)
             self.conn.execute("PRAGMA synchronous = FULL")
             self.conn.execute("PRAGMA foreign_keys = ON")
         except (OSError, sqlite3.Error) as exc:
@@ -57,6 +58,20 @@ class Ledger:
         self._depth = 0
         if migrate:
             self.migrate()
+
+    def _enable_wal(self, timeout_s: float) -> None:
+        """Switching a new file to WAL ignores busy_timeout: two processes opening a fresh ledger
+        at once would see "database is locked". Wait for the other one instead."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     # -- schema -------------------------------------------------------------------------
     def pending_migrations(self) -> list[str]:

@@ -1,0 +1,520 @@
+"""Benchmark of the postback receiver: durable postbacks/s and latency under concurrent load.
+
+    .venv/bin/python bench/receiver.py                      # the full run, about a minute on 2 cores
+    .venv/bin/python bench/receiver.py --seconds 5 --connections 16 --loadgen python
+
+Side by side, in one run, on the same disk (one working directory under bench/results/):
+
+1. **iptvsync**: ``python -m iptvsync serve`` (cheroot + group commit), a real process on loopback;
+2. **baseline**: the obvious alternative, the standard library's ``ThreadingHTTPServer`` doing the
+   same parse + ``chave_unica`` check + redaction, then one ``INSERT`` committed per request
+   (WAL, ``synchronous=FULL``) on one connection shared under a lock (``--baseline-mode
+   per-thread`` gives each thread its own connection and lets SQLite's busy handler arbitrate);
+3. **raw commit**: what the disk allows, single-row commits of a 5 kB blob in a loop (WAL,
+   ``synchronous=FULL``), no HTTP, no parsing.
+
+Each receiver run starts on a fresh ledger and is loaded at 16 and 64 keep-alive connections with
+realistic ~5 kB form bodies (``approved-first-charge.json`` through ``iptvsync.phpform.build_form``),
+every request a distinct sale code, so every 200 is a newly committed row; after the run the ledger
+is counted to check that every 200 is there. The load generator is ``wrk`` when installed (a Lua
+script swaps the sale code per request), else a pure-Python one in a separate process (raw
+sockets, one thread per connection). Results are printed and written to
+``bench/results/receiver.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from iptvsync.config import load_config  # noqa: E402
+from iptvsync.errors import MalformedPostback  # noqa: E402
+from iptvsync.inbox import inbox_row, store  # noqa: E402
+from iptvsync.ledger import Ledger  # noqa: E402
+from iptvsync.phpform import build_form  # noqa: E402
+from iptvsync.postback import parse, redact  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "receiver.json"
+SAMPLE = ROOT / "tests" / "fixtures" / "monetizze" / "approved-first-charge.json"
+CHAVE = "0123456789abcdef0123456789abcdef"  # the chave_unica the sample carries
+PATH = "/monetizze/postback/bench-secret-segment"
+FORM = "application/x-www-form-urlencoded"
+PLACEHOLDER = "Q" + "0" * 15  # a sale code of the same width replaces it in every request
+TARGETS = {"vs_baseline": 2.0, "vs_raw_commit": 0.40, "p99_ms_at_16": 100.0}
+
+TOML = f"""
+[ledger]
+path = "iptvsync.db"
+
+[receiver]
+host = "127.0.0.1"
+path = "{PATH}"
+threads = THREADS
+
+[panels.main]
+kind = "dry-run"
+"""
+
+WRK_SCRIPT = r"""
+-- one distinct sale code per request: the body template's placeholder is swapped
+local counter = 0
+local template, path, tag
+
+function setup(thread)
+  thread_count = (thread_count or 0) + 1
+  thread:set("id", thread_count)
+end
+
+function init(args)
+  tag, path = args[1], args[3]
+  local file = io.open(args[2], "rb")
+  template = file:read("*a")
+  file:close()
+end
+
+function request()
+  counter = counter + 1
+  local body = string.gsub(template, "PLACEHOLDER", string.format("%s%02d%010d", tag, id, counter))
+  return wrk.format("POST", path, {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, ' ..
+    '"status": %d, "timeout": %d, "p50_us": %d, "p99_us": %d, "max_us": %d}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+""".replace("PLACEHOLDER", PLACEHOLDER)
+
+
+# An LD_PRELOAD shim that sleeps before each fsync/fdatasync: a slower disk, for --fsync-delay-ms.
+FSYNC_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <unistd.h>
+static void slow_disk(void) { const char *us = getenv("FSYNC_DELAY_US"); if (us) usleep(atoi(us)); }
+int fsync(int fd) {
+    static int (*real)(int); if (!real) real = dlsym(RTLD_NEXT, "fsync"); slow_disk(); return real(fd);
+}
+int fdatasync(int fd) {
+    static int (*real)(int); if (!real) real = dlsym(RTLD_NEXT, "fdatasync"); slow_disk(); return real(fd);
+}
+"""
+
+
+def child_env(workdir: Path, delay_ms: float) -> dict[str, str]:
+    """The environment for the receivers and the raw test: without the shell's iptvsync settings
+    (they would beat the benchmark's .env), and with the fsync-delay shim preloaded if asked."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IPTVSYNC_", "MONETIZZE_", "PANEL_", "SMTP_"))}
+    if delay_ms <= 0:
+        return env
+    source, library = workdir / "slowdisk.c", workdir / "slowdisk.so"
+    source.write_text(FSYNC_SHIM, encoding="utf-8")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(library), str(source), "-ldl"], check=True)
+    env.update(LD_PRELOAD=str(library), FSYNC_DELAY_US=str(int(delay_ms * 1000)))
+    return env
+
+
+# --- the workload ----------------------------------------------------------------------------
+
+def body_template() -> bytes:
+    """The ~5 kB form body Monetizze posts for a first charge, sale code = PLACEHOLDER."""
+    payload = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    payload["venda"]["codigo"] = PLACEHOLDER
+    body = build_form(payload)
+    assert body.count(PLACEHOLDER.encode()) == 2  # the bracket field and the `json` copy
+    return body
+
+
+def make_install(directory: Path, threads: int) -> Path:
+    directory.mkdir(parents=True)
+    (directory / "config.toml").write_text(TOML.replace("THREADS", str(threads)), encoding="utf-8")
+    (directory / ".env").write_text(f"MONETIZZE_CHAVE_UNICA={CHAVE}\n", encoding="utf-8")
+    return directory / "config.toml"
+
+
+# --- (b) the baseline receiver ---------------------------------------------------------------
+
+def serve_baseline(config_path: str, mode: str) -> None:
+    """Run the baseline receiver until SIGTERM (a child process of the benchmark)."""
+    cfg = load_config(config_path)
+    secret = cfg.require("MONETIZZE_CHAVE_UNICA")
+    shared = Ledger(cfg.ledger_path)  # migrates
+    lock = threading.Lock()
+    local = threading.local()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            content_type = self.headers.get("Content-Type")
+            if self.path != cfg.receiver.path:
+                return self.answer(404, {"error": "unknown path"})
+            try:
+                _payload, pb = parse(raw, content_type)
+            except MalformedPostback:
+                return self.answer(400, {"error": "malformed body"})
+            if not hmac.compare_digest((pb.chave_unica or "").encode(), secret.encode()):
+                return self.answer(403, {"error": "chave_unica missing or wrong"})
+            row = inbox_row(pb, redact(raw, secret), content_type=content_type, remote_addr=self.client_address[0])
+            try:
+                if mode == "lock":
+                    with lock:
+                        inbox_id, duplicate = store(shared, row)
+                else:
+                    if not hasattr(local, "ledger"):
+                        local.ledger = Ledger(cfg.ledger_path, migrate=False)
+                    inbox_id, duplicate = store(local.ledger, row)
+            except Exception:
+                return self.answer(503, {"error": "ledger unavailable, retry later"})
+            self.answer(200, {"result": "duplicate" if duplicate else "stored", "id": inbox_id})
+
+        def answer(self, status: int, body: dict) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    class BaselineServer(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = socket.SOMAXCONN  # the same listen backlog as iptvsync's
+
+    server = BaselineServer((cfg.receiver.host, 0), Handler)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"baseline receiver on http://{cfg.receiver.host}:{server.server_address[1]}", file=sys.stderr, flush=True)
+    server.serve_forever(poll_interval=0.05)
+
+
+# --- the servers under test, as processes -----------------------------------------------------
+
+class Server:
+    """A receiver process on a fresh install; its URL comes from its 'receiver on URL' line."""
+
+    def __init__(self, kind: str, directory: Path, args):
+        self.kind = kind
+        self.config = make_install(directory, args.threads)
+        self.ledger = directory / "iptvsync.db"
+        self.log_path = directory / "server.log"
+        if kind == "iptvsync":
+            argv = [sys.executable, "-m", "iptvsync", "--config", str(self.config), "serve", "--port", "0"]
+        else:
+            argv = [sys.executable, __file__, "--serve-baseline", str(self.config),
+                    "--baseline-mode", args.baseline_mode]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                         cwd=ROOT, env=args.env)
+        deadline = time.monotonic() + 60
+        while not (match := re.search(r"receiver on http://([\d.]+):(\d+)", self.log_path.read_text())):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{kind} did not start:\n{self.log_path.read_text()}")
+            time.sleep(0.02)
+        self.host, self.port = match.group(1), int(match.group(2))
+
+    def cpu_seconds(self) -> float:
+        """user + system CPU time of the server process so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def rows(self, sale_prefix: str) -> int:
+        """Inbox rows whose sale code starts with ``sale_prefix``."""
+        conn = sqlite3.connect(self.ledger)
+        try:
+            return conn.execute("SELECT count(*) FROM inbox WHERE substr(sale_code, 1, :n) = :prefix",
+                                {"n": len(sale_prefix), "prefix": sale_prefix}).fetchone()[0]
+        finally:
+            conn.close()
+
+
+# --- load generators ----------------------------------------------------------------------------
+
+def run_wrk(server: Server, template_path: Path, script: Path, *, connections: int, seconds: float,
+            tag: str, threads: int) -> dict:
+    argv = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+            "--timeout", "30s", "-s", str(script), f"http://{server.host}:{server.port}",
+            "--", tag, str(template_path), PATH]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"^WRKJSON (.*)$", out, re.MULTILINE)
+    if not match:
+        raise SystemExit(f"wrk printed no summary:\n{out}")
+    raw = json.loads(match.group(1))
+    errors = raw["connect"] + raw["read"] + raw["write"] + raw["status"] + raw["timeout"]
+    duration = raw["duration_us"] / 1e6
+    return {"ok": raw["requests"] - raw["status"], "errors": errors, "seconds": duration,
+            "p50_ms": raw["p50_us"] / 1000, "p99_ms": raw["p99_us"] / 1000, "max_ms": raw["max_us"] / 1000}
+
+
+def _python_client(host, port, template, tag, index, warmup_until, stop_at, out) -> None:
+    """One keep-alive connection posting back to back; appends (latency_s, ok) of measured requests.
+    Sale codes are ``<tag>w…`` during the warm-up and ``<tag>m…`` once measuring."""
+    head = (f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {FORM}\r\n"
+            f"Content-Length: {len(template)}\r\n\r\n").encode()
+    marker = PLACEHOLDER.encode()
+    sock = socket.create_connection((host, port), timeout=60)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = sock.makefile("rb")
+    sent = 0
+    try:
+        while (started := time.perf_counter()) < stop_at:
+            sent += 1
+            phase = "m" if started >= warmup_until else "w"
+            sock.sendall(head + template.replace(marker, f"{tag}{phase}{index:03d}{sent:09d}".encode()))
+            status = int(reader.readline().split()[1])
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reader.read(length)
+            if started >= warmup_until:
+                out.append((time.perf_counter() - started, status == 200))
+    except OSError:
+        out.append((0.0, False))
+    finally:
+        sock.close()
+
+
+def _python_loadgen(host, port, template, tag, connections, warmup, seconds, pipe) -> None:
+    """A child process: ``connections`` client threads; sends back the measured requests."""
+    begin = time.perf_counter()
+    warmup_until, stop_at = begin + warmup, begin + warmup + seconds
+    outs: list[list] = [[] for _ in range(connections)]
+    threads = [threading.Thread(target=_python_client, args=(host, port, template, tag, i, warmup_until, stop_at,
+                                                               outs[i])) for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pipe.send([sample for out in outs for sample in out])
+    pipe.close()
+
+
+def run_python(server: Server, template: bytes, *, connections: int, warmup: float, seconds: float, tag: str) -> dict:
+    receive, send = multiprocessing.Pipe(duplex=False)
+    child = multiprocessing.Process(target=_python_loadgen, args=(server.host, server.port, template, tag,
+                                                                  connections, warmup, seconds, send))
+    child.start()
+    samples = receive.recv()
+    child.join()
+    latencies = sorted(latency for latency, ok in samples if ok)
+    errors = sum(1 for _latency, ok in samples if not ok)
+
+    def pct(p):
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000 if latencies else float("nan")
+
+    return {"ok": len(latencies), "errors": errors, "seconds": seconds,
+            "p50_ms": pct(50), "p99_ms": pct(99), "max_ms": latencies[-1] * 1000 if latencies else float("nan")}
+
+
+# --- (c) the raw commit rate -------------------------------------------------------------------
+
+def raw_commit_rate(directory: Path, seconds: float, env: dict) -> dict:
+    """Measured in a child process, with the same environment as the receivers."""
+    out = subprocess.run([sys.executable, __file__, "--raw-commit", str(directory), "--seconds", str(seconds)],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def measure_raw_commit(directory: Path, seconds: float) -> dict:
+    """Single-row commits of a 5 kB blob, WAL + synchronous=FULL, in ``directory``."""
+    path = directory / "raw-commit.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+    body = os.urandom(5000)
+    latencies = []
+    begin = time.perf_counter()
+    while time.perf_counter() - begin < seconds:
+        started = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t (body) VALUES (?)", (body,))
+        conn.execute("COMMIT")
+        latencies.append(time.perf_counter() - started)
+    elapsed = time.perf_counter() - begin
+    conn.close()
+    latencies.sort()
+    return {"commits_per_s": len(latencies) / elapsed, "p50_ms": latencies[len(latencies) // 2] * 1000,
+            "p99_ms": latencies[int(0.99 * len(latencies))] * 1000}
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+def bench_receiver(kind: str, connections: int, args, workdir: Path, template: bytes, run_no: int) -> dict:
+    server = Server(kind, workdir / f"{kind}-{connections}", args)
+    tag = f"B{run_no:02d}"  # sale codes: tag, "w" (warm-up) or "m" (measured), then a counter
+    try:
+        cpu_before = wall_before = None
+        if args.loadgen == "wrk":
+            template_path = workdir / "body.form"
+            template_path.write_bytes(template)
+            script = workdir / "bench.lua"
+            script.write_text(WRK_SCRIPT, encoding="utf-8")
+            run_wrk(server, template_path, script, connections=connections, seconds=args.warmup,
+                    tag=tag + "w", threads=args.wrk_threads)
+            cpu_before, wall_before = server.cpu_seconds(), time.perf_counter()
+            result = run_wrk(server, template_path, script, connections=connections, seconds=args.seconds,
+                             tag=tag + "m", threads=args.wrk_threads)
+        else:
+            cpu_before, wall_before = server.cpu_seconds(), time.perf_counter()  # includes the warm-up
+            result = run_python(server, template, connections=connections, warmup=args.warmup,
+                                seconds=args.seconds, tag=tag)
+        cpu = (server.cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
+    finally:
+        exit_code = server.stop()
+    result.update(kind=kind, connections=connections, postbacks_per_s=result["ok"] / result["seconds"],
+                  server_cpu=cpu, ledger_rows=server.rows(tag + "m"), exit_code=exit_code)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per run (default 2)")
+    parser.add_argument("--connections", default="16,64", help="comma-separated (default 16,64)")
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
+                        help="wrk if installed (auto), else the Python one")
+    parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1: leave the server a core)")
+    parser.add_argument("--threads", type=int, default=16, help="[receiver] threads of iptvsync (default 16)")
+    parser.add_argument("--only", default="iptvsync,baseline,raw", help="which of iptvsync,baseline,raw to run")
+    parser.add_argument("--baseline-mode", choices=("lock", "per-thread"), default="lock",
+                        help="baseline commits on one shared connection (lock) or one per thread")
+    parser.add_argument("--dir", type=Path, default=ROOT / "bench" / "results",
+                        help="where the ledgers go: the disk being measured (default bench/results)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.relative_to(ROOT)})")
+    parser.add_argument("--fsync-delay-ms", type=float, default=0.0,
+                        help="simulate a slower disk: sleep this long before each fsync (needs cc)")
+    parser.add_argument("--serve-baseline", metavar="CONFIG", help=argparse.SUPPRESS)
+    parser.add_argument("--raw-commit", metavar="DIR", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_baseline:
+        return serve_baseline(args.serve_baseline, args.baseline_mode)
+    if args.raw_commit:
+        return print(json.dumps(measure_raw_commit(args.raw_commit, args.seconds)))
+    if args.loadgen == "auto":
+        args.loadgen = "wrk" if shutil.which("wrk") else "python"
+    if args.loadgen == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk), or use --loadgen python")
+    connection_counts = [int(c) for c in args.connections.split(",")]
+    only = set(args.only.split(","))
+
+    args.dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="receiver-", dir=args.dir))
+    args.env = child_env(workdir, args.fsync_delay_ms)
+    template = body_template()
+    print(f"receiver benchmark: {os.cpu_count()} cores, Python {platform.python_version()}, load generator "
+          f"{args.loadgen}, {len(template)} B form bodies, {args.seconds:g}s per run, ledgers in {workdir}"
+          + (f", +{args.fsync_delay_ms:g} ms per fsync" if args.fsync_delay_ms else ""))
+    runs: list[dict] = []
+    raw = None
+    try:
+        if "raw" in only:
+            raw = raw_commit_rate(workdir, min(args.seconds, 5.0), args.env)
+            print(f"  raw commit: {raw['commits_per_s']:.0f} commits/s (p50 {raw['p50_ms']:.2f} ms, "
+                  f"p99 {raw['p99_ms']:.2f} ms)")
+        for connections in connection_counts:
+            for kind in ("iptvsync", "baseline"):
+                if kind in only:
+                    run = bench_receiver(kind, connections, args, workdir, template, len(runs))
+                    runs.append(run)
+                    print(f"  {kind:<9} c={connections:<3} {run['postbacks_per_s']:7.0f}/s  p50 {run['p50_ms']:6.1f} ms"
+                          f"  p99 {run['p99_ms']:6.1f} ms  errors {run['errors']}  server CPU "
+                          f"{run['server_cpu']:.0%}  rows {run['ledger_rows']}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    report = summarize(runs, raw, connection_counts)
+    print_table(runs, raw, report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "settings": {"seconds": args.seconds, "warmup": args.warmup, "loadgen": args.loadgen,
+                     "baseline_mode": args.baseline_mode, "threads": args.threads, "body_bytes": len(template),
+                     "fsync_delay_ms": args.fsync_delay_ms},
+        "raw_commit": raw, "runs": runs, **report}, indent=2) + "\n", encoding="utf-8")
+    print(f"\nresults: {args.out}")
+    sys.exit(0 if all(check["ok"] for check in report["targets"].values()) else 1)
+
+
+def summarize(runs: list[dict], raw: dict | None, connection_counts: list[int]) -> dict:
+    by = {(r["kind"], r["connections"]): r for r in runs}
+    ratios = {}
+    for c in connection_counts:
+        mine, base = by.get(("iptvsync", c)), by.get(("baseline", c))
+        if mine and base:
+            ratios[f"vs_baseline_c{c}"] = mine["postbacks_per_s"] / base["postbacks_per_s"]
+        if mine and raw:
+            ratios[f"vs_raw_commit_c{c}"] = mine["postbacks_per_s"] / raw["commits_per_s"]
+    best = max((r["postbacks_per_s"] for r in runs if r["kind"] == "iptvsync"), default=None)
+    checks = {}
+    for c in connection_counts:
+        ratio = ratios.get(f"vs_baseline_c{c}")
+        if ratio is not None:
+            checks[f"iptvsync ≥ {TARGETS['vs_baseline']:g}× baseline (c={c})"] = {
+                "value": round(ratio, 2), "ok": ratio >= TARGETS["vs_baseline"]}
+    if best is not None and raw:
+        share = best / raw["commits_per_s"]
+        checks[f"iptvsync ≥ {TARGETS['vs_raw_commit']:.0%} of raw commit rate (best run)"] = {
+            "value": round(share, 3), "ok": share >= TARGETS["vs_raw_commit"]}
+    if ("iptvsync", 16) in by:
+        p99 = by[("iptvsync", 16)]["p99_ms"]
+        checks[f"iptvsync p99 < {TARGETS['p99_ms_at_16']:g} ms at 16 connections"] = {
+            "value": round(p99, 1), "ok": p99 < TARGETS["p99_ms_at_16"]}
+    mine = [r for r in runs if r["kind"] == "iptvsync"]
+    if mine:
+        errors = sum(r["errors"] for r in mine)
+        checks["iptvsync zero errors"] = {"value": errors, "ok": errors == 0}
+        lost = [r for r in mine if r["ledger_rows"] < r["ok"]]
+        checks["every iptvsync 200 is in the ledger"] = {"value": len(lost), "ok": not lost}
+    return {"ratios": {k: round(v, 3) for k, v in ratios.items()}, "targets": checks}
+
+
+def print_table(runs: list[dict], raw: dict | None, report: dict) -> None:
+    print(f"\n{'receiver':<10}{'conns':>6}{'postbacks/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+          f"{'server CPU':>12}{'vs baseline':>13}{'vs raw':>8}")
+    base = {r["connections"]: r["postbacks_per_s"] for r in runs if r["kind"] == "baseline"}
+    for r in runs:
+        vs_base = f"{r['postbacks_per_s'] / base[r['connections']]:.2f}×" if r["connections"] in base else "-"
+        vs_raw = f"{r['postbacks_per_s'] / raw['commits_per_s']:.0%}" if raw else "-"
+        print(f"{r['kind']:<10}{r['connections']:>6}{r['postbacks_per_s']:>13.0f}{r['p50_ms']:>9.1f}"
+              f"{r['p99_ms']:>9.1f}{r['errors']:>8}{r['server_cpu']:>12.0%}{vs_base:>13}{vs_raw:>8}")
+    if raw:
+        print(f"{'raw commit':<10}{'1':>6}{raw['commits_per_s']:>13.0f}{raw['p50_ms']:>9.2f}{raw['p99_ms']:>9.2f}")
+    print()
+    for name, check in report["targets"].items():
+        print(f"  {'PASS' if check['ok'] else 'MISS'}  {name}: {check['value']}")
+
+
+if __name__ == "__main__":
+    main()

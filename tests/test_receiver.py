@@ -1,0 +1,627 @@
+"""The receiver over real HTTP(S) on loopback, against real ``iptvsync serve`` processes.
+
+Every answer it gives is checked together with the trace it leaves (an inbox row, or a counted
+rejection, and a log line) and with the promise that secrets stay out of logs and stored bodies.
+Then the process-level promises: SIGTERM finishes in-flight requests, every 200 survives SIGKILL,
+and two receivers can share one ledger.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import itertools
+import json
+import random
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import BASE_TOML, CHAVE, FIXTURES, fixture_body, write_install
+
+from iptvsync.phpform import build_form
+from iptvsync.postback import parse
+
+PATH = "/monetizze/postback/s3cr3tpath"  # [receiver] path of BASE_TOML: a capability, never logged
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+SAMPLES = sorted(p.name for p in (FIXTURES / "monetizze").iterdir() if p.suffix in (".form", ".json"))
+PRODUCT_KEY = "fedcba9876543210fedcba9876543210"  # produto[chave] in the samples
+BUYER_EMAILS = ("maria@example.com", "redacted@example.com")
+WAIT_S = 30.0  # generous on purpose: CI machines are small and busy; nothing here asserts timing
+ACCESS_LINE = re.compile(r'iptvsync\.access: (\S+) "(\S+) (\S+)" (\d{3}) [\d.]+ms')
+_serial = itertools.count()
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+def wait_for(condition, what: str, timeout: float = WAIT_S):
+    """Poll ``condition`` until it returns something truthy; that value is returned."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def install_with(tmp_path: Path, *, receiver: str = "", product: str = "", extra: str = "") -> Path:
+    """An install from BASE_TOML with lines added to [receiver] and [products.145388]."""
+    toml = (BASE_TOML.replace("[receiver]\n", "[receiver]\n" + receiver, 1)
+            .replace("[products.145388]\n", "[products.145388]\n" + product, 1) + extra)
+    return write_install(tmp_path / "install", toml)
+
+
+def query(ledger: Path, sql: str, params: tuple = ()) -> list[dict]:
+    conn = sqlite3.connect(ledger, timeout=WAIT_S)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute(sql, params)]
+    finally:
+        conn.close()
+
+
+def sale_body(sale: str) -> bytes:
+    """A realistic first-charge postback form (~5 kB, as Monetizze posts it) for sale code ``sale``."""
+    payload = json.loads(fixture_body("approved-first-charge.json"))
+    payload["venda"]["codigo"] = sale
+    return build_form(payload)
+
+
+def assert_no_secrets(text: str | bytes, *also: str) -> None:
+    """The chave_unica, the receiver path's secret segment and buyer emails appear nowhere."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    for secret in (CHAVE, PATH.rsplit("/", 1)[1], *BUYER_EMAILS, *also):
+        assert secret not in text, f"{secret!r} leaked"
+
+
+class Receiver:
+    """A real ``python -m iptvsync serve --port 0`` process, its log file and its ledger."""
+
+    def __init__(self, config: Path, *args: str):
+        self.config = config
+        self.ledger = config.parent / "iptvsync.db"
+        self.log_path = config.parent / f"serve-{next(_serial)}.log"
+        with open(self.log_path, "wb") as log_file:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "iptvsync", "--config", str(config), "serve", "--port", "0", *args],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file)
+        self.url = wait_for(self._announced_url, "the receiver to announce its URL")
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def _announced_url(self) -> str | None:
+        match = re.search(r"iptvsync receiver on (\S+)", self.log())
+        if not match and self.proc.poll() is not None:
+            raise AssertionError(f"iptvsync serve exited {self.proc.returncode}:\n{self.log()}")
+        return match.group(1) if match else None
+
+    def post(self, body, content_type: str | None = FORM, *, path: str = PATH, headers: dict | None = None,
+             **kwargs) -> requests.Response:
+        headers = {**({"Content-Type": content_type} if content_type else {}), **(headers or {})}
+        return requests.post(self.url + path, data=body, headers=headers, timeout=WAIT_S, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(self.url + path, timeout=WAIT_S, **kwargs)
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def access_lines(self) -> list[tuple[str, str, str, int]]:
+        """(client, method, route, status) of each access-log line."""
+        return [(m[1], m[2], m[3], int(m[4])) for m in ACCESS_LINE.finditer(self.log())]
+
+    def inbox(self) -> list[dict]:
+        return query(self.ledger, "SELECT * FROM inbox ORDER BY id")
+
+    def rejections(self) -> list[dict]:
+        return query(self.ledger, "SELECT * FROM rejections ORDER BY status, reason")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=WAIT_S)
+
+
+@pytest.fixture
+def start():
+    """``start(config, *serve_args)`` runs a receiver; whatever is still running is killed after
+    the test (tests about a clean exit stop theirs with SIGTERM themselves)."""
+    running: list[Receiver] = []
+
+    def _start(config: Path, *args: str) -> Receiver:
+        running.append(Receiver(config, *args))
+        return running[-1]
+
+    yield _start
+    for receiver in running:
+        receiver.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def receiver(start, install) -> Receiver:
+    return start(install)
+
+
+def assert_rejected(receiver: Receiver, response: requests.Response, status: int, reason: str, *,
+                    remote: str = "127.0.0.1") -> None:
+    """The answer, one counted rejection with its reason, a log line, nothing stored, no secrets."""
+    assert response.status_code == status
+    assert response.json() == {"error": reason}
+
+    def counted():
+        return [r for r in receiver.rejections() if (r["status"], r["reason"]) == (status, reason)]
+
+    [row] = wait_for(counted, f"the {status} to be counted")
+    assert (row["count"], row["last_remote"]) == (1, remote)
+    assert f"rejected {status} from {remote}: {reason}" in receiver.log()
+    assert receiver.access_lines()[-1][3] == status
+    assert receiver.inbox() == []
+    assert_no_secrets(receiver.log())
+
+
+# --- 200: stored ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_each_sample_postback_is_stored_with_its_parsed_fields_and_no_secret(start, tmp_path, name):
+    body = fixture_body(name)
+    content_type = FORM if name.endswith(".form") else JSON
+    expected = parse(body, content_type)[1]
+    chave = expected.chave_unica  # CHAVE, but the annotated template carries its own
+    receiver = start(write_install(tmp_path / "install", env={"MONETIZZE_CHAVE_UNICA": chave}))
+    response = receiver.post(body, content_type)
+
+    assert response.status_code == 200
+    assert response.json()["result"] == "stored"
+    [row] = receiver.inbox()
+    assert row["id"] == response.json()["id"]
+    assert {k: row[k] for k in ("event", "kind", "sale_code", "parcela", "buyer_email", "paid_at", "dedupe_key")} == {
+        "event": expected.event, "kind": expected.kind, "sale_code": expected.sale_code,
+        "parcela": expected.parcela, "buyer_email": expected.buyer_email, "paid_at": expected.paid_at,
+        "dedupe_key": expected.dedupe_key}
+    assert row["status"] == ("ignored" if expected.kind == "ignored" else "pending")
+    assert (row["source"], row["remote_addr"], row["content_type"], row["times_seen"]) == (
+        "postback", "127.0.0.1", content_type, 1)
+    # the raw body, byte for byte, with only the chave_unica value blanked
+    assert row["body"] == body.replace(chave.encode(), b"")
+    assert parse(row["body"], content_type)[1].chave_unica is None
+    assert receiver.access_lines() == [("127.0.0.1", "POST", "<postback>", 200)]
+    assert_no_secrets(receiver.log(), chave)
+
+
+@pytest.mark.parametrize("content_type", [FORM, JSON])
+def test_a_first_charge_is_stored_with_the_fields_the_engine_needs(receiver, content_type):
+    extension = ".form" if content_type == FORM else ".json"
+    assert receiver.post(fixture_body("approved-first-charge" + extension), content_type).status_code == 200
+
+    [row] = receiver.inbox()
+    assert {k: row[k] for k in ("event", "kind", "sale_code", "parcela", "buyer_email", "paid_at", "status")} == {
+        "event": 2, "kind": "approved", "sale_code": "51000001", "parcela": 1,
+        "buyer_email": "maria@example.com", "paid_at": "2026-11-20T17:37:57Z", "status": "pending"}
+
+
+def test_the_monetizze_test_button_is_answered_200_and_stored_as_ignored(receiver):
+    payload = json.loads(fixture_body("approved-first-charge.json"))
+    payload["produto"]["nome"] = "X-Wing"
+    response = receiver.post(build_form(payload, json_field=False))  # the button sends no `json`
+
+    assert response.status_code == 200
+    assert response.json()["result"] == "stored"
+    [row] = receiver.inbox()
+    assert (row["is_test"], row["status"], row["reason"]) == (1, "ignored", "Monetizze test postback")
+    assert row["dedupe_key"].startswith("test:")
+    assert CHAVE.encode() not in row["body"]
+    assert_no_secrets(receiver.log())
+
+
+def test_a_duplicate_is_answered_200_and_counted_on_the_same_row(receiver):
+    body = fixture_body("approved-first-charge.form")
+    first, second = receiver.post(body), receiver.post(body)
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json()["result"] == "stored"
+    assert second.json() == {"result": "duplicate", "id": first.json()["id"]}
+    [row] = receiver.inbox()
+    assert row["times_seen"] == 2
+    assert receiver.access_lines() == [("127.0.0.1", "POST", "<postback>", 200)] * 2
+    assert "duplicate" in receiver.log().splitlines()[-1]
+
+
+def test_health_check(receiver):
+    response = receiver.get("/healthz")
+
+    assert (response.status_code, response.json()) == (200, {"result": "ok"})
+    assert receiver.access_lines() == [("127.0.0.1", "GET", "/healthz", 200)]
+    assert receiver.inbox() == [] and receiver.rejections() == []
+
+
+# --- 4xx: rejected and counted ---------------------------------------------------------------
+
+def test_a_body_over_max_body_bytes_is_413(start, tmp_path):
+    receiver = start(install_with(tmp_path, receiver="max_body_bytes = 4096\n"))
+    body = fixture_body("approved-first-charge.form")  # 5 kB, with a Content-Length
+    assert len(body) > 4096
+
+    assert_rejected(receiver, receiver.post(body), 413, "body too large")
+
+
+def test_a_chunked_body_over_max_body_bytes_is_413(start, tmp_path):
+    receiver = start(install_with(tmp_path, receiver="max_body_bytes = 4096\n"))
+    body = fixture_body("approved-first-charge.form")
+    response = receiver.post(iter([body[:3000], body[3000:]]))  # no length: Transfer-Encoding: chunked
+
+    assert response.request.headers["Transfer-Encoding"] == "chunked"
+    assert_rejected(receiver, response, 413, "body too large")
+
+
+def test_a_chunked_body_within_the_limit_is_stored(receiver):
+    body = fixture_body("approved-first-charge.form")
+    response = receiver.post(iter([body[:3000], body[3000:]]))
+
+    assert response.request.headers["Transfer-Encoding"] == "chunked"
+    assert response.status_code == 200
+    assert receiver.inbox()[0]["body"] == body.replace(CHAVE.encode(), b"")
+
+
+def test_text_plain_is_415(receiver):
+    response = receiver.post(fixture_body("approved-first-charge.form"), "text/plain")
+    assert_rejected(receiver, response, 415, "unsupported content type")
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (b'{"venda": {"codigo": ', JSON),  # truncated JSON
+    (b"\xff\xfe\x00\x80 garbage \xc3", FORM),  # not even text
+    (b"", FORM),
+], ids=["invalid-json", "garbage", "empty"])
+def test_an_unreadable_body_is_400(receiver, body, content_type):
+    assert_rejected(receiver, receiver.post(body, content_type), 400, "malformed body")
+
+
+def test_a_postback_without_chave_unica_is_403(receiver):
+    payload = json.loads(fixture_body("approved-first-charge.json"))
+    del payload["chave_unica"]
+    assert_rejected(receiver, receiver.post(json.dumps(payload), JSON), 403, "chave_unica missing or wrong")
+
+
+def test_a_postback_with_a_wrong_chave_unica_is_403(receiver):
+    wrong = "f" * len(CHAVE)
+    body = fixture_body("approved-first-charge.form").replace(CHAVE.encode(), wrong.encode())
+
+    assert_rejected(receiver, receiver.post(body), 403, "chave_unica missing or wrong")
+    assert_no_secrets(receiver.log(), wrong)  # not even the wrong key is logged
+
+
+@pytest.mark.parametrize("configured_key, status", [(PRODUCT_KEY, 200), ("0" * 32, 403)])
+def test_produto_chave_is_checked_when_check_product_key_is_on(start, tmp_path, configured_key, status):
+    config = install_with(tmp_path, product=f'key = "{configured_key}"\n',
+                          extra="\n[monetizze]\ncheck_product_key = true\n")
+    receiver = start(config)
+    response = receiver.post(fixture_body("approved-first-charge.form"))
+
+    if status == 403:
+        assert_rejected(receiver, response, 403, "produto[chave] missing or wrong")
+    else:
+        assert response.status_code == 200
+        assert len(receiver.inbox()) == 1
+    assert_no_secrets(receiver.log(), PRODUCT_KEY, configured_key)
+
+
+@pytest.mark.parametrize("allowed, status", [("10.0.0.0/8", 403), ("127.0.0.0/8", 200)])
+def test_allowed_ips(start, tmp_path, allowed, status):
+    receiver = start(install_with(tmp_path, receiver=f'allowed_ips = ["{allowed}"]\n'))
+    response = receiver.post(fixture_body("approved-first-charge.form"))
+
+    if status == 403:
+        assert_rejected(receiver, response, 403, "source address not allowed")
+    else:
+        assert response.status_code == 200
+        assert receiver.inbox()[0]["remote_addr"] == "127.0.0.1"
+
+
+def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(start, tmp_path):
+    receiver = start(install_with(tmp_path, receiver='trusted_proxies = ["127.0.0.1/32"]\n'
+                                                     'allowed_ips = ["203.0.113.0/24"]\n'))
+    # the client's own claim comes first; our proxy appended the address it saw
+    response = receiver.post(fixture_body("approved-first-charge.form"),
+                             headers={"X-Forwarded-For": "10.6.6.6, 203.0.113.7"})
+
+    assert response.status_code == 200
+    assert receiver.inbox()[0]["remote_addr"] == "203.0.113.7"
+    assert receiver.access_lines() == [("203.0.113.7", "POST", "<postback>", 200)]
+    assert_no_secrets(receiver.log())
+
+
+def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(start, tmp_path):
+    receiver = start(install_with(tmp_path, receiver='trusted_proxies = ["192.0.2.10/32"]\n'
+                                                     'allowed_ips = ["203.0.113.0/24"]\n'))
+    response = receiver.post(fixture_body("approved-first-charge.form"),
+                             headers={"X-Forwarded-For": "203.0.113.7"})
+
+    assert_rejected(receiver, response, 403, "source address not allowed", remote="127.0.0.1")
+
+
+def test_an_unknown_path_is_404_and_not_logged(receiver):
+    response = receiver.post(fixture_body("approved-first-charge.form"), path="/monetizze/postback/guess")
+
+    assert_rejected(receiver, response, 404, "unknown path")
+    assert receiver.access_lines() == [("127.0.0.1", "POST", "<other>", 404)]
+    assert "guess" not in receiver.log()
+
+
+def test_get_on_the_postback_path_is_405(receiver):
+    assert_rejected(receiver, receiver.get(PATH), 405, "method not allowed")
+
+
+def test_rejections_are_counted_not_stored_one_row_per_day_status_and_reason(receiver):
+    conn = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=WAIT_S)  # one keep-alive connection
+    wrong_key = json.dumps({"chave_unica": "wrong", "venda": {"codigo": "1"}})
+    bad_requests = [("POST", "/nope", b"x", FORM), ("GET", PATH, None, None),
+                    ("POST", PATH, b"hello", "text/plain"), ("POST", PATH, wrong_key.encode(), JSON)]
+    statuses = Counter()
+    for method, path, body, content_type in itertools.islice(itertools.cycle(bad_requests), 1000):
+        conn.request(method, path, body=body, headers={"Content-Type": content_type} if content_type else {})
+        response = conn.getresponse()
+        response.read()
+        statuses[response.status] += 1
+    conn.close()
+
+    assert statuses == {404: 250, 405: 250, 415: 250, 403: 250}
+    wait_for(lambda: sum(r["count"] for r in receiver.rejections()) == 1000, "all 1000 to be counted")
+    rows = receiver.rejections()
+    assert len(rows) <= 8  # 4 reasons, on at most two days (if the test straddles midnight UTC)
+    assert {(r["status"], r["reason"]) for r in rows} == {
+        (404, "unknown path"), (405, "method not allowed"), (415, "unsupported content type"),
+        (403, "chave_unica missing or wrong")}
+    assert receiver.inbox() == []
+
+
+# --- 503: the ledger cannot be written ------------------------------------------------------
+
+def test_a_locked_ledger_gets_503_never_200_and_a_retry_after_release_is_stored(start, tmp_path):
+    receiver = start(install_with(tmp_path, receiver="ledger_timeout_s = 1\n"))
+    body = fixture_body("approved-first-charge.form")
+    holder = sqlite3.connect(receiver.ledger, isolation_level=None, timeout=WAIT_S)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock past the receiver's patience
+    try:
+        responses = [receiver.post(body), receiver.post(sale_body("52000002"))]
+        assert [r.status_code for r in responses] == [503, 503]
+        assert responses[0].json() == {"error": "ledger unavailable, retry later"}
+        assert "ledger write failed: " in receiver.log()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert receiver.inbox() == []  # a 503 left nothing behind
+
+    retry = receiver.post(body)
+    assert retry.status_code == 200
+    assert retry.json()["result"] == "stored"
+    [row] = receiver.inbox()
+    assert row["times_seen"] == 1
+    assert [line[3] for line in receiver.access_lines()] == [503, 503, 200]
+    assert_no_secrets(receiver.log())
+
+
+# --- TLS ------------------------------------------------------------------------------------
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """cert.pem and key.pem for 127.0.0.1, valid for a day."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("via", ["config", "options"])
+def test_tls(start, tmp_path, via):
+    cert, key = self_signed_certificate(tmp_path)
+    if via == "config":  # relative paths are relative to the config file
+        config = install_with(tmp_path, receiver='certfile = "../cert.pem"\nkeyfile = "../key.pem"\n')
+        receiver = start(config)
+    else:
+        receiver = start(install_with(tmp_path), "--certfile", str(cert), "--keyfile", str(key))
+    assert receiver.url.startswith("https://127.0.0.1:")
+
+    response = receiver.post(fixture_body("approved-first-charge.form"), verify=str(cert))
+    assert (response.status_code, response.json()["result"]) == (200, "stored")
+    assert len(receiver.inbox()) == 1
+
+    with pytest.raises(requests.exceptions.SSLError):  # a client that does not trust the certificate
+        receiver.post(fixture_body("approved-first-charge.form"))
+    plain_url = receiver.url.replace("https://", "http://") + PATH
+    with pytest.raises(requests.ConnectionError):  # plain HTTP on the TLS port: dropped
+        requests.post(plain_url, data=fixture_body("renewal-second-charge.form"), headers={"Content-Type": FORM},
+                      timeout=WAIT_S)
+    assert len(receiver.inbox()) == 1
+    assert_no_secrets(receiver.log())
+
+
+# --- process lifecycle ------------------------------------------------------------------------
+
+def _server_has_read_everything(client: socket.socket) -> bool:
+    """True once the server end of ``client``'s connection has no unread bytes, i.e. a worker
+    thread is inside the request (Linux: the socket's receive queue in /proc/net/tcp)."""
+    client_port, server_port = client.getsockname()[1], client.getpeername()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, queues = fields[1], fields[2], fields[4]
+        if (int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)) == (server_port, client_port):
+            return int(queues.split(":")[1], 16) == 0
+    return False
+
+
+def _refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=WAIT_S).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp")
+def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(receiver):
+    body = fixture_body("approved-first-charge.form")
+    head = (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {FORM}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    client = socket.create_connection(("127.0.0.1", receiver.port), timeout=WAIT_S)
+    client.sendall(head + body[:2000])  # a slow client: half the body so far
+    wait_for(lambda: _server_has_read_everything(client), "a worker to be reading the request")
+
+    receiver.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: _refuses_connections(receiver.port), "the receiver to stop accepting connections")
+    client.sendall(body[2000:])  # ...and the rest, after SIGTERM
+    answer = b""
+    while chunk := client.recv(65536):
+        answer += chunk
+    client.close()
+
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["result"] == "stored"
+    assert receiver.proc.wait(timeout=WAIT_S) == 0
+    assert len(receiver.inbox()) == 1
+    assert "signal 15: finishing in-flight requests" in receiver.log()
+
+
+def test_access_log_has_one_line_per_request_and_no_secrets(start, install):
+    receiver = start(install)
+    body = fixture_body("approved-first-charge.form")
+    wrong_key = body.replace(CHAVE.encode(), b"f" * len(CHAVE))
+    answers = [receiver.get("/healthz"), receiver.post(body), receiver.post(body), receiver.post(wrong_key),
+               receiver.get(PATH), receiver.post(body, path="/other"), receiver.post(body, "text/plain"),
+               receiver.post(fixture_body("refunded.json"), JSON)]
+    assert receiver.stop() == 0
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 403, 405, 404, 415, 200]
+    assert receiver.access_lines() == [
+        ("127.0.0.1", "GET", "/healthz", 200), ("127.0.0.1", "POST", "<postback>", 200),
+        ("127.0.0.1", "POST", "<postback>", 200), ("127.0.0.1", "POST", "<postback>", 403),
+        ("127.0.0.1", "GET", "<postback>", 405), ("127.0.0.1", "POST", "<other>", 404),
+        ("127.0.0.1", "POST", "<postback>", 415), ("127.0.0.1", "POST", "<postback>", 200)]
+    assert len([line for line in receiver.log().splitlines() if "iptvsync.access" in line]) == len(answers)
+    assert_no_secrets(receiver.log(), "f" * len(CHAVE), PRODUCT_KEY)
+
+
+# --- durability ------------------------------------------------------------------------------
+
+def _fire(receiver: Receiver, sales: list[str], *, threads: int, on_200=None) -> dict[str, str | None]:
+    """Post one postback per sale from ``threads`` keep-alive clients; sale -> result (None when
+    the request did not get a 200). A client stops at its first connection error."""
+    results: dict[str, str | None] = {}
+    pending = iter(sales)
+    lock = threading.Lock()
+
+    def client():
+        session = requests.Session()
+        while True:
+            with lock:
+                sale = next(pending, None)
+            if sale is None:
+                return
+            results[sale] = None
+            try:
+                response = session.post(receiver.url + PATH, data=sale_body(sale), timeout=WAIT_S,
+                                        headers={"Content-Type": FORM})
+            except requests.RequestException:  # refused, reset, or cut mid-answer by the kill
+                return
+            if response.status_code == 200:
+                results[sale] = response.json()["result"]
+                if on_200:
+                    on_200()
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return results
+
+
+def _killer(receiver: Receiver, *, after: int):
+    """An ``on_200`` callback that SIGKILLs the receiver at its ``after``-th 200, while the
+    other clients are mid-request."""
+    answered = itertools.count(1)
+
+    def on_200():
+        if next(answered) == after:
+            receiver.proc.kill()
+
+    return on_200
+
+
+def test_every_200_survives_sigkill_and_a_resend_is_deduplicated(start, install):
+    rng = random.Random()
+    kill_points = [1, rng.randrange(5, 60), rng.randrange(60, 250)]  # after this many 200s
+    for round_no, kill_after in enumerate(kill_points):
+        receiver = start(install)
+        sales = [f"K{round_no}{i:05d}" for i in range(kill_after + 400)]
+        results = _fire(receiver, sales, threads=6, on_200=_killer(receiver, after=kill_after))
+        receiver.proc.wait(timeout=WAIT_S)
+        assert receiver.proc.returncode == -signal.SIGKILL, f"kill point {kill_after} never reached"
+
+        restarted = start(install)  # on the same ledger
+        stored = {row["sale_code"] for row in restarted.inbox() if row["sale_code"].startswith(f"K{round_no}")}
+        answered_200 = {sale for sale, result in results.items() if result}
+        assert len(answered_200) >= kill_after
+        assert answered_200 <= stored, f"kill point {kill_after}: 200 answered but lost"
+        assert stored <= set(results)
+
+        # Monetizze retries everything it did not see a 200 for; we resend it all: nothing is doubled
+        again = _fire(restarted, sorted(results), threads=6)
+        assert all(again.values()), "a resend was not answered 200"
+        assert {s for s, result in again.items() if result == "duplicate"} == stored
+        rows = [r for r in restarted.inbox() if r["sale_code"].startswith(f"K{round_no}")]
+        assert sorted(r["sale_code"] for r in rows) == sorted(results)
+        assert all(r["times_seen"] == (2 if r["sale_code"] in stored else 1) for r in rows)
+        assert restarted.stop() == 0
+
+
+def test_two_receivers_on_one_ledger(start, install):
+    first, second = start(install), start(install)
+    assert first.port != second.port and first.ledger == second.ledger
+    sales = [f"T{i:04d}" for i in range(150)]
+    jobs = [(receiver, sale) for sale in sales for receiver in (first, second)]  # each sale reaches both
+    random.shuffle(jobs)
+
+    def post(job):
+        receiver, sale = job
+        response = receiver.post(sale_body(sale))
+        return sale, response.status_code, response.json().get("result")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(post, jobs))
+
+    assert [status for _sale, status, _result in answers] == [200] * len(jobs)
+    by_sale: dict[str, list[str]] = {}
+    for sale, _status, result in answers:
+        by_sale.setdefault(sale, []).append(result)
+    assert all(sorted(results) == ["duplicate", "stored"] for results in by_sale.values())
+    rows = first.inbox()
+    assert sorted(r["sale_code"] for r in rows) == sales  # each exactly once
+    assert {r["times_seen"] for r in rows} == {2}
