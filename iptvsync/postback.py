@@ -21,6 +21,8 @@ from urllib.parse import parse_qsl, quote, quote_plus
 
 from iptvsync.clock import SAO_PAULO, iso
 from iptvsync.errors import MalformedPostback
+from iptvsync.monetizze_form import BRACKET_KEY as _BRACKET_KEY
+from iptvsync.monetizze_form import json_field_payload
 
 EVENT_KINDS: dict[int, str] = {
     1: "waiting", 104: "waiting", 2: "approved", 6: "complete", 3: "cancelled", 4: "refunded",
@@ -45,7 +47,7 @@ TEST_PRODUCT_NAME = "x-wing"  # the panel's "test" button posts a sale of it (an
 _UNHASHED_KEYS = frozenset({"chave_unica", "tipoPostback", "json"})
 
 _FORM = "application/x-www-form-urlencoded"
-_BRACKET_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])+)$")
+_FORM_TYPO = "application/x-www-form-urlencode"  # what a Monetizze answer says it sends
 _BRACKET_PART = re.compile(r"\[([^\[\]]*)\]")
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 _MAX_FORM_DEPTH = 64
@@ -101,6 +103,8 @@ def parse_body(body: bytes, content_type: str | None) -> dict:
     if not body.strip():
         raise MalformedPostback("empty body")
     media_type = (content_type or "").split(";")[0].strip().lower() or _FORM
+    if media_type == _FORM_TYPO:
+        media_type = _FORM
     if media_type == _FORM and body.lstrip()[:1] in (b"{", b"["):
         media_type = "application/json"  # unlabelled or mislabelled: no PHP form starts so
     charset_match = _CHARSET.search(content_type or "")
@@ -108,7 +112,8 @@ def parse_body(body: bytes, content_type: str | None) -> dict:
     if media_type == "application/json" or media_type.endswith("+json"):
         return _decode_json(body, charset)
     if media_type == _FORM:
-        return _payload_from_fields(_form_fields(body, charset))
+        fast = json_field_payload(body) if charset.lower() in ("utf-8", "utf8") else None
+        return fast if fast is not None else _payload_from_fields(_form_fields(body, charset))
     if media_type == "multipart/form-data":
         return _payload_from_fields(_multipart_fields(body, content_type or ""))
     raise UnsupportedContentType(f"unsupported content type {media_type!r}")

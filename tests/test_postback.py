@@ -564,3 +564,52 @@ def test_multipart_with_non_utf8_field_is_malformed():
     body = b"--B\r\nContent-Disposition: form-data; name=\"venda[codigo]\"\r\n\r\n\xff\r\n--B--\r\n"
     with pytest.raises(MalformedPostback):
         parse_body(body, "multipart/form-data; boundary=B")
+
+
+# --- the fast path for Monetizze's form body ------------------------------------------------
+
+def _full_decoding(body: bytes) -> dict:
+    from iptvsync.postback import _form_fields, _payload_from_fields
+
+    return _payload_from_fields(_form_fields(body, "utf-8"))
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.form")), ids=lambda p: p.name)
+def test_json_field_fast_path_equals_the_full_decoding(path):
+    from iptvsync.monetizze_form import json_field_payload
+
+    body = path.read_bytes()
+    fast = json_field_payload(body)
+    assert fast is not None  # every Monetizze-shaped body takes the fast path
+    assert fast == _full_decoding(body)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda b: b + b"&extra_top_level=1",                    # a key the json copy lacks
+    lambda b: b + b"&json=%7B%7D",                          # a second json field
+    lambda b: b.replace(b"json=", b"json%5Bx%5D=", 1),      # json[...] instead of json
+    lambda b: b.replace(b"json=%7B", b"json=%7Bnot", 1),    # a broken copy
+    lambda b: b + b"&bad=%FF%FE",                           # not UTF-8
+])
+def test_fast_path_declines_what_it_cannot_prove(mutate):
+    from iptvsync.monetizze_form import json_field_payload
+
+    body = mutate((FIXTURES / "approved-first-charge.form").read_bytes())
+    fast = json_field_payload(body)
+    if fast is not None:
+        assert fast == _full_decoding(body)
+    else:  # the full decoding decides, and parse() still answers or rejects as before
+        try:
+            expected = _full_decoding(body)
+        except MalformedPostback:
+            with pytest.raises(MalformedPostback):
+                parse_body(body, "application/x-www-form-urlencoded")
+        else:
+            assert parse_body(body, "application/x-www-form-urlencoded") == expected
+
+
+def test_monetizze_content_type_typo_is_a_form():
+    """A Monetizze answer says it posts `application/x-www-form-urlencode` (sic)."""
+    body = (FIXTURES / "approved-first-charge.form").read_bytes()
+    typo = parse(body, "application/x-www-form-urlencode")[1]
+    assert typo == parse(body, "application/x-www-form-urlencoded")[1]

@@ -1,7 +1,11 @@
 """Stage 1 of ``process``: inbox → charges → subscriptions. Pure database work.
 
-Each postback is claimed and applied in ONE transaction, together with its status change,
-so a crash anywhere leaves it either fully applied or still pending — never half.
+Postbacks are claimed and applied in batches: one ``BEGIN IMMEDIATE`` transaction (one fsync)
+claims up to ``BATCH_ROWS`` pending rows and applies each inside its own ``SAVEPOINT``, together
+with its status change. A row that fails is rolled back to its savepoint (its effects and audit
+rows vanish, the audit chain stays linked) and parked as failed/unmapped in the same
+transaction, while the other rows go on. A crash anywhere rolls back the whole open batch, so
+every postback is either fully applied with its status, or still pending — never half.
 """
 
 from __future__ import annotations
@@ -20,12 +24,21 @@ from .model import CHARGE_RANK, KIND_TO_CHARGE, PAYING, next_delay
 
 log = logging.getLogger("iptvsync.apply")
 
+#: Rows claimed per transaction: enough to spread one fsync over many rows, few enough that
+#: the write lock is held for tens of milliseconds only (the receiver waits on it).
+BATCH_ROWS = 64
+
 CLAIM = """
 UPDATE inbox SET attempts = attempts + 1
-WHERE id = (SELECT id FROM inbox WHERE status = 'pending' AND (run_after IS NULL OR run_after <= :now)
-            AND id > :after ORDER BY id LIMIT 1)
-RETURNING *
+WHERE id IN (SELECT id FROM inbox WHERE status = 'pending' AND (run_after IS NULL OR run_after <= :now)
+             AND id > :after ORDER BY id LIMIT :batch)
+RETURNING id, body, content_type, attempts
 """
+
+APPLIED = ("UPDATE inbox SET status = 'applied', reason = :reason, applied_at = :now, run_after = NULL"
+           " WHERE id = :id")
+
+PARKED = "UPDATE inbox SET status = :status, reason = :reason, run_after = :run_after WHERE id = :id"
 
 
 class Unmapped(Exception):
@@ -47,39 +60,74 @@ def product_terms(product: ProductConfig, pb: Postback) -> dict:
 
 def apply_inbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = None) -> dict[str, int]:
     counts = {"applied": 0, "unmapped": 0, "failed": 0}
-    after = 0
+    after = 0  # each row is tried at most once per run
+    single_until = 0  # after a failed batch, its rows go again one per transaction
     while limit is None or sum(counts.values()) < limit:
+        size = 1 if after < single_until else BATCH_ROWS
+        if limit is not None:
+            size = min(size, limit - sum(counts.values()))
+        claimed: list[int] = []
         try:
             with ledger.tx() as conn:
-                row = conn.execute(CLAIM, {"now": iso(now), "after": after}).fetchone()
-                if row is None:
-                    break
-                row = dict(row)
-                after = row["id"]
-                _, pb = parse(row["body"], row["content_type"])
-                outcome = apply_postback(conn, ledger, cfg, pb, now, inbox_id=row["id"])
-                conn.execute("UPDATE inbox SET status = 'applied', reason = :reason, applied_at = :now,"
-                             " run_after = NULL WHERE id = :id",
-                             {"reason": outcome, "now": iso(now), "id": row["id"]})
-            counts["applied"] += 1
-        except (Unmapped, NotApplicable) as exc:
-            status = "unmapped" if isinstance(exc, Unmapped) else "failed"
-            _settle(ledger, after, status, str(exc), now)
-            counts[status] += 1
-        except Exception as exc:  # a bug or a corrupt row: park it with the reason, go on
-            log.exception("inbox %s could not be applied", after)
-            _settle(ledger, after, "failed", f"{type(exc).__name__}: {exc}", now)
+                rows = sorted(conn.execute(CLAIM, {"now": iso(now), "after": after, "batch": size}),
+                              key=lambda r: r["id"])
+                claimed = [row["id"] for row in rows]
+                outcomes = [_apply_row(conn, ledger, cfg, row, now) for row in rows]
+        except Exception as exc:
+            # Only an error that ends the whole transaction gets here (disk, I/O, a lost
+            # savepoint): nothing of the batch was committed, every row is still pending.
+            if not claimed:
+                raise
+            if len(claimed) > 1:
+                single_until = claimed[-1]
+                continue
+            log.exception("inbox %s could not be applied", claimed[0])
+            _settle(ledger, claimed[0], "failed", f"{type(exc).__name__}: {exc}", now)
             counts["failed"] += 1
+            after = claimed[0]
+            continue
+        if not rows:
+            break
+        after = claimed[-1]
+        for outcome in outcomes:
+            counts[outcome] += 1
     return counts
+
+
+def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlite3.Row, now: datetime) -> str:
+    """Apply one claimed row inside its own savepoint; returns applied | unmapped | failed.
+
+    On failure the row's effects are rolled back to the savepoint and the row is parked with
+    its reason, in the caller's transaction. Raises only when the transaction itself is gone.
+    """
+    conn.execute("SAVEPOINT apply_row")
+    try:
+        _, pb = parse(row["body"], row["content_type"])
+        outcome = apply_postback(conn, ledger, cfg, pb, now, inbox_id=row["id"])
+        conn.execute(APPLIED, {"reason": outcome, "now": iso(now), "id": row["id"]})
+    except (Unmapped, NotApplicable) as exc:
+        status, reason = ("unmapped" if isinstance(exc, Unmapped) else "failed"), str(exc)
+    except Exception as exc:  # a bug or a corrupt row: park it with the reason, go on
+        log.exception("inbox %s could not be applied", row["id"])
+        status, reason = "failed", f"{type(exc).__name__}: {exc}"
+    else:
+        conn.execute("RELEASE apply_row")
+        return "applied"
+    conn.execute("ROLLBACK TO apply_row")
+    # attempts was counted by the claim, which the rollback to the savepoint keeps
+    conn.execute(PARKED, {"status": status, "reason": reason, "id": row["id"],
+                          "run_after": iso(now + next_delay(row["attempts"]))})
+    ledger.audit(f"inbox.{status}", actor="process", reason=reason, inbox_id=row["id"])
+    conn.execute("RELEASE apply_row")
+    return status
 
 
 def _settle(ledger: Ledger, inbox_id: int, status: str, reason: str, now: datetime) -> None:
     with ledger.tx() as conn:
-        attempts = conn.execute("UPDATE inbox SET attempts = attempts + 1 WHERE id = ? RETURNING attempts",
-                                (inbox_id,)).fetchone()[0]
-        conn.execute("UPDATE inbox SET status = :status, reason = :reason, run_after = :run_after"
-                     " WHERE id = :id", {"status": status, "reason": reason, "id": inbox_id,
-                                         "run_after": iso(now + next_delay(attempts))})
+        attempts = conn.execute("UPDATE inbox SET attempts = attempts + 1 WHERE id = :id RETURNING attempts",
+                                {"id": inbox_id}).fetchone()[0]
+        conn.execute(PARKED, {"status": status, "reason": reason, "id": inbox_id,
+                              "run_after": iso(now + next_delay(attempts))})
         ledger.audit(f"inbox.{status}", actor="process", reason=reason, inbox_id=inbox_id)
 
 
@@ -102,24 +150,22 @@ def apply_postback(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Po
     if key is None:
         raise NotApplicable("postback has neither a sale code nor a subscription code")
     terms = product_terms(product, pb)
-    conn.execute(
+    sub = dict(conn.execute(
         "INSERT INTO subscriptions (key, product_code, product_name, plan_code, panel, buyer_email,"
         " buyer_name, recurring, created_at, updated_at) VALUES (:key, :product, :pname, :plan, :panel,"
         " :email, :name, :recurring, :now, :now) ON CONFLICT (key) DO UPDATE SET"
         " buyer_email = COALESCE(subscriptions.buyer_email, excluded.buyer_email),"
-        " buyer_name = COALESCE(subscriptions.buyer_name, excluded.buyer_name)",
+        " buyer_name = COALESCE(subscriptions.buyer_name, excluded.buyer_name) RETURNING *",
         {"key": key, "product": product.code, "pname": product.name or pb.product_name,
          "plan": pb.plan_ref or pb.plan_code, "panel": product.panel, "email": pb.buyer_email,
          "name": pb.buyer_name, "recurring": int(bool(pb.subscription_code and pb.periodicity)),
-         "now": iso(now)})
-    sub = dict(conn.execute("SELECT * FROM subscriptions WHERE key = ?", (key,)).fetchone())
+         "now": iso(now)}).fetchone())  # the row as it is now: no second read
     who = {"subscription_id": sub["id"], "sale_code": pb.sale_code, "buyer_email": sub["buyer_email"]}
 
     if pb.kind in KIND_TO_CHARGE:
         if not pb.sale_code:
             raise NotApplicable(f"event {pb.event} without a sale code")
-        before = _upsert_charge(conn, sub["id"], pb, terms["days"], now)
-        after = conn.execute("SELECT status FROM charges WHERE charge_key = ?", (_charge_key(pb),)).fetchone()[0]
+        before, after = _upsert_charge(conn, sub["id"], pb, terms["days"], now)
         old_sub, want = recompute(conn, sub["id"], cfg, now)
         ledger.audit(f"charge.{after}", actor="process", event=pb.event, parcela=pb.parcela,
                      previous=before, paid_until=want.access_until, enabled=want.enabled, **who)
@@ -154,12 +200,12 @@ def _charge_key(pb: Postback) -> str:
     return f"{pb.sale_code}:{pb.parcela if pb.parcela is not None else ''}"
 
 
-def _upsert_charge(conn, sub_id: int, pb: Postback, days: int, now: datetime) -> str | None:
-    """Move the charge up its precedence; never down. Returns the status before."""
+def _upsert_charge(conn, sub_id: int, pb: Postback, days: int, now: datetime) -> tuple[str | None, str]:
+    """Move the charge up its precedence; never down. Returns the status before and after."""
     status = KIND_TO_CHARGE[pb.kind]
-    row = conn.execute("SELECT status FROM charges WHERE charge_key = ?", (_charge_key(pb),)).fetchone()
+    row = conn.execute("SELECT status FROM charges WHERE charge_key = :key", {"key": _charge_key(pb)}).fetchone()
     paid_at = pb.paid_at if status in PAYING or status == "refunded" else None
-    conn.execute(
+    after = conn.execute(
         "INSERT INTO charges (charge_key, sale_code, parcela, subscription_id, status, status_rank, paid_at,"
         " days, amount, updated_at) VALUES (:key, :sale, :parcela, :sub, :status, :rank, :paid_at, :days,"
         " :amount, :now) ON CONFLICT (charge_key) DO UPDATE SET"
@@ -167,11 +213,11 @@ def _upsert_charge(conn, sub_id: int, pb: Postback, days: int, now: datetime) ->
         " status_rank = MAX(status_rank, excluded.status_rank),"
         " paid_at = CASE WHEN paid_at IS NULL THEN excluded.paid_at WHEN excluded.paid_at IS NULL THEN paid_at"
         "           ELSE MIN(paid_at, excluded.paid_at) END,"
-        " updated_at = excluded.updated_at",
+        " updated_at = excluded.updated_at RETURNING status",
         {"key": _charge_key(pb), "sale": pb.sale_code, "parcela": pb.parcela, "sub": sub_id,
          "status": status, "rank": CHARGE_RANK[status], "paid_at": paid_at, "days": days,
-         "amount": pb.amount, "now": iso(now)})
-    return row[0] if row else None
+         "amount": pb.amount, "now": iso(now)}).fetchone()[0]
+    return (row[0] if row else None), after
 
 
 def _queue_charge_emails(conn, cfg: Config, sub: dict, pb: Postback, before: str | None, after: str,
@@ -180,8 +226,8 @@ def _queue_charge_emails(conn, cfg: Config, sub: dict, pb: Postback, before: str
     is_paying = after in ("paid", "complete")
     email = sub["buyer_email"]
     if is_paying and not was_paying:
-        first = conn.execute("SELECT COUNT(*) FROM outbox WHERE subscription_id = ? AND kind = 'activation'",
-                             (sub["id"],)).fetchone()[0] == 0
+        first = conn.execute("SELECT COUNT(*) FROM outbox WHERE subscription_id = :sub AND kind = 'activation'",
+                             {"sub": sub["id"]}).fetchone()[0] == 0
         if first:
             queue(conn, subscription_id=sub["id"], kind="activation", cycle="1", to_addr=email, now=now)
         else:

@@ -80,6 +80,11 @@ def send_outbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = 
     backend = backend or make_backend(cfg)
     from_addr = getattr(cfg.email, "from")
     domain = parseaddr(from_addr)[1].rpartition("@")[2] or "iptvsync.local"
+    try:
+        make_message_id(domain, "probe")
+    except ValueError:  # an odd [email] from must not stop every email
+        domain = "iptvsync.local"
+    assign_message_ids(ledger, rows, domain)
     for row in rows:
         if row["needs_sync"] and not row["desired_enabled"]:
             _finish(ledger, row, "skipped", "line is disabled: credentials not sent", now)
@@ -89,10 +94,7 @@ def send_outbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = 
             counts["waiting"] += 1  # the line is not verified yet; try again next run
             continue
         sub = ledger.one("SELECT * FROM subscriptions WHERE id = ?", (row["subscription_id"],))
-        message_id = row["message_id"] or make_message_id(domain, f"outbox-{row['id']}-{row['kind']}")
-        if not row["message_id"]:
-            with ledger.tx() as conn:
-                conn.execute("UPDATE outbox SET message_id = ? WHERE id = ?", (message_id, row["id"]))
+        message_id = row["message_id"]
         try:
             rendered = render(row["kind"], email_context(cfg, sub, row), cfg.email.language,
                               cfg.email.templates_dir and cfg.resolve(cfg.email.templates_dir) or None)
@@ -111,6 +113,19 @@ def send_outbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = 
         _finish(ledger, row, "sent", None, now)
         counts["sent"] += 1
     return counts
+
+
+def assign_message_ids(ledger: Ledger, rows: list[dict], domain: str) -> None:
+    """Give each row its Message-ID before anything is sent, all in one transaction, so a
+    resend after a crash carries the same one."""
+    missing = [row for row in rows if not row["message_id"]]
+    if not missing:
+        return
+    with ledger.tx() as conn:
+        for row in missing:
+            row["message_id"] = make_message_id(domain, f"outbox-{row['id']}-{row['kind']}")
+            conn.execute("UPDATE outbox SET message_id = :m WHERE id = :id AND message_id IS NULL",
+                         {"m": row["message_id"], "id": row["id"]})
 
 
 def _finish(ledger: Ledger, row: dict, status: str, reason: str | None, now: datetime) -> None:

@@ -109,6 +109,19 @@ def ensure_credentials(ledger: Ledger, cfg: Config, sub: dict) -> tuple[str, str
     return row[0], decrypt(row[1], secret)
 
 
+def store_new_credentials(ledger: Ledger, cfg: Config, subs: list[dict]) -> None:
+    """Credentials for every due subscription that will need a line, in ONE transaction (one
+    fsync instead of one per subscription), still before any panel call."""
+    secret = cfg.require("IPTVSYNC_SECRET_KEY")
+    with ledger.tx() as conn:
+        for sub in subs:
+            if sub["desired_enabled"] and not sub["password_enc"]:
+                conn.execute("UPDATE subscriptions SET username = :u, password_enc = :p WHERE id = :id"
+                             " AND password_enc IS NULL",
+                             {"u": username_for(sub["key"], secret), "p": encrypt(new_password(), secret),
+                              "id": sub["id"]})
+
+
 def converge(panel: Panel, spec: LineSpec, line_id: str | None, calls: list) -> tuple[Line | None, str]:
     """Read, create or update until the panel matches ``spec``; returns the verified line."""
     line = panel.get(spec.username, spec.password, line_id)
@@ -209,6 +222,9 @@ def sync_panels(ledger_path, cfg: Config, panels: dict[str, Panel], now: datetim
     result = SyncResult()
     main = Ledger(ledger_path)
     due = due_subscriptions(main, now, limit)
+    if any(sub["desired_enabled"] and not sub["password_enc"] for sub in due):
+        store_new_credentials(main, cfg, due)
+        due = due_subscriptions(main, now, limit)
     main.close()
     by_panel: dict[str, list[dict]] = {}
     for sub in due:

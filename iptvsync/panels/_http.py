@@ -46,6 +46,9 @@ class PanelHttp:
         self.secrets = [s for s in secrets if s]
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
+        # Read the proxy environment once, not on every call (it was most of a call's CPU).
+        self.session.proxies.update(requests.utils.get_environ_proxies(url))
+        self.session.trust_env = False
 
     def error(self, text: str, *, status: str | None = None, transient: bool = False,
               ambiguous: bool = False, secrets: Iterable[str] = ()) -> PanelError:
