@@ -128,13 +128,17 @@ class Ledger:
     # -- audit -----------------------------------------------------------------------------
     def audit(self, action: str, *, actor: str | None = None, subscription_id: int | None = None,
               sale_code: str | None = None, buyer_email: str | None = None, **detail: Any) -> None:
-        """Append one audit row chained to the previous one by hash. Call inside ``tx()``.
+        """Append one audit row chained to the previous one by hash, in the caller's ``tx()`` if any.
 
         ``detail`` must never hold secrets: callers pass facts (days, status, panel), not
         credentials; values named like secrets are dropped as a last line of defence.
         """
         clean = {k: v for k, v in detail.items()
                  if v is not None and not any(s in k.lower() for s in ("password", "api_key", "chave"))}
+        with self.tx():  # joins the caller's transaction; alone, it still reads and appends atomically
+            self._append_audit(action, actor, subscription_id, sale_code, buyer_email, clean)
+
+    def _append_audit(self, action, actor, subscription_id, sale_code, buyer_email, clean) -> None:
         row = self.conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
         prev = row[0] if row else GENESIS
         record = {
