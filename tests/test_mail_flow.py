@@ -242,3 +242,17 @@ def test_every_kind_through_a_lifecycle_as_the_buyer_reads_it(tmp_path):
     assert "20/12/2026 14:37" in text("reminder", "joao@example.com")
     assert "Senha" not in text("refund", "ana@example.com")
     assert "20/12/2026" in text("expired", "joao@example.com")  # the one-off ran out
+
+
+def test_message_ids_differ_between_installs(tmp_path):
+    """Row 1 of two ledgers must not share a Message-ID: a mail client would hide the second."""
+    from conftest import write_install as make
+
+    ids = []
+    for name, secret in (("a", "x" * 44), ("b", "y" * 44)):
+        cfg = load_config(make(tmp_path / name, BASE_TOML, env={"IPTVSYNC_SECRET_KEY": secret}))
+        ledger = Ledger(cfg.ledger_path)
+        deliver(ledger, payload(2, paid=paid_now()))
+        run_process(cfg)
+        ids.append(outbox(ledger)[0]["message_id"])
+    assert ids[0] != ids[1] and all(i.startswith("<") and i.endswith("@loja.example>") for i in ids)

@@ -84,7 +84,7 @@ def send_outbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = 
         make_message_id(domain, "probe")
     except ValueError:  # an odd [email] from must not stop every email
         domain = "iptvsync.local"
-    assign_message_ids(ledger, rows, domain)
+    assign_message_ids(ledger, rows, domain, cfg.require("IPTVSYNC_SECRET_KEY"))
     for row in rows:
         if row["needs_sync"] and not row["desired_enabled"]:
             _finish(ledger, row, "skipped", "line is disabled: credentials not sent", now)
@@ -115,15 +115,18 @@ def send_outbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = 
     return counts
 
 
-def assign_message_ids(ledger: Ledger, rows: list[dict], domain: str) -> None:
+def assign_message_ids(ledger: Ledger, rows: list[dict], domain: str, install_secret: str) -> None:
     """Give each row its Message-ID before anything is sent, all in one transaction, so a
-    resend after a crash carries the same one."""
+    resend after a crash carries the same one. The install's secret and the row's creation
+    time go into the hash: a second install (or a fresh ledger) never reuses an ID that a
+    buyer's mail client has already seen, which would hide the new message as a duplicate."""
     missing = [row for row in rows if not row["message_id"]]
     if not missing:
         return
     with ledger.tx() as conn:
         for row in missing:
-            row["message_id"] = make_message_id(domain, f"outbox-{row['id']}-{row['kind']}")
+            row["message_id"] = make_message_id(
+                domain, f"{install_secret}:{row['id']}:{row['kind']}:{row['cycle']}:{row['created_at']}")
             conn.execute("UPDATE outbox SET message_id = :m WHERE id = :id AND message_id IS NULL",
                          {"m": row["message_id"], "id": row["id"]})
 
