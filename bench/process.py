@@ -152,23 +152,25 @@ def fake_panel_process(conn, latency_s: float) -> None:
     conn.send(fake.url)
     while True:
         command = conn.recv()
-        if command == "stats":
-            with fake._lock:
-                by_action = Counter(action for action, _ in fake.calls)
-                conn.send({"calls": len(fake.calls), "by_action": dict(by_action), "lines": len(fake.lines),
-                           "max_inflight": fake.max_inflight, "cpu_s": time.process_time()})
-        elif command == "reset":
-            with fake._lock:
-                fake.calls.clear()
-                fake.queries.clear()
-                fake.lines.clear()
-                fake.by_username.clear()
-                fake.max_inflight = 0
-            conn.send(None)
-        else:
+        if command == "stop":
             fake.stop()
             conn.send(None)
             return
+        conn.send(answer(fake, command, cpu_s=time.process_time()))
+
+
+def answer(fake, command: str, cpu_s: float | None):
+    """The fake's side of "stats" (what it served) and "reset" (forget it all)."""
+    with fake._lock:
+        if command == "reset":
+            fake.calls.clear()
+            fake.queries.clear()
+            fake.lines.clear()
+            fake.by_username.clear()
+            fake.max_inflight = 0
+            return None
+        return {"calls": len(fake.calls), "by_action": dict(Counter(a for a, _ in fake.calls)),
+                "lines": len(fake.lines), "max_inflight": fake.max_inflight, "cpu_s": cpu_s}
 
 
 class FakeInChild:
@@ -204,18 +206,7 @@ class FakeInProcess:
         self.url = self.fake.url
 
     def ask(self, command: str):
-        fake = self.fake
-        if command == "reset":
-            with fake._lock:
-                fake.calls.clear()
-                fake.queries.clear()
-                fake.lines.clear()
-                fake.by_username.clear()
-                fake.max_inflight = 0
-            return None
-        with fake._lock:
-            return {"calls": len(fake.calls), "by_action": dict(Counter(a for a, _ in fake.calls)),
-                    "lines": len(fake.lines), "max_inflight": fake.max_inflight, "cpu_s": None}
+        return answer(self.fake, command, cpu_s=None)
 
     def stop(self) -> None:
         self.fake.stop()

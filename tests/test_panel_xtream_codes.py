@@ -1,25 +1,20 @@
 """XtreamCodesPanel against FakeXtreamCodes: the pair-keyed api.php and its quirks."""
 
 import json
-import time
 
 import pytest
 import requests
-from fakepanels import FakeXtreamCodes
+from fakepanels import LINE_PASSWORD, FakeXtreamCodes, line_spec
 
 from iptvsync.errors import PanelError
-from iptvsync.panels import LineSpec, XtreamCodesPanel
+from iptvsync.panels import XtreamCodesPanel
 
 API_PASS = "xcApiPass555"
-PASSWORD = "Pw0rdSecretXyz1"
+PASSWORD = LINE_PASSWORD
 DAY = 86400
 
 
-def spec_for(**changes) -> LineSpec:
-    values = dict(username="iptv000000012", password=PASSWORD,
-                  expires_at=int(time.time()) + 30 * DAY, enabled=True, max_connections=2,
-                  bouquets=(1, 2, 3), notes="iptvsync sub 12")
-    return LineSpec(**{**values, **changes})
+spec_for = line_spec
 
 
 @pytest.fixture

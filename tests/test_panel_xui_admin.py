@@ -5,21 +5,17 @@ import time
 
 import pytest
 import requests
-from fakepanels import FakeXuiAdmin
+from fakepanels import LINE_PASSWORD, FakeXuiAdmin, line_spec
 
 from iptvsync.errors import PanelError
-from iptvsync.panels import LineSpec, XuiAdminPanel
+from iptvsync.panels import XuiAdminPanel
 
 API_KEY = "adminKey123456"
-PASSWORD = "Pw0rdSecretXyz1"
+PASSWORD = LINE_PASSWORD
 DAY = 86400
 
 
-def spec_for(**changes) -> LineSpec:
-    values = dict(username="iptv000000012", password=PASSWORD,
-                  expires_at=int(time.time()) + 30 * DAY, enabled=True, max_connections=2,
-                  bouquets=(1, 2, 3), notes="iptvsync sub 12")
-    return LineSpec(**{**values, **changes})
+spec_for = line_spec
 
 
 @pytest.fixture

@@ -4,21 +4,18 @@ import time
 
 import pytest
 import requests
-from fakepanels import FakeXuiReseller
+from fakepanels import LINE_PASSWORD, FakeXuiReseller, line_spec
 
 from iptvsync.errors import PanelError
 from iptvsync.panels import LineSpec, XuiResellerPanel
 
 API_KEY = "resellerKey987"
-PASSWORD = "Pw0rdSecretXyz1"
+PASSWORD = LINE_PASSWORD
 DAY = 86400
 
 
 def spec_for(**changes) -> LineSpec:
-    values = dict(username="iptv000000012", password=PASSWORD,
-                  expires_at=int(time.time()) + 30 * DAY, enabled=True, package=7,
-                  notes="iptvsync sub 12")
-    return LineSpec(**{**values, **changes})
+    return line_spec(**{"package": 7, "max_connections": 1, "bouquets": (), **changes})
 
 
 @pytest.fixture
