@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # fakepanels, postbacks, conftest (test helpers)
 sys.path.insert(0, str(ROOT))
 
-from conftest import write_install  # noqa: E402
+from conftest import BASE_TOML, write_install  # noqa: E402
 from fakepanels import FakeXuiAdmin, mysql_row  # noqa: E402
 from postbacks import payload  # noqa: E402
 
@@ -65,38 +65,10 @@ RESULTS = ROOT / "bench" / "results" / "process.json"
 APPLY_TARGET = 2000.0  # postbacks/s
 PANEL_TARGET = 1.5  # wall / (calls x latency / concurrency)
 
-TOML = """
-[ledger]
-path = "iptvsync.db"
-
-[receiver]
-path = "/monetizze/postback/bench"
-
-[panels.main]
-kind = "xui-admin"
-url = "{url}"
-max_concurrency = {concurrency}
-timeout_s = 30
-
-[panels.main.links]
-server = "http://tv.example.com:8080"
-
-[products.145388]
-name = "IPTV Mensal"
-panel = "main"
-days = 30
-bouquets = [1, 2, 3]
-
-[policy]
-grace_days = 3
-reminder_days = [3]
-
-[email]
-backend = "maildir"
-maildir = "mail/"
-from = "IPTV Loja <no-reply@loja.example>"
-support = "WhatsApp +55 11 90000-0000"
-"""
+def install_toml(url: str, concurrency: int) -> str:
+    """The tests' base install (maildir email), with the panel pointed at the fake XUI admin."""
+    return BASE_TOML.replace('kind = "dry-run"', f'kind = "xui-admin"\nurl = "{url}"\n'
+                             f'max_concurrency = {concurrency}\ntimeout_s = 30')
 
 
 # -- the fake panel, in its own process ------------------------------------------------------
@@ -215,7 +187,7 @@ class FakeInProcess:
 # -- building the backlog --------------------------------------------------------------------
 
 def make_install(directory: Path, url: str, concurrency: int):
-    path = write_install(directory, TOML.format(url=url, concurrency=concurrency),
+    path = write_install(directory, install_toml(url, concurrency),
                          env={"PANEL_MAIN_API_KEY": API_KEY})
     return load_config(path)
 
