@@ -128,3 +128,11 @@ def test_subs_grant_extend_suspend_resume_cancel(install, cfg, ledger):
                                                        "--json").stdout)]
     assert "grant.added" in actions and "subscription.suspended" in actions
     assert invoke(install, "subs", "show", "nobody").exit_code == 1
+
+
+def test_logs_by_email_shows_an_unmapped_product(install, cfg, ledger):
+    deliver(ledger, payload(2, product="999"))
+    invoke(install, "process")
+    [row] = json.loads(invoke(install, "logs", "--email", "maria@example.com", "--json").stdout)
+    assert row["action"] == "inbox.unmapped" and row["sale_code"] == "51000001"
+    assert "unmapped product 999" in row["detail"]

@@ -101,6 +101,7 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
     its reason, in the caller's transaction. Raises only when the transaction itself is gone.
     """
     conn.execute("SAVEPOINT apply_row")
+    pb = None
     try:
         _, pb = parse(row["body"], row["content_type"])
         outcome = apply_postback(conn, ledger, cfg, pb, now, inbox_id=row["id"])
@@ -117,7 +118,9 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
     # attempts was counted by the claim, which the rollback to the savepoint keeps
     conn.execute(PARKED, {"status": status, "reason": reason, "id": row["id"],
                           "run_after": iso(now + next_delay(row["attempts"]))})
-    ledger.audit(f"inbox.{status}", actor="process", reason=reason, inbox_id=row["id"])
+    # with the sale and the buyer, so `logs --email` shows support why nothing happened
+    ledger.audit(f"inbox.{status}", actor="process", reason=reason, inbox_id=row["id"],
+                 sale_code=pb.sale_code if pb else None, buyer_email=pb.buyer_email if pb else None)
     conn.execute("RELEASE apply_row")
     return status
 
