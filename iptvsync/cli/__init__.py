@@ -54,14 +54,8 @@ def load(ctx: typer.Context, overrides: dict | None = None):
 
 
 def _register() -> None:
-    from . import inbox, setup  # noqa: F401  (commands register themselves on import)
-
-    for module_name in ("process", "subs", "logs", "simulate", "doctor", "reconcile"):
-        try:
-            __import__(f"{__name__}.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{module_name}":
-                raise
+    # commands register themselves on the app when their module is imported
+    from . import doctor, inbox, logs, process, reconcile, setup, simulate, subs  # noqa: F401
 
 
 def main() -> None:

@@ -49,13 +49,13 @@ class NotApplicable(Exception):
     """A valid postback that cannot be applied as it is (e.g. no period known)."""
 
 
-def product_terms(product: ProductConfig, pb: Postback) -> dict:
-    """Days, connections, bouquets and package for this sale, per-plan overrides first."""
+def period_days(product: ProductConfig, pb: Postback) -> int:
+    """Days one payment of this sale buys: the plan override, the product, then the plan's periodicity."""
     plan = product.plans.get(pb.plan_ref or "") or product.plans.get(pb.plan_code or "")
     days = (plan and plan.days) or product.days or pb.period_days
     if not days:
         raise NotApplicable(f"no period for product {product.code}: set days in [products.{product.code}]")
-    return {"days": days}
+    return days
 
 
 def apply_inbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = None) -> dict[str, int]:
@@ -152,7 +152,7 @@ def apply_postback(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Po
     key = subscription_key(pb)
     if key is None:
         raise NotApplicable("postback has neither a sale code nor a subscription code")
-    terms = product_terms(product, pb)
+    days = period_days(product, pb)
     sub = dict(conn.execute(
         "INSERT INTO subscriptions (key, product_code, product_name, plan_code, panel, buyer_email,"
         " buyer_name, recurring, created_at, updated_at) VALUES (:key, :product, :pname, :plan, :panel,"
@@ -168,7 +168,7 @@ def apply_postback(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Po
     if pb.kind in KIND_TO_CHARGE:
         if not pb.sale_code:
             raise NotApplicable(f"event {pb.event} without a sale code")
-        before, after = _upsert_charge(conn, sub["id"], pb, terms["days"], now)
+        before, after = _upsert_charge(conn, sub["id"], pb, days, now)
         old_sub, want = recompute(conn, sub["id"], cfg, now)
         ledger.audit(f"charge.{after}", actor="process", event=pb.event, parcela=pb.parcela,
                      previous=before, paid_until=want.access_until, enabled=want.enabled, **who)

@@ -99,23 +99,19 @@ def mismatch(line: Line, spec: LineSpec, by_package: bool) -> str | None:
 def ensure_credentials(ledger: Ledger, cfg: Config, sub: dict) -> tuple[str, str]:
     """Username and password for this subscription, committed before any panel call."""
     secret = cfg.require("IPTVSYNC_SECRET_KEY")
-    if sub["username"] and sub["password_enc"]:
-        return sub["username"], decrypt(sub["password_enc"], secret)
-    username, password = username_for(sub["key"], secret), new_password()
-    with ledger.tx() as conn:
-        conn.execute("UPDATE subscriptions SET username = :u, password_enc = :p WHERE id = :id"
-                     " AND password_enc IS NULL", {"u": username, "p": encrypt(password, secret), "id": sub["id"]})
-        row = conn.execute("SELECT username, password_enc FROM subscriptions WHERE id = ?", (sub["id"],)).fetchone()
-    return row[0], decrypt(row[1], secret)
+    if not (sub["username"] and sub["password_enc"]):
+        store_new_credentials(ledger, cfg, [sub])
+        sub = ledger.one("SELECT username, password_enc FROM subscriptions WHERE id = ?", (sub["id"],))
+    return sub["username"], decrypt(sub["password_enc"], secret)
 
 
 def store_new_credentials(ledger: Ledger, cfg: Config, subs: list[dict]) -> None:
-    """Credentials for every due subscription that will need a line, in ONE transaction (one
-    fsync instead of one per subscription), still before any panel call."""
+    """Credentials for every given subscription that will need a line and has none, in ONE
+    transaction (one fsync instead of one per subscription), still before any panel call."""
     secret = cfg.require("IPTVSYNC_SECRET_KEY")
     with ledger.tx() as conn:
         for sub in subs:
-            if sub["desired_enabled"] and not sub["password_enc"]:
+            if not sub["password_enc"]:
                 conn.execute("UPDATE subscriptions SET username = :u, password_enc = :p WHERE id = :id"
                              " AND password_enc IS NULL",
                              {"u": username_for(sub["key"], secret), "p": encrypt(new_password(), secret),
@@ -222,8 +218,9 @@ def sync_panels(ledger_path, cfg: Config, panels: dict[str, Panel], now: datetim
     result = SyncResult()
     main = Ledger(ledger_path)
     due = due_subscriptions(main, now, limit)
-    if any(sub["desired_enabled"] and not sub["password_enc"] for sub in due):
-        store_new_credentials(main, cfg, due)
+    needing = [sub for sub in due if sub["desired_enabled"] and not sub["password_enc"]]
+    if needing:
+        store_new_credentials(main, cfg, needing)
         due = due_subscriptions(main, now, limit)
     main.close()
     by_panel: dict[str, list[dict]] = {}
