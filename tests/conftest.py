@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,14 @@ def cfg(install):
 
 def fixture_body(name: str) -> bytes:
     return (FIXTURES / "monetizze" / name).read_bytes()
+
+
+def wait_for(condition, what: str = "the condition", timeout: float = 60.0):
+    """Poll ``condition`` until it returns something truthy, and return that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -8,23 +8,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from conftest import wait_for
 
 
 def run(folder: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "iptvsync", *args], cwd=folder, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def wait_for(predicate, timeout_s: float = 60.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def test_a_simulated_purchase_becomes_a_dry_run_line_and_an_email(tmp_path):

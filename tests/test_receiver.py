@@ -20,7 +20,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BASE_TOML, CHAVE, FIXTURES, fixture_body, write_install
+from conftest import BASE_TOML, CHAVE, FIXTURES, fixture_body, wait_for, write_install
 
 from iptvsync.phpform import build_form
 from iptvsync.postback import parse
@@ -45,17 +44,6 @@ _serial = itertools.count()
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-def wait_for(condition, what: str, timeout: float = WAIT_S):
-    """Poll ``condition`` until it returns something truthy; that value is returned."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
 
 def install_with(tmp_path: Path, *, receiver: str = "", product: str = "", extra: str = "") -> Path:
     """An install from BASE_TOML with lines added to [receiver] and [products.145388]."""
