@@ -209,29 +209,36 @@ class FakePanel:
             self.inflight += 1
             self.max_inflight = max(self.max_inflight, self.inflight)
         try:
-            self._answer(handler, url, request, action, mode)
+            reply = self._answer(handler, url, request, action, mode)
         finally:
+            # Counted out before the reply is written: once the client has the reply, its
+            # next request may arrive before this thread would get past the write.
             with self._lock:
                 self.inflight -= 1
+        if reply is None:
+            handler.close_connection = True
+        else:
+            self._reply(handler, *reply)
 
-    def _answer(self, handler: BaseHTTPRequestHandler, url, request: dict, action: str, mode: str | None) -> None:
+    def _answer(self, handler: BaseHTTPRequestHandler, url, request: dict, action: str,
+                mode: str | None) -> tuple[int, dict | str] | None:
+        """The reply to send, or None to drop the connection without one."""
         if self.latency_s:
             time.sleep(self.latency_s)
         if self.down == "close" or mode == "close":
-            handler.close_connection = True
-            return
+            return None
         if self.down or mode == "500":
             code = 503 if self.down else 500
-            return self._reply(handler, code, NGINX.format(f"{code} Service Unavailable"))
+            return code, NGINX.format(f"{code} Service Unavailable")
         if mode == "nonjson":
-            return self._reply(handler, 200, PHP_WARNING)
+            return 200, PHP_WARNING
         with self._lock:
             code, payload = self.route(url.path, request, handler.client_address[0])
         if self.after_write and action in self.write_actions:
             self.after_write(action)
         if mode == "timeout_after_write":
             self._released.wait(self.stall_s)
-        self._reply(handler, code, payload)
+        return code, payload
 
     @staticmethod
     def _reply(handler: BaseHTTPRequestHandler, code: int, payload: dict | str) -> None:
