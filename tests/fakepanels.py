@@ -36,9 +36,11 @@ three write nothing), ``.ignore_writes`` (success replies, nothing changes), ``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
+import socket
 import threading
 import time
 from datetime import datetime
@@ -117,11 +119,26 @@ class FakePanel:
         self.inflight = 0
         self.max_inflight = 0  # the most requests it served at once (concurrency tests)
         self.after_write = None  # called with the action after a write is stored, before replying
+        self.connections = 0  # TCP connections accepted (keep-alive tests)
+        self._open: set[socket.socket] = set()
 
     def start(self) -> FakePanel:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as nginx in front of a panel does
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake.connections += 1
+                    fake._open.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._open.discard(self.connection)
+                super().finish()
+
             def do_POST(self) -> None:
                 fake._serve(self)
 
@@ -141,6 +158,10 @@ class FakePanel:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        with self._lock:  # a stopped panel keeps no kept-alive connection answering
+            for conn in self._open:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self):
         return self.start()

@@ -215,6 +215,24 @@ def test_concurrency_is_bounded_by_max_concurrency(tmp_path):
         assert len(fake.lines) == 12
 
 
+def test_connections_are_kept_alive_up_to_max_concurrency(tmp_path, caplog):
+    """One kept-alive connection per concurrent caller: requests' default pool keeps 10, so at
+    16 the calls beyond it would open (and on HTTPS, handshake) a new connection every time."""
+    with FakeXuiAdmin() as fake:
+        fake.latency_s = 0.02
+        cfg = panel_install(tmp_path, "xui-admin", fake.url, concurrency=16)
+        ledger = Ledger(cfg.ledger_path)
+        for i in range(48):
+            deliver(ledger, payload(2, sale=f"6210{i:04d}", subscription=f"87{i}", paid=paid_now(),
+                                    email=f"k{i}@example.com"))
+        summary = run_process(cfg)
+        assert summary["sync"]["synced"] == 48
+        assert len(fake.calls) >= 3 * 48  # look up, create, read back
+        assert fake.max_inflight > 10  # more callers at once than requests' default pool
+        assert fake.connections <= 16
+        assert "pool is full" not in caplog.text
+
+
 def test_breaker_stops_calls_to_a_failing_panel_for_the_run(tmp_path):
     with FakeXuiAdmin() as fake:
         cfg = panel_install(tmp_path, "xui-admin", fake.url, concurrency=1)

@@ -50,7 +50,7 @@ def process_lock(ledger_path: Path):
 def build_panels(cfg: Config) -> dict:
     state_dir = cfg.ledger_path.parent
     return {name: build_panel(name, p.kind, p.url, cfg.secrets.panel_api_keys.get(name, ""), p.timeout_s,
-                              state_dir=state_dir)
+                              state_dir=state_dir, max_concurrency=p.max_concurrency)
             for name, p in cfg.panels.items()}
 
 

@@ -20,7 +20,7 @@ __all__ = ["PANEL_KINDS", "DryRunPanel", "Line", "LineSpec", "Panel", "XtreamCod
 
 
 def build_panel(name: str, kind: str, url: str, api_key: str, timeout_s: float = 15,
-                state_dir: str | Path | None = None) -> Panel:
+                state_dir: str | Path | None = None, max_concurrency: int = 4) -> Panel:
     """The adapter for one configured panel; ValueError for an unknown kind or a missing url.
 
     ``state_dir`` is only used by ``dry-run`` (where it keeps its simulated lines and log).
@@ -31,4 +31,4 @@ def build_panel(name: str, kind: str, url: str, api_key: str, timeout_s: float =
                 "xtream-codes": XtreamCodesPanel}
     if kind not in adapters:
         raise ValueError(f"panel {name!r}: unknown kind {kind!r} (one of {', '.join(PANEL_KINDS)})")
-    return adapters[kind](name, url, api_key, timeout_s=timeout_s)
+    return adapters[kind](name, url, api_key, timeout_s=timeout_s, max_concurrency=max_concurrency)

@@ -39,12 +39,18 @@ USER_AGENT = "iptvsync"
 class PanelHttp:
     """One panel endpoint: a requests.Session, its timeouts and the secrets to keep out of text."""
 
-    def __init__(self, label: str, url: str, timeout_s: float, secrets: Iterable[str] = ()):
+    def __init__(self, label: str, url: str, timeout_s: float, secrets: Iterable[str] = (),
+                 pool_size: int = 4):
         self.label = label  # e.g. "xui-admin panel 'main'", prefixed to every message
         self.url = url
         self.timeout = (min(timeout_s, CONNECT_TIMEOUT_CAP_S), timeout_s)
         self.secrets = [s for s in secrets if s]
         self.session = requests.Session()
+        # Keep one connection per concurrent caller alive (requests keeps 10): with fewer, the
+        # calls beyond the pool open a new connection, and a new TLS handshake, every time.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = USER_AGENT
         # Read the proxy environment once, not on every call (it was most of a call's CPU).
         self.session.proxies.update(requests.utils.get_environ_proxies(url))

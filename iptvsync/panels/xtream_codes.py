@@ -49,14 +49,15 @@ class XtreamCodesPanel:
     kind = "xtream-codes"
     extends_by_package = False
 
-    def __init__(self, name: str, url: str, api_key: str, timeout_s: float = 15):
+    def __init__(self, name: str, url: str, api_key: str, timeout_s: float = 15,
+                 max_concurrency: int = 4):
         if not url:
             raise ValueError(f"{self.kind} panel {name!r} needs a url (the server root)")
         self.name = name
         self._api_pass = api_key
         endpoint = url if url.rstrip("/").endswith("api.php") else url.rstrip("/") + "/api.php"
         self.http = PanelHttp(f"{self.kind} panel {name!r}", endpoint.rstrip("/"), timeout_s,
-                              secrets=[api_key])
+                              secrets=[api_key], pool_size=max_concurrency)
 
     def __repr__(self) -> str:
         return f"XtreamCodesPanel(name={self.name!r}, url={self.http.url!r})"

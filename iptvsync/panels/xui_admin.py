@@ -70,13 +70,14 @@ class XuiApi:
     kind = "xui"
     extends_by_package = False
 
-    def __init__(self, name: str, url: str, api_key: str, timeout_s: float = 15):
+    def __init__(self, name: str, url: str, api_key: str, timeout_s: float = 15,
+                 max_concurrency: int = 4):
         if not url:
             raise ValueError(f"{self.kind} panel {name!r} needs a url (including the access code)")
         self.name = name
         self._api_key = api_key
         self.http = PanelHttp(f"{self.kind} panel {name!r}", url.rstrip("/") + "/", timeout_s,
-                              secrets=[api_key])
+                              secrets=[api_key], pool_size=max_concurrency)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, url={self.http.url!r})"
