@@ -108,8 +108,8 @@ class IndexedXuiAdmin(FakeXuiAdmin):
 def listen_backlog(size: int = 512) -> None:
     """Let the fake's listening socket queue ``size`` connections, like nginx in front of a panel.
 
-    ``http.server`` listens with a backlog of 5; the fake answers in HTTP/1.0 (a new TCP
-    connection per call), so 32 concurrent callers overflow it and the kernel drops
+    ``http.server`` listens with a backlog of 5: the engine's first 32 concurrent calls open
+    their kept-alive connections at once and would overflow it, and the kernel would drop
     connections (seen as "connection lost" errors and 1 s SYN retransmits), which would be a
     benchmark artefact, not the engine's cost.
     """
