@@ -25,6 +25,7 @@ sockets, one thread per connection). Results are printed and written to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hmac
 import json
 import multiprocessing
@@ -236,9 +237,18 @@ class Server:
         self.host, self.port = match.group(1), int(match.group(2))
 
     def cpu_seconds(self) -> float:
-        """user + system CPU time of the server process so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """user + system CPU time so far of the server process and its children (iptvsync's
+        ledger writer process)."""
+        pids = [self.proc.pid]
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                pids += [int(pid) for pid in (task / "children").read_text().split()]
+        ticks = 0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -406,7 +416,7 @@ def main() -> None:
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
                         help="wrk if installed (auto), else the Python one")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1: leave the server a core)")
-    parser.add_argument("--threads", type=int, default=16, help="[receiver] threads of iptvsync (default 16)")
+    parser.add_argument("--threads", type=int, default=64, help="[receiver] threads of iptvsync (default 64)")
     parser.add_argument("--only", default="iptvsync,baseline,raw", help="which of iptvsync,baseline,raw to run")
     parser.add_argument("--baseline-mode", choices=("lock", "per-thread"), default="lock",
                         help="baseline commits on one shared connection (lock) or one per thread")

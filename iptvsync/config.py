@@ -33,7 +33,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "allowed_ips": ((list, str), []),
         "trusted_proxies": ((list, str), []),
         "request_timeout_s": (int, 10),
-        "threads": (int, 16),
+        "threads": (int, 64),
         "ledger_timeout_s": (int, 10),
     },
     "monetizze": {

@@ -1,8 +1,9 @@
 """The postback receiver: verify, store durably, answer. Nothing else happens on this path.
 
-A WSGI app on cheroot. One writer thread owns the ledger connection and commits whatever
-requests are waiting in one transaction (group commit): each request still gets its 200 only
-after its own row is on disk with ``synchronous=FULL``, but concurrent requests share an fsync.
+A WSGI app on cheroot. The ledger is written by a writer process of its own
+(``iptvsync.ledgerwriter``) that commits whatever requests are waiting in one transaction
+(group commit): each request still gets its 200 only after its own row is on disk with
+``synchronous=FULL``, but concurrent requests share an fsync.
 """
 
 from __future__ import annotations
@@ -11,108 +12,19 @@ import hmac
 import ipaddress
 import json
 import logging
-import queue
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from .config import Config
-from .inbox import count_rejection, inbox_row, store_rows
-from .ledger import Ledger
+from .inbox import inbox_row
+from .ledgerwriter import LedgerUnavailable, Writer
 from .postback import MalformedPostback, UnsupportedContentType, parse, redact
 
 log = logging.getLogger("iptvsync.receiver")
 access_log = logging.getLogger("iptvsync.access")
-
-
-class LedgerUnavailable(Exception):
-    """The row could not be committed; the sender must retry (503)."""
-
-
-@dataclass
-class _Job:
-    row: dict | None = None
-    rejection: tuple | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    result: tuple[int, bool] | None = None
-    error: str | None = None
-
-
-class Writer:
-    """The single ledger writer of a receiver process, with group commit."""
-
-    def __init__(self, ledger_path, *, max_batch: int = 256, ledger_timeout_s: float = 10.0):
-        self.ledger_path = ledger_path
-        self.max_batch = max_batch
-        # A request may wait for the batch ahead of it and then its own, each up to the ledger's
-        # busy timeout: past that it gets 503 even if its row is committed later (a retry is then
-        # a harmless duplicate). Within it, a locked ledger fails the batch, so a 503 means "not stored".
-        self.commit_timeout_s = 2 * ledger_timeout_s + 5
-        self.jobs: queue.Queue[_Job | None] = queue.Queue()
-        self.ledger = Ledger(ledger_path, timeout_s=ledger_timeout_s)
-        self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
-        self.thread.start()
-
-    def store(self, row: dict) -> tuple[int, bool]:
-        job = _Job(row=row)
-        self.jobs.put(job)
-        if not job.done.wait(self.commit_timeout_s) or job.error:
-            raise LedgerUnavailable(job.error or "commit timed out")
-        return job.result
-
-    def reject(self, status: int, reason: str, remote: str | None) -> None:
-        self.jobs.put(_Job(rejection=(status, reason, remote)))  # counted, never waited for
-
-    def close(self) -> None:
-        self.jobs.put(None)
-        self.thread.join(timeout=self.commit_timeout_s)
-        self.ledger.close()
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self.jobs.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    job = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stopping = True
-                    break
-                batch.append(job)
-            self._commit(batch)
-
-    def _commit(self, batch: list[_Job]) -> None:
-        stores = [j for j in batch if j.row is not None]
-        try:
-            with self.ledger.tx() as conn:
-                results = store_rows(conn, [j.row for j in stores])
-                for j in batch:
-                    if j.rejection:
-                        count_rejection(conn, *j.rejection)
-        except Exception as exc:  # disk full, locked past busy_timeout, read-only file…
-            log.error("ledger write failed: %s", type(exc).__name__ + ": " + str(exc))
-            # A COMMIT that fails (disk full, I/O error) may leave the transaction open; SQLite
-            # asks for an explicit ROLLBACK, else every later BEGIN fails and each postback gets 503.
-            if self.ledger.conn.in_transaction:
-                try:
-                    self.ledger.conn.execute("ROLLBACK")
-                except Exception:
-                    pass
-            for j in stores:
-                j.error = str(exc)
-                j.done.set()
-            return
-        for j, result in zip(stores, results, strict=True):
-            j.result = result
-            j.done.set()
 
 
 def _networks(cidrs) -> list:
@@ -217,14 +129,61 @@ _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
             503: "Service Unavailable"}
 
 
+#: How long a request thread waits for a kept-alive connection's next request, and how many it
+#: serves in a row, before handing the connection back to cheroot's selector (``_server_class``).
+KEEPALIVE_WAIT_S = 0.01
+KEEPALIVE_MAX_REQUESTS = 100
+
+
+def _server_class():
+    """cheroot's WSGI server, with a busy kept-alive connection served on by its request thread.
+
+    cheroot hands every kept-alive connection back to its one selector thread after each
+    request, and that thread must win the GIL back from the request threads to dispatch the
+    next one: under load that hand-off, not the work, capped the receiver (bench/README.md).
+    Here the request thread first waits up to ``KEEPALIVE_WAIT_S`` for the next request (or
+    the close) on the same connection and serves it itself, up to ``KEEPALIVE_MAX_REQUESTS``
+    in a row. It queues the connection behind the others instead whenever connections are
+    waiting for a thread (no connection can starve the rest), and an idle connection goes back
+    to the selector as before.
+    """
+    import select
+
+    from cheroot import wsgi
+
+    class Server(wsgi.Server):
+        def put_conn(self, conn):
+            for _ in range(KEEPALIVE_MAX_REQUESTS):
+                if not self.ready:
+                    break
+                if not conn.rfile.has_data():
+                    try:
+                        ready, _, _ = select.select([conn.socket], [], [], KEEPALIVE_WAIT_S)
+                    except (OSError, ValueError):  # closed meanwhile: let cheroot clean up
+                        ready = []
+                    if not ready:
+                        break
+                if self.requests.qsize:  # others wait for a thread: take a place in the queue
+                    self.process_conn(conn)
+                    return
+                try:
+                    keep_open = conn.communicate()
+                except Exception:  # what the pool does with a failed connection: drop it
+                    keep_open = False
+                if not keep_open:
+                    conn.close()
+                    return
+            super().put_conn(conn)  # idle (the selector watches it) or the server is stopping
+
+    return Server
+
+
 def make_server(config: Config, *, host: str | None = None, port: int | None = None,
                 certfile: str | None = None, keyfile: str | None = None):
     """A ready (not started) cheroot server and its writer."""
-    from cheroot import wsgi
-
     writer = Writer(config.ledger_path, ledger_timeout_s=config.receiver.ledger_timeout_s)
     app = ReceiverApp(config, writer)
-    server = wsgi.Server((host or config.receiver.host, port if port is not None else config.receiver.port),
+    server = _server_class()((host or config.receiver.host, port if port is not None else config.receiver.port),
                          app, numthreads=config.receiver.threads,
                          timeout=config.receiver.request_timeout_s, shutdown_timeout=10,
                          # cheroot's default listen backlog is 5: a burst of new connections beyond

@@ -12,6 +12,7 @@ import http.client
 import ipaddress
 import itertools
 import json
+import os
 import random
 import re
 import signal
@@ -613,3 +614,89 @@ def test_two_receivers_on_one_ledger(start, install):
     rows = first.inbox()
     assert sorted(r["sale_code"] for r in rows) == sales  # each exactly once
     assert {r["times_seen"] for r in rows} == {2}
+
+
+# --- the writer process and kept-alive connections -------------------------------------------
+
+WRITER_PID = re.compile(r"ledger writer running \(pid (\d+)\)")
+
+
+def writer_pids(receiver: Receiver) -> list[int]:
+    return [int(pid) for pid in WRITER_PID.findall(receiver.log())]
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def test_a_killed_writer_is_replaced_and_the_postback_in_hand_still_gets_its_200(receiver):
+    assert receiver.post(sale_body("53000001")).status_code == 200
+    [pid] = writer_pids(receiver)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not _running(pid), "the writer to die")
+
+    response = receiver.post(sale_body("53000002"))
+    assert response.status_code == 200
+    assert response.json()["result"] == "stored"
+    assert "the ledger writer ended (exit code -9); starting a new one" in receiver.log()
+    assert len(writer_pids(receiver)) == 2 and _running(writer_pids(receiver)[1])
+    assert [r["sale_code"] for r in receiver.inbox()] == ["53000001", "53000002"]
+    assert receiver.post(sale_body("53000003")).status_code == 200
+
+
+def test_a_hung_writer_gets_503_within_the_commit_timeout_then_the_receiver_recovers(start, tmp_path):
+    receiver = start(install_with(tmp_path, receiver="ledger_timeout_s = 1\n"))  # commit timeout 7 s
+    [pid] = writer_pids(receiver)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        response = receiver.post(sale_body("54000001"))
+        assert response.status_code == 503
+        assert response.json() == {"error": "ledger unavailable, retry later"}
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert receiver.post(sale_body("54000002")).json()["result"] == "stored"
+    # Monetizze resends what got 503: the resumed writer may have stored it meanwhile, never twice
+    resend = receiver.post(sale_body("54000001"))
+    assert resend.status_code == 200 and resend.json()["result"] in ("stored", "duplicate")
+    assert sorted(r["sale_code"] for r in receiver.inbox()) == ["54000001", "54000002"]
+    assert writer_pids(receiver) == [pid]  # a slow writer is waited for, not replaced
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_the_writer_ends_with_its_receiver(receiver, sig):
+    assert receiver.post(sale_body("55000001")).status_code == 200
+    [pid] = writer_pids(receiver)
+    receiver.stop(sig)
+    wait_for(lambda: not _running(pid), "the writer to end with its receiver")
+    assert [r["sale_code"] for r in receiver.inbox()] == ["55000001"]
+
+
+def test_more_kept_alive_clients_than_request_threads_are_all_served(start, tmp_path):
+    receiver = start(install_with(tmp_path, receiver="threads = 2\n"))
+    sales = [f"KA{i:04d}" for i in range(150)]
+    results = _fire(receiver, sales, threads=6)  # 6 busy keep-alive connections, 2 threads
+    assert set(results.values()) == {"stored"} and len(results) == len(sales)
+    assert sorted(r["sale_code"] for r in receiver.inbox()) == sales
+
+
+def test_an_idle_kept_alive_connection_is_served_again_later(receiver):
+    conn = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=WAIT_S)
+    try:
+        answers = []
+        for sale in ("56000001", "56000002"):
+            conn.request("POST", PATH, body=sale_body(sale), headers={"Content-Type": FORM})
+            response = conn.getresponse()
+            answers.append((response.status, json.loads(response.read())["result"]))
+            threading.Event().wait(0.3)  # idle well past the request thread's wait: back to the selector
+        local_port = conn.sock.getsockname()[1]
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200
+        assert conn.sock.getsockname()[1] == local_port  # the same connection all along
+    finally:
+        conn.close()
+    assert answers == [(200, "stored"), (200, "stored")]

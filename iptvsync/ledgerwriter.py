@@ -1,0 +1,319 @@
+"""The receiver's ledger writer: a process of its own that commits postbacks in groups.
+
+Why a process and not a thread: the writer's work is a string of short SQLite calls, each of
+which releases and retakes the GIL. In the receiver's process, with request threads parsing
+postbacks, every retake waits for the GIL to come round again, so a five-row commit that takes
+0.6 ms alone took 5 ms there, and the writer capped the receiver (bench/README.md). In its own
+process it commits at the disk's pace.
+
+How it works:
+
+* ``Writer`` (in the receiver) starts ``python -m iptvsync.ledgerwriter LEDGER SOCKET TIMEOUT``.
+  The child opens the ledger, listens on a Unix socket in a private (0700) directory and prints
+  ``ready``. Each request thread of the receiver connects once and keeps its connection.
+* A thread sends its row and waits for the answer. The child takes whatever rows are waiting on
+  all connections, commits them in one ``BEGIN IMMEDIATE`` transaction (``synchronous=FULL``:
+  one fsync for the group), then answers each: ``(id, duplicate)``, or the error, in which case
+  nothing of the group was stored and the receiver answers 503. Rejections are counted in the
+  same transactions and get no answer.
+* The child ignores SIGTERM and SIGINT (a Ctrl-C or a stop reaches the whole process group) and
+  ends when its standard input closes: when the receiver closes it after the last in-flight
+  request, or when the receiver dies, even by SIGKILL. It finishes the group in hand first.
+* If the child dies, the receiver answers 503 for the requests it had and starts a new one.
+
+Frames on the socket: ``!cII`` (kind, JSON length, body length), the JSON, the raw body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+
+from .errors import LedgerError
+from .inbox import count_rejection, store_rows
+from .ledger import Ledger
+
+log = logging.getLogger("iptvsync.receiver")
+
+HEADER = struct.Struct("!cII")
+STORE, REJECT, OK, ERROR = b"S", b"R", b"K", b"E"
+MAX_FRAME = 64 * 1024 * 1024
+
+
+class LedgerUnavailable(Exception):
+    """The row could not be committed; the sender must retry (503)."""
+
+
+# --- framing ------------------------------------------------------------------------------------
+
+def send_frame(sock: socket.socket, kind: bytes, meta, body: bytes = b"") -> None:
+    data = json.dumps(meta, separators=(",", ":")).encode()
+    sock.sendall(HEADER.pack(kind, len(data), len(body)) + data + body)
+
+
+def _read_exact(sock: socket.socket, size: int) -> bytes:
+    buf = bytearray(size)
+    view, got = memoryview(buf), 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if not n:
+            raise EOFError("connection closed")
+        got += n
+    return bytes(buf)
+
+
+def read_frame(sock: socket.socket) -> tuple[bytes, object, bytes]:
+    kind, meta_len, body_len = HEADER.unpack(_read_exact(sock, HEADER.size))
+    if meta_len + body_len > MAX_FRAME:
+        raise EOFError("frame too large")
+    meta = json.loads(_read_exact(sock, meta_len))
+    return kind, meta, _read_exact(sock, body_len) if body_len else b""
+
+
+# --- the writer process -------------------------------------------------------------------------
+
+def commit_group(ledger: Ledger, rows: list[dict], rejections: list[list]) -> list[tuple[int, bool]]:
+    """Store ``rows`` and count ``rejections`` in one transaction; raises if nothing was stored."""
+    try:
+        with ledger.tx() as conn:
+            results = store_rows(conn, rows)
+            for status, reason, remote in rejections:
+                count_rejection(conn, status, reason, remote)
+        return results
+    except Exception:
+        # A COMMIT that fails (disk full, I/O error) may leave the transaction open; SQLite
+        # asks for an explicit ROLLBACK, else every later BEGIN fails and each postback gets 503.
+        if ledger.conn.in_transaction:
+            try:
+                ledger.conn.execute("ROLLBACK")
+            except Exception:
+                pass
+        raise
+
+
+def run_writer(ledger_path: str, address: str, timeout_s: float) -> int:
+    """The child's main loop; returns when standard input closes."""
+    try:
+        ledger = Ledger(ledger_path, timeout_s=timeout_s)
+    except Exception as exc:
+        log.error("cannot open the ledger: %s", f"{type(exc).__name__}: {exc}")
+        return 1
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(socket.SOMAXCONN)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, "listener")
+    selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "control")
+    print("ready", flush=True)
+    running = True
+    while running:
+        stores: list[tuple[socket.socket, dict]] = []
+        rejections: list[list] = []
+        for key, _ in selector.select():
+            if key.data == "control":
+                running = False  # the receiver closed our stdin or died: finish this group, end
+            elif key.data == "listener":
+                conn, _ = listener.accept()
+                selector.register(conn, selectors.EVENT_READ, "client")
+            else:
+                _take(key.fileobj, selector, stores, rejections)
+        if not stores and not rejections:
+            continue
+        try:
+            results = commit_group(ledger, [row for _, row in stores], rejections)
+        except Exception as exc:  # disk full, locked past busy_timeout, read-only file…
+            message = type(exc).__name__ + ": " + str(exc)
+            log.error("ledger write failed: %s", message)
+            for conn, _ in stores:
+                _answer(conn, selector, ERROR, message)
+            continue
+        for (conn, _), (inbox_id, duplicate) in zip(stores, results, strict=True):
+            _answer(conn, selector, OK, [inbox_id, duplicate])
+    ledger.close()
+    listener.close()
+    with contextlib.suppress(OSError):  # the receiver may be gone (SIGKILL): tidy up for it
+        os.unlink(address)
+        os.rmdir(os.path.dirname(address))
+    return 0
+
+
+def _take(conn: socket.socket, selector, stores: list, rejections: list) -> None:
+    """Read the frames waiting on ``conn``: rejections (any number), then at most one row."""
+    try:
+        while True:
+            kind, meta, body = read_frame(conn)
+            if kind == REJECT:
+                rejections.append(meta)
+            elif kind == STORE:
+                stores.append((conn, {**meta, "body": body}))
+                return  # its thread waits for the answer and sends nothing more
+            if not _readable(conn):
+                return
+    except (EOFError, OSError, ValueError):
+        selector.unregister(conn)
+        conn.close()
+
+
+def _readable(conn: socket.socket) -> bool:
+    try:
+        return bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return False
+
+
+def _answer(conn: socket.socket, selector, kind: bytes, meta) -> None:
+    try:
+        send_frame(conn, kind, meta)
+    except OSError:  # that request thread is gone; its row's fate is the group's
+        if conn.fileno() != -1:
+            selector.unregister(conn)
+            conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ledger_path, address, timeout_s = argv or sys.argv[1:]
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_writer(ledger_path, address, float(timeout_s))
+
+
+# --- the receiver's side ------------------------------------------------------------------------
+
+def _set_os_timeout(sock: socket.socket, seconds: float) -> None:
+    """A send/receive timeout kept by the kernel (SO_RCVTIMEO/SO_SNDTIMEO) on a blocking socket.
+
+    Python's own ``settimeout`` polls before every send and receive: one more system call, and
+    one more wait to get the GIL back, per step of every request (it cost a third of the
+    receiver's throughput under load).
+    """
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    except OSError:  # a platform with another struct timeval: Python's timeout then
+        sock.settimeout(seconds)
+
+
+class Writer:
+    """The receiver's handle on its writer process: ``store`` a row, count a ``reject``."""
+
+    def __init__(self, ledger_path, *, ledger_timeout_s: float = 10.0):
+        self.ledger_path = str(ledger_path)
+        self.ledger_timeout_s = ledger_timeout_s
+        # A request may wait for the group ahead of it and then its own, each up to the ledger's
+        # busy timeout: past that it gets 503 even if its row is committed later (a retry is then
+        # a harmless duplicate). Within it, a locked ledger fails the group, so a 503 means "not stored".
+        self.commit_timeout_s = 2 * ledger_timeout_s + 5
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._closed = False
+        self._start()
+
+    def _start(self) -> None:
+        """Start a writer process and wait for its ``ready`` (LedgerError-like failure: raise)."""
+        self._dir = tempfile.mkdtemp(prefix="iptvsync-writer-")  # mode 0700: only this user connects
+        self.address = os.path.join(self._dir, "writer.sock")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "iptvsync.ledgerwriter", self.ledger_path, self.address,
+             str(self.ledger_timeout_s)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        line = self.proc.stdout.readline()
+        if line.strip() != b"ready":
+            self.proc.wait(timeout=10)
+            shutil.rmtree(self._dir, ignore_errors=True)
+            raise LedgerError(f"{self.ledger_path}: the ledger writer did not start "
+                              f"(exit code {self.proc.returncode}; its error is logged above)")
+        self.generation = getattr(self, "generation", 0) + 1
+        log.info("ledger writer running (pid %d)", self.proc.pid)
+
+    def _connection(self) -> socket.socket:
+        local = self._local
+        if getattr(local, "generation", None) != self.generation:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self.address)
+            _set_os_timeout(sock, self.commit_timeout_s)
+            local.sock, local.generation = sock, self.generation
+        return local.sock
+
+    def _forget(self) -> None:
+        """Drop this thread's connection (out of step after a timeout, or the writer died)."""
+        sock = getattr(self._local, "sock", None)
+        if sock is not None:
+            sock.close()
+        self._local.generation = None
+
+    def _restart_if_dead(self, generation: int | None) -> bool:
+        """Start a new writer if the one of ``generation`` died; True if a newer one runs."""
+        with self._lock:
+            if not self._closed and self.proc.poll() is not None and self.generation == generation:
+                log.error("the ledger writer ended (exit code %s); starting a new one", self.proc.returncode)
+                shutil.rmtree(self._dir, ignore_errors=True)
+                try:
+                    self._start()
+                except Exception as exc:
+                    log.error("%s", exc)
+                    return False
+            return self.generation != generation and self.proc.poll() is None
+
+    def store(self, row: dict) -> tuple[int, bool]:
+        meta = {k: v for k, v in row.items() if k != "body"}
+        for attempt in (1, 2):
+            generation = self.generation
+            try:
+                sock = self._connection()
+                send_frame(sock, STORE, meta, row["body"])
+                kind, answer, _ = read_frame(sock)
+                break
+            except (TimeoutError, BlockingIOError):  # (the kernel's timeout shows as EAGAIN)
+                self._forget()
+                raise LedgerUnavailable("commit timed out") from None
+            except (OSError, EOFError, ValueError) as exc:
+                self._forget()
+                # The writer died. Whether or not it committed this row, sending it to the new
+                # one is safe: the dedupe key makes a second copy a counted duplicate.
+                if attempt == 2 or not self._restart_if_dead(generation):
+                    raise LedgerUnavailable(f"ledger writer unreachable: {type(exc).__name__}") from None
+        if kind != OK:
+            raise LedgerUnavailable(str(answer))
+        inbox_id, duplicate = answer
+        return inbox_id, bool(duplicate)
+
+    def reject(self, status: int, reason: str, remote: str | None) -> None:
+        """Count a rejection; never waited for, and lost only if the writer is down."""
+        try:
+            send_frame(self._connection(), REJECT, [status, reason, remote])
+        except (OSError, ValueError):
+            self._forget()
+            self._restart_if_dead(self.generation)
+
+    def close(self) -> None:
+        """After the last request: the writer finishes what it holds and ends."""
+        with self._lock:
+            self._closed = True
+        self._forget()
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=self.commit_timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
