@@ -201,15 +201,21 @@ def test_ambiguous_create_is_read_back_not_repeated(tmp_path, panel):
         assert fake.credits == 9
 
 
+def process_purchases(tmp_path, fake, *, count: int, concurrency: int) -> dict:
+    """``count`` first charges, each its own sale and subscription, through one ``process`` run
+    against ``fake`` (an XUI admin panel) with ``max_concurrency = concurrency``."""
+    cfg = panel_install(tmp_path, "xui-admin", fake.url, concurrency=concurrency)
+    ledger = Ledger(cfg.ledger_path)
+    for i in range(count):
+        deliver(ledger, payload(2, sale=f"6200{i:04d}", subscription=f"88{i}", paid=paid_now(),
+                                email=f"b{i}@example.com"))
+    return run_process(cfg)
+
+
 def test_concurrency_is_bounded_by_max_concurrency(tmp_path):
     with FakeXuiAdmin() as fake:
         fake.latency_s = 0.05
-        cfg = panel_install(tmp_path, "xui-admin", fake.url, concurrency=3)
-        ledger = Ledger(cfg.ledger_path)
-        for i in range(12):
-            deliver(ledger, payload(2, sale=f"6200{i:04d}", subscription=f"88{i}", paid=paid_now(),
-                                    email=f"b{i}@example.com"))
-        summary = run_process(cfg)
+        summary = process_purchases(tmp_path, fake, count=12, concurrency=3)
         assert summary["sync"]["synced"] == 12
         assert 1 < fake.max_inflight <= 3
         assert len(fake.lines) == 12
@@ -220,12 +226,7 @@ def test_connections_are_kept_alive_up_to_max_concurrency(tmp_path, caplog):
     16 the calls beyond it would open (and on HTTPS, handshake) a new connection every time."""
     with FakeXuiAdmin() as fake:
         fake.latency_s = 0.02
-        cfg = panel_install(tmp_path, "xui-admin", fake.url, concurrency=16)
-        ledger = Ledger(cfg.ledger_path)
-        for i in range(48):
-            deliver(ledger, payload(2, sale=f"6210{i:04d}", subscription=f"87{i}", paid=paid_now(),
-                                    email=f"k{i}@example.com"))
-        summary = run_process(cfg)
+        summary = process_purchases(tmp_path, fake, count=48, concurrency=16)
         assert summary["sync"]["synced"] == 48
         assert len(fake.calls) >= 3 * 48  # look up, create, read back
         assert fake.max_inflight > 10  # more callers at once than requests' default pool
