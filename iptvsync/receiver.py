@@ -183,12 +183,12 @@ def make_server(config: Config, *, host: str | None = None, port: int | None = N
     """A ready (not started) cheroot server and its writer."""
     writer = Writer(config.ledger_path, ledger_timeout_s=config.receiver.ledger_timeout_s)
     app = ReceiverApp(config, writer)
-    server = _server_class()((host or config.receiver.host, port if port is not None else config.receiver.port),
-                         app, numthreads=config.receiver.threads,
-                         timeout=config.receiver.request_timeout_s, shutdown_timeout=10,
-                         # cheroot's default listen backlog is 5: a burst of new connections beyond
-                         # it has SYNs dropped and waits a second or more for the retransmission
-                         request_queue_size=socket.SOMAXCONN, server_name="iptvsync")
+    bind = (host or config.receiver.host, port if port is not None else config.receiver.port)
+    server = _server_class()(bind, app, numthreads=config.receiver.threads,
+                             timeout=config.receiver.request_timeout_s, shutdown_timeout=10,
+                             # cheroot's default listen backlog is 5: a burst of new connections beyond
+                             # it has SYNs dropped and waits a second or more for the retransmission
+                             request_queue_size=socket.SOMAXCONN, server_name="iptvsync")
     certfile = certfile or config.receiver.certfile
     keyfile = keyfile or config.receiver.keyfile
     if certfile:
