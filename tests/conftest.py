@@ -92,3 +92,12 @@ def wait_for(condition, what: str = "the condition", timeout: float = 60.0):
             return value
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BASE_TOML, CHAVE, FIXTURES, fixture_body, wait_for, write_install
+from conftest import BASE_TOML, CHAVE, FIXTURES, fixture_body, running, wait_for, write_install
 
 from iptvsync.phpform import build_form
 from iptvsync.postback import parse
@@ -625,26 +625,17 @@ def writer_pids(receiver: Receiver) -> list[int]:
     return [int(pid) for pid in WRITER_PID.findall(receiver.log())]
 
 
-def _running(pid: int) -> bool:
-    """The process exists and is not a zombie waiting to be reaped."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
 def test_a_killed_writer_is_replaced_and_the_postback_in_hand_still_gets_its_200(receiver):
     assert receiver.post(sale_body("53000001")).status_code == 200
     [pid] = writer_pids(receiver)
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not _running(pid), "the writer to die")
+    wait_for(lambda: not running(pid), "the writer to die")
 
     response = receiver.post(sale_body("53000002"))
     assert response.status_code == 200
     assert response.json()["result"] == "stored"
     assert "the ledger writer ended (exit code -9); starting a new one" in receiver.log()
-    assert len(writer_pids(receiver)) == 2 and _running(writer_pids(receiver)[1])
+    assert len(writer_pids(receiver)) == 2 and running(writer_pids(receiver)[1])
     assert [r["sale_code"] for r in receiver.inbox()] == ["53000001", "53000002"]
     assert receiver.post(sale_body("53000003")).status_code == 200
 
@@ -672,7 +663,7 @@ def test_the_writer_ends_with_its_receiver(receiver, sig):
     assert receiver.post(sale_body("55000001")).status_code == 200
     [pid] = writer_pids(receiver)
     receiver.stop(sig)
-    wait_for(lambda: not _running(pid), "the writer to end with its receiver")
+    wait_for(lambda: not running(pid), "the writer to end with its receiver")
     assert [r["sale_code"] for r in receiver.inbox()] == ["55000001"]
 
 

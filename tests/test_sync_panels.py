@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
 import pytest
-from conftest import BASE_TOML, write_install
+from conftest import BASE_TOML, running, wait_for, write_install
 from fakepanels import FakeXtreamCodes, FakeXuiAdmin, FakeXuiReseller
 from postbacks import deliver, payload
 
@@ -59,10 +58,16 @@ def panel(request):
         yield request.param, fake
 
 
-def test_purchase_creates_one_verified_line(tmp_path, panel):
+@pytest.fixture
+def installed(tmp_path, panel):
+    """(kind, fake panel, config, ledger): an install on each panel family's fake."""
     kind, fake = panel
     cfg = panel_install(tmp_path, kind, fake.url)
-    ledger = Ledger(cfg.ledger_path)
+    return kind, fake, cfg, Ledger(cfg.ledger_path)
+
+
+def test_purchase_creates_one_verified_line(installed):
+    kind, fake, cfg, ledger = installed
     deliver(ledger, payload(2, paid=paid_now()))
     summary = run_process(cfg)
     assert summary["sync"] == {"synced": 1, "failed": 0, "dead": 0, "skipped": 0}
@@ -83,10 +88,8 @@ def test_purchase_creates_one_verified_line(tmp_path, panel):
     assert again["sync"]["synced"] == 0 and len(fake.lines) == 1
 
 
-def test_renewal_extends_once_and_keeps_the_line_as_it_was(tmp_path, panel):
-    kind, fake = panel
-    cfg = panel_install(tmp_path, kind, fake.url)
-    ledger = Ledger(cfg.ledger_path)
+def test_renewal_extends_once_and_keeps_the_line_as_it_was(installed):
+    kind, fake, cfg, ledger = installed
     deliver(ledger, payload(2, paid=paid_now()))
     run_process(cfg)
     [line_id] = fake.lines
@@ -106,10 +109,8 @@ def test_renewal_extends_once_and_keeps_the_line_as_it_was(tmp_path, panel):
     assert sent(ledger) == ["activation", "renewal"]
 
 
-def test_refund_disables_the_line(tmp_path, panel):
-    kind, fake = panel
-    cfg = panel_install(tmp_path, kind, fake.url)
-    ledger = Ledger(cfg.ledger_path)
+def test_refund_disables_the_line(installed):
+    kind, fake, cfg, ledger = installed
     deliver(ledger, payload(2, paid=paid_now()))
     run_process(cfg)
     deliver(ledger, payload(4, paid=paid_now()))
@@ -119,10 +120,8 @@ def test_refund_disables_the_line(tmp_path, panel):
     assert sent(ledger) == ["activation", "refund"]
 
 
-def test_panel_down_for_several_runs_then_back(tmp_path, panel):
-    kind, fake = panel
-    cfg = panel_install(tmp_path, kind, fake.url)
-    ledger = Ledger(cfg.ledger_path)
+def test_panel_down_for_several_runs_then_back(installed):
+    kind, fake, cfg, ledger = installed
     deliver(ledger, payload(2, paid=paid_now()))
     fake.down = True
     for attempt in (1, 2, 3):
@@ -185,10 +184,8 @@ def test_reseller_out_of_credits_is_dead_with_a_clear_reason(tmp_path):
         assert len(fake.lines) == 1 and fake.credits == 4 and sent(ledger) == ["activation"]
 
 
-def test_ambiguous_create_is_read_back_not_repeated(tmp_path, panel):
-    kind, fake = panel
-    cfg = panel_install(tmp_path, kind, fake.url)
-    ledger = Ledger(cfg.ledger_path)
+def test_ambiguous_create_is_read_back_not_repeated(installed):
+    kind, fake, cfg, ledger = installed
     deliver(ledger, payload(2, paid=paid_now()))
     fake.stall_s = 3  # longer than timeout_s = 2: the create lands, the reply does not
     fake.fail_next(1, "timeout_after_write", action="user.create" if kind == "xtream-codes" else "create_line")
@@ -294,8 +291,10 @@ def kill_after(fake, action: str):
 
     def hook(done_action):
         if done_action == action and "pid" in victim:
-            os.kill(victim.pop("pid"), signal.SIGKILL)
-            time.sleep(0.2)  # make sure the reply never reaches the dead client
+            pid = victim.pop("pid")
+            os.kill(pid, signal.SIGKILL)
+            # the reply must never reach the client: send it only once the client is dead
+            wait_for(lambda: not running(pid), "the killed process to die")
 
     fake.after_write = hook
     return victim
