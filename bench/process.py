@@ -6,7 +6,7 @@
 What it does, on a fresh ledger in a temporary directory:
 
 1. stores N approved postbacks (distinct sales and subscriptions, realistic form bodies made by
-   ``iptvsync.phpform.build_form``, paid an hour ago) in the inbox, as the receiver does;
+   ``iptvsync.monetizze.form.build_form``, paid an hour ago) in the inbox, as the receiver does;
 2. **apply**: times ``apply_inbox`` alone on those N rows (postbacks/s);
 3. **panel**: times ``sync_panels`` against a fake XUI.one admin panel (``kind = "xui-admin"``,
    ``latency_s`` per call) with ``max_concurrency`` C, and compares the wall time with the
@@ -40,24 +40,25 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # fakepanels, postbacks, conftest (test helpers)
+sys.path.insert(0, str(ROOT / "tests"))  # tests/support: fake panels, postbacks, installs
 sys.path.insert(0, str(ROOT))
 
-from conftest import BASE_TOML, write_install  # noqa: E402
-from fakepanels import FakeXuiAdmin, mysql_row  # noqa: E402
-from postbacks import payload  # noqa: E402
+from support.fakepanel import mysql_row  # noqa: E402
+from support.install import BASE_TOML, write_install  # noqa: E402
+from support.postbacks import payload  # noqa: E402
+from support.xui import FakeXuiAdmin  # noqa: E402
 
 from iptvsync.clock import SAO_PAULO, now  # noqa: E402
 from iptvsync.config import load_config  # noqa: E402
 from iptvsync.engine.apply import apply_inbox  # noqa: E402
-from iptvsync.engine.mailer import send_outbox  # noqa: E402
+from iptvsync.engine.mail_stage import send_outbox  # noqa: E402
 from iptvsync.engine.runner import build_panels  # noqa: E402
 from iptvsync.engine.sweep import sweep  # noqa: E402
 from iptvsync.engine.sync import sync_panels  # noqa: E402
-from iptvsync.inbox import inbox_row, store_rows  # noqa: E402
-from iptvsync.ledger import Ledger  # noqa: E402
-from iptvsync.phpform import build_form  # noqa: E402
-from iptvsync.postback import parse  # noqa: E402
+from iptvsync.ledger.db import Ledger  # noqa: E402
+from iptvsync.ledger.inbox import inbox_row, store_rows  # noqa: E402
+from iptvsync.monetizze.form import build_form  # noqa: E402
+from iptvsync.monetizze.postback import parse  # noqa: E402
 
 API_KEY = "bench-api-key"
 FORM = "application/x-www-form-urlencoded"

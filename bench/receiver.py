@@ -14,7 +14,7 @@ Side by side, in one run, on the same disk (one working directory under bench/re
    ``synchronous=FULL``), no HTTP, no parsing.
 
 Each receiver run starts on a fresh ledger and is loaded at 16 and 64 keep-alive connections with
-realistic ~5 kB form bodies (``approved-first-charge.json`` through ``iptvsync.phpform.build_form``),
+realistic ~5 kB form bodies (``approved-first-charge.json`` through ``iptvsync.monetizze.form.build_form``),
 every request a distinct sale code, so every 200 is a newly committed row; after the run the ledger
 is counted to check that every 200 is there. The load generator is ``wrk`` when installed (a Lua
 script swaps the sale code per request), else a pure-Python one in a separate process (raw
@@ -49,10 +49,10 @@ sys.path.insert(0, str(ROOT))
 
 from iptvsync.config import load_config  # noqa: E402
 from iptvsync.errors import MalformedPostback  # noqa: E402
-from iptvsync.inbox import inbox_row, store  # noqa: E402
-from iptvsync.ledger import Ledger  # noqa: E402
-from iptvsync.phpform import build_form  # noqa: E402
-from iptvsync.postback import parse, redact  # noqa: E402
+from iptvsync.ledger.db import Ledger  # noqa: E402
+from iptvsync.ledger.inbox import inbox_row, store  # noqa: E402
+from iptvsync.monetizze.form import build_form  # noqa: E402
+from iptvsync.monetizze.postback import parse, redact  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "receiver.json"
 SAMPLE = ROOT / "tests" / "fixtures" / "monetizze" / "approved-first-charge.json"

@@ -3,49 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
+from support.install import write_install
 
-FIXTURES = Path(__file__).parent / "fixtures"
-CHAVE = "0123456789abcdef0123456789abcdef"  # the chave_unica the sample postbacks carry
-SECRET_KEY = Fernet.generate_key().decode()
 ENV_PREFIXES = ("IPTVSYNC_", "MONETIZZE_", "PANEL_", "SMTP_")
-
-BASE_TOML = """
-[ledger]
-path = "iptvsync.db"
-
-[receiver]
-host = "127.0.0.1"
-port = 0
-path = "/monetizze/postback/s3cr3tpath"
-
-[panels.main]
-kind = "dry-run"
-
-[panels.main.links]
-server = "http://tv.example.com:8080"
-
-[products.145388]
-name = "IPTV Mensal"
-panel = "main"
-days = 30
-bouquets = [1, 2, 3]
-
-[policy]
-grace_days = 3
-reminder_days = [3]
-max_attempts = 5
-
-[email]
-backend = "maildir"
-maildir = "mail/"
-from = "IPTV Loja <no-reply@loja.example>"
-support = "WhatsApp +55 11 90000-0000"
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -54,16 +17,6 @@ def clean_env(monkeypatch):
     for key in list(os.environ):
         if key.startswith(ENV_PREFIXES):
             monkeypatch.delenv(key)
-
-
-def write_install(directory: Path, toml: str = BASE_TOML, env: dict | None = None) -> Path:
-    """config.toml + .env in ``directory``; returns the config path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "config.toml"
-    config.write_text(toml, encoding="utf-8")
-    values = {"MONETIZZE_CHAVE_UNICA": CHAVE, "IPTVSYNC_SECRET_KEY": SECRET_KEY, **(env or {})}
-    (directory / ".env").write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
-    return config
 
 
 @pytest.fixture
@@ -77,27 +30,3 @@ def cfg(install):
     from iptvsync.config import load_config
 
     return load_config(install)
-
-
-def fixture_body(name: str) -> bytes:
-    return (FIXTURES / "monetizze" / name).read_bytes()
-
-
-def wait_for(condition, what: str = "the condition", timeout: float = 60.0):
-    """Poll ``condition`` until it returns something truthy, and return that value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def running(pid: int) -> bool:
-    """The process exists and is not a zombie waiting to be reaped."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"

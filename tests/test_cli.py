@@ -19,17 +19,17 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 import typer
-from conftest import BASE_TOML, CHAVE, FIXTURES, SECRET_KEY, write_install
 from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 from freezegun import freeze_time
+from support.install import BASE_TOML, CHAVE, FIXTURES, SECRET_KEY, write_install
 from typer.testing import CliRunner
 
 from iptvsync.cli import _register, app
-from iptvsync.inbox import inbox_row, store
-from iptvsync.ledger import Ledger
+from iptvsync.ledger.db import Ledger
+from iptvsync.ledger.inbox import inbox_row, store
 from iptvsync.ledger.migrations import migrations
-from iptvsync.postback import parse, redact
+from iptvsync.monetizze.postback import parse, redact
 
 _register()
 

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from conftest import BASE_TOML, CHAVE, SECRET_KEY, write_install
+from support.install import BASE_TOML, CHAVE, SECRET_KEY, write_install
 from typer.testing import CliRunner
 
 from iptvsync.cli import _register, app

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from conftest import BASE_TOML, write_install
-from fakepanels import FakeXuiAdmin, FakeXuiReseller
-from smtpserver import _self_signed, smtp_server
+from support.install import BASE_TOML, write_install
+from support.smtp import _self_signed, smtp_server
+from support.xui import FakeXuiAdmin, FakeXuiReseller
 from typer.testing import CliRunner
 
 from iptvsync.cli import _register, app
@@ -22,7 +22,7 @@ def doctor(config) -> tuple[int, dict]:
 
 def test_fresh_install_is_ok_with_warnings(install):
     from iptvsync.config import load_config
-    from iptvsync.ledger import Ledger
+    from iptvsync.ledger.db import Ledger
 
     Ledger(load_config(install).ledger_path).close()
     code, rows = doctor(install)
@@ -92,7 +92,7 @@ def test_expired_tls_certificate_fails(tmp_path):
 
 
 def test_monetizze_consumer_key_is_tried(tmp_path):
-    from fakemonetizze import FakeMonetizze
+    from support.monetizze import FakeMonetizze
 
     with FakeMonetizze() as api:
         toml = BASE_TOML + f'\n[monetizze]\napi_url = "{api.url}"\n'

@@ -12,7 +12,7 @@ import pytest
 import sqlite_utils
 
 from iptvsync.errors import LedgerError
-from iptvsync.ledger import GENESIS, Ledger, os_user
+from iptvsync.ledger.db import GENESIS, Ledger, os_user
 from iptvsync.ledger.migrations import migrations
 
 TABLES = {"inbox", "rejections", "subscriptions", "charges", "grants", "outbox", "audit", "runs"}
@@ -300,7 +300,7 @@ def test_deleting_a_row_is_detected_at_the_next_one(ledger):
 
 
 def test_rehashing_a_tampered_row_breaks_the_next_link(ledger):
-    from iptvsync.ledger import audit_hash
+    from iptvsync.ledger.db import audit_hash
 
     with ledger.tx():
         for days in (1, 2, 3):

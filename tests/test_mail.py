@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 import pytest
 from freezegun import freeze_time
-from smtpserver import QUEUED_REPLY, free_port, smtp_server
+from support.smtp import QUEUED_REPLY, free_port, smtp_server
 
 from iptvsync.errors import MailError
 from iptvsync.mail.backends import MaildirBackend, SmtpBackend

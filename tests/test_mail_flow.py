@@ -9,17 +9,17 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import BASE_TOML, SECRET_KEY, write_install
 from freezegun import freeze_time
-from postbacks import deliver, payload
-from smtpserver import RecordingHandler, _self_signed, free_port, smtp_server
+from support.install import BASE_TOML, SECRET_KEY, write_install
+from support.postbacks import deliver, payload
+from support.smtp import RecordingHandler, _self_signed, free_port, smtp_server
 
-from iptvsync import subs
 from iptvsync.clock import SAO_PAULO, now
 from iptvsync.config import load_config
 from iptvsync.credentials import decrypt
 from iptvsync.engine.runner import run_process
-from iptvsync.ledger import Ledger
+from iptvsync.ledger.db import Ledger
+from iptvsync.ops import subs
 
 SMTP_USER, SMTP_PASS = "loja", "smtp-pa55word"
 
@@ -123,7 +123,7 @@ def test_permanent_rejection_ends_failed_with_reason(tmp_path):
         run_process(cfg)
     [row] = outbox(ledger)
     assert row["status"] == "failed" and "550" in row["last_error"] and row["attempts"] == 1
-    from iptvsync.health import health
+    from iptvsync.ops.health import health
 
     assert any("email" in p for p in health(cfg)["problems"])
 
@@ -246,7 +246,7 @@ def test_every_kind_through_a_lifecycle_as_the_buyer_reads_it(tmp_path):
 
 def test_message_ids_differ_between_installs(tmp_path):
     """Row 1 of two ledgers must not share a Message-ID: a mail client would hide the second."""
-    from conftest import write_install as make
+    from support.install import write_install as make
 
     ids = []
     for name, secret in (("a", "x" * 44), ("b", "y" * 44)):

@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from iptvsync.errors import PanelError
-from iptvsync.panels import DryRunPanel, LineSpec
+from iptvsync.panels.registry import DryRunPanel, LineSpec
 
 PASSWORD = "Pw0rdSecretXyz1"
 

@@ -3,10 +3,11 @@
 import socket
 
 import pytest
-from fakepanels import FakeXuiAdmin
+from support.xui import FakeXuiAdmin
 
 from iptvsync.errors import PanelError
-from iptvsync.panels import (
+from iptvsync.panels._http import as_bool, as_int, as_int_list, line_from_row, redact
+from iptvsync.panels.registry import (
     PANEL_KINDS,
     DryRunPanel,
     XtreamCodesPanel,
@@ -14,7 +15,6 @@ from iptvsync.panels import (
     XuiResellerPanel,
     build_panel,
 )
-from iptvsync.panels._http import as_bool, as_int, as_int_list, line_from_row, redact
 
 API_KEY = "adminKey123456"
 

@@ -4,10 +4,11 @@ import json
 
 import pytest
 import requests
-from fakepanels import LINE_PASSWORD, FakeXtreamCodes, line_spec
+from support.fakepanel import LINE_PASSWORD, line_spec
+from support.xtream import FakeXtreamCodes
 
 from iptvsync.errors import PanelError
-from iptvsync.panels import XtreamCodesPanel
+from iptvsync.panels.registry import XtreamCodesPanel
 
 API_PASS = "xcApiPass555"
 PASSWORD = LINE_PASSWORD

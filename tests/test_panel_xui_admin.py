@@ -5,10 +5,11 @@ import time
 
 import pytest
 import requests
-from fakepanels import LINE_PASSWORD, FakeXuiAdmin, line_spec
+from support.fakepanel import LINE_PASSWORD, line_spec
+from support.xui import FakeXuiAdmin
 
 from iptvsync.errors import PanelError
-from iptvsync.panels import XuiAdminPanel
+from iptvsync.panels.registry import XuiAdminPanel
 
 API_KEY = "adminKey123456"
 PASSWORD = LINE_PASSWORD

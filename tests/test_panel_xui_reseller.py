@@ -4,10 +4,11 @@ import time
 
 import pytest
 import requests
-from fakepanels import LINE_PASSWORD, FakeXuiReseller, line_spec
+from support.fakepanel import LINE_PASSWORD, line_spec
+from support.xui import FakeXuiReseller
 
 from iptvsync.errors import PanelError
-from iptvsync.panels import LineSpec, XuiResellerPanel
+from iptvsync.panels.registry import LineSpec, XuiResellerPanel
 
 API_KEY = "resellerKey987"
 PASSWORD = LINE_PASSWORD

@@ -1,4 +1,4 @@
-"""iptvsync.postback: decoding, classification, dedupe keys and redaction of Monetizze postbacks."""
+"""iptvsync.monetizze.postback: decoding, classification, dedupe keys and redaction of Monetizze postbacks."""
 
 import copy
 import dataclasses
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iptvsync import phpform
 from iptvsync.errors import MalformedPostback
-from iptvsync.postback import (
+from iptvsync.monetizze import form as phpform
+from iptvsync.monetizze.postback import (
     EVENT_KINDS,
     Postback,
     UnsupportedContentType,
@@ -569,14 +569,14 @@ def test_multipart_with_non_utf8_field_is_malformed():
 # --- the fast path for Monetizze's form body ------------------------------------------------
 
 def _full_decoding(body: bytes) -> dict:
-    from iptvsync.postback import _form_fields, _payload_from_fields
+    from iptvsync.monetizze.postback import _form_fields, _payload_from_fields
 
     return _payload_from_fields(_form_fields(body, "utf-8"))
 
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.form")), ids=lambda p: p.name)
 def test_json_field_fast_path_equals_the_full_decoding(path):
-    from iptvsync.monetizze_form import json_field_payload
+    from iptvsync.monetizze.form import json_field_payload
 
     body = path.read_bytes()
     fast = json_field_payload(body)
@@ -592,7 +592,7 @@ def test_json_field_fast_path_equals_the_full_decoding(path):
     lambda b: b + b"&bad=%FF%FE",                           # not UTF-8
 ])
 def test_fast_path_declines_what_it_cannot_prove(mutate):
-    from iptvsync.monetizze_form import json_field_payload
+    from iptvsync.monetizze.form import json_field_payload
 
     body = mutate((FIXTURES / "approved-first-charge.form").read_bytes())
     fast = json_field_payload(body)

@@ -9,12 +9,12 @@ import pytest
 from freezegun import freeze_time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from postbacks import deliver, payload
+from support.postbacks import deliver, payload
 
 from iptvsync.clock import parse_iso
 from iptvsync.config import load_config
 from iptvsync.engine.runner import run_process
-from iptvsync.ledger import Ledger
+from iptvsync.ledger.db import Ledger
 
 PAID = datetime(2026, 11, 20, 17, 37, 57, tzinfo=UTC)  # 14:37:57 in São Paulo
 T0 = "2026-11-20T18:00:00Z"
@@ -131,7 +131,7 @@ def test_refund_before_activation_is_sent_never_sends_credentials(cfg, ledger):
 
 
 def test_dispute_suspends_and_operator_resume_restores(cfg, ledger):
-    from iptvsync import subs
+    from iptvsync.ops import subs
 
     with freeze_time(T0):
         deliver(ledger, payload(2))
@@ -160,7 +160,7 @@ def test_dispute_resolved_by_a_later_paid_charge(cfg, ledger):
 
 
 def test_dispute_policy_ignore_keeps_access(tmp_path):
-    from conftest import BASE_TOML, write_install
+    from support.install import BASE_TOML, write_install
 
     cfg = load_config(write_install(tmp_path / "i", BASE_TOML.replace("grace_days = 3",
                                                                       'grace_days = 3\non_dispute = "ignore"')))
@@ -174,7 +174,7 @@ def test_dispute_policy_ignore_keeps_access(tmp_path):
 
 @pytest.mark.parametrize("policy, enabled_after_cancel", [("end_of_period", 1), ("immediately", 0)])
 def test_subscription_cancelled(tmp_path, policy, enabled_after_cancel):
-    from conftest import BASE_TOML, write_install
+    from support.install import BASE_TOML, write_install
 
     toml = BASE_TOML.replace("grace_days = 3", f'grace_days = 3\non_subscription_cancelled = "{policy}"')
     cfg = load_config(write_install(tmp_path / "i", toml))
@@ -230,9 +230,9 @@ def test_waiting_and_cancelled_boleto_grant_nothing(cfg, ledger):
 
 @freeze_time(T0)
 def test_unmapped_product_waits_for_mapping_then_retry(tmp_path):
-    from conftest import BASE_TOML, write_install
+    from support.install import BASE_TOML, write_install
 
-    from iptvsync import inbox
+    from iptvsync.ledger import inbox
 
     path = write_install(tmp_path / "i")
     cfg = load_config(path)
@@ -280,7 +280,7 @@ def final_state(cfg, events: list[int]) -> tuple:
     import tempfile
     from pathlib import Path
 
-    from conftest import write_install
+    from support.install import write_install
 
     with tempfile.TemporaryDirectory() as tmp:
         c = load_config(write_install(Path(tmp)))
@@ -307,7 +307,7 @@ def test_any_order_of_one_sales_events_gives_one_final_state(cfg, order, n):
 
 
 def test_reminders_can_be_switched_off(tmp_path):
-    from conftest import BASE_TOML, write_install
+    from support.install import BASE_TOML, write_install
 
     cfg = load_config(write_install(tmp_path / "i", BASE_TOML.replace("reminder_days = [3]", "reminder_days = []")))
     ledger = Ledger(cfg.ledger_path)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from postbacks import deliver, payload
+from support.postbacks import deliver, payload
 from typer.testing import CliRunner
 
 from iptvsync.cli import _register, app
 from iptvsync.engine.runner import AlreadyRunning, process_lock, run_process
-from iptvsync.ledger import Ledger
+from iptvsync.ledger.db import Ledger
 
 _register()
 

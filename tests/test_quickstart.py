@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import wait_for
+from support.install import wait_for
 
 
 def run(folder: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:

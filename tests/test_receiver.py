@@ -28,10 +28,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BASE_TOML, CHAVE, FIXTURES, fixture_body, running, wait_for, write_install
+from support.install import BASE_TOML, CHAVE, FIXTURES, fixture_body, running, wait_for, write_install
 
-from iptvsync.phpform import build_form
-from iptvsync.postback import parse
+from iptvsync.monetizze.form import build_form
+from iptvsync.monetizze.postback import parse
 
 PATH = "/monetizze/postback/s3cr3tpath"  # [receiver] path of BASE_TOML: a capability, never logged
 FORM = "application/x-www-form-urlencoded"

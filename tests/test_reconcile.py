@@ -7,17 +7,17 @@ import re
 from datetime import timedelta
 
 import pytest
-from conftest import BASE_TOML, CHAVE, write_install
-from fakemonetizze import FakeMonetizze, api_row
-from fakepanels import FakeXuiAdmin
-from postbacks import deliver, payload
+from support.install import BASE_TOML, CHAVE, write_install
+from support.monetizze import FakeMonetizze, api_row
+from support.postbacks import deliver, payload
+from support.xui import FakeXuiAdmin
 from typer.testing import CliRunner
 
 from iptvsync.cli import _register, app
 from iptvsync.clock import SAO_PAULO, now
 from iptvsync.config import load_config
 from iptvsync.engine.runner import run_process
-from iptvsync.ledger import Ledger
+from iptvsync.ledger.db import Ledger
 
 _register()
 

@@ -9,15 +9,16 @@ import sys
 from datetime import timedelta
 
 import pytest
-from conftest import BASE_TOML, running, wait_for, write_install
-from fakepanels import FakeXtreamCodes, FakeXuiAdmin, FakeXuiReseller
-from postbacks import deliver, payload
+from support.install import BASE_TOML, running, wait_for, write_install
+from support.postbacks import deliver, payload
+from support.xtream import FakeXtreamCodes
+from support.xui import FakeXuiAdmin, FakeXuiReseller
 
-from iptvsync import subs
 from iptvsync.clock import SAO_PAULO, now, parse_iso
 from iptvsync.config import load_config
 from iptvsync.engine.runner import run_process
-from iptvsync.ledger import Ledger
+from iptvsync.ledger.db import Ledger
+from iptvsync.ops import subs
 
 KINDS = {"xui-admin": FakeXuiAdmin, "xui-reseller": FakeXuiReseller, "xtream-codes": FakeXtreamCodes}
 
@@ -173,7 +174,7 @@ def test_reseller_out_of_credits_is_dead_with_a_clear_reason(tmp_path):
         assert "STATUS_INSUFFICIENT_CREDITS" in sub["last_error"]
         assert fake.lines == {} and fake.credits == 0
         assert sent(ledger) == []
-        from iptvsync.health import health
+        from iptvsync.ops.health import health
 
         assert any("dead" in p for p in health(cfg)["problems"])
         run_process(cfg)  # dead stays dead: no calls until an operator acts

@@ -11,7 +11,7 @@ from .output import JSON_OPTION, emit
 @app.command()
 def doctor(ctx: typer.Context, as_json: bool = JSON_OPTION):
     """Check config, ledger, panels (and reseller credits), SMTP login and the TLS certificate."""
-    from ..doctor import doctor as run_checks
+    from ..ops.doctor import doctor as run_checks
 
     rows = run_checks(load(ctx))
     emit(rows, ("check", "status", "detail"), as_json=as_json, title="iptvsync doctor")

@@ -17,7 +17,7 @@ COLUMNS = ("id", "received_at", "event", "kind", "sale_code", "parcela", "produc
 
 
 def _ledger(ctx):
-    from ..ledger import Ledger
+    from ..ledger.db import Ledger
 
     return Ledger(load(ctx).ledger_path)
 
@@ -31,7 +31,7 @@ def list_cmd(ctx: typer.Context,
              limit: int = typer.Option(50, help="At most this many rows."),
              as_json: bool = JSON_OPTION):
     """List stored postbacks, newest first."""
-    from .. import inbox
+    from ..ledger import inbox
     from ..timeparse import since_to_datetime
 
     rows = inbox.list_inbox(_ledger(ctx), status=status, sale=sale, email=email,
@@ -43,9 +43,9 @@ def list_cmd(ctx: typer.Context,
 def show(ctx: typer.Context, inbox_id: int = typer.Argument(..., help="Inbox row id."),
          as_json: bool = JSON_OPTION):
     """Show one stored postback with its parsed fields and (redacted) body."""
-    from .. import inbox
-    from ..ledger import Ledger
-    from ..postback import redact
+    from ..ledger import inbox
+    from ..ledger.db import Ledger
+    from ..monetizze.postback import redact
 
     cfg = load(ctx)
     row = inbox.get(Ledger(cfg.ledger_path), inbox_id)
@@ -67,7 +67,7 @@ def show(ctx: typer.Context, inbox_id: int = typer.Argument(..., help="Inbox row
 @inbox_app.command("retry")
 def retry(ctx: typer.Context, ids: list[int] = typer.Argument(None, help="Row ids; none = all failed and unmapped.")):
     """Queue failed or unmapped postbacks again (e.g. after adding a product mapping)."""
-    from .. import inbox
+    from ..ledger import inbox
 
     count = inbox.retry(_ledger(ctx), ids or None)
     typer.echo(f"{count} postback(s) queued again; run `iptvsync process`")
@@ -76,7 +76,7 @@ def retry(ctx: typer.Context, ids: list[int] = typer.Argument(None, help="Row id
 @inbox_app.command("replay")
 def replay(ctx: typer.Context, ids: list[int] = typer.Argument(..., help="Row ids to apply again.")):
     """Apply already-applied postbacks again (safe: every effect is keyed)."""
-    from .. import inbox
+    from ..ledger import inbox
 
     count = inbox.retry(_ledger(ctx), ids)
     typer.echo(f"{count} postback(s) queued for replay; run `iptvsync process`")

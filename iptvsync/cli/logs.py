@@ -22,8 +22,8 @@ def logs(ctx: typer.Context, since: str = typer.Option(None, help="e.g. 2d, 12h,
          limit: int = typer.Option(200), follow: bool = typer.Option(False, "--follow", "-f"),
          as_json: bool = JSON_OPTION):
     """The audit trail, oldest first."""
-    from ..audit import query_audit
-    from ..ledger import Ledger
+    from ..ledger.audit import query_audit
+    from ..ledger.db import Ledger
     from ..timeparse import since_to_datetime
 
     ledger = Ledger(load(ctx).ledger_path)

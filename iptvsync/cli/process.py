@@ -46,7 +46,7 @@ def process(ctx: typer.Context,
 @app.command()
 def status(ctx: typer.Context, as_json: bool = JSON_OPTION):
     """Queue depth, oldest pending, dead items, last run; exit 1 when unhealthy."""
-    from ..health import health
+    from ..ops.health import health
 
     cfg = load(ctx)
     report = health(cfg)

@@ -24,8 +24,8 @@ def monetizze(ctx: typer.Context,
     """Fetch recent sales from Monetizze's API and put the ones the inbox lacks into it."""
     from ..clock import now
     from ..errors import ConfigError
-    from ..ledger import Ledger
-    from ..reconcile import reconcile_monetizze
+    from ..ledger.db import Ledger
+    from ..ops.reconcile import reconcile_monetizze
     from ..timeparse import since_to_datetime
 
     cfg = load(ctx)
@@ -60,8 +60,8 @@ def panel(ctx: typer.Context,
     from ..clock import now
     from ..engine.runner import build_panels
     from ..errors import ConfigError
-    from ..ledger import Ledger
-    from ..reconcile import check_panels, mark_for_repair
+    from ..ledger.db import Ledger
+    from ..ops.reconcile import check_panels, mark_for_repair
 
     cfg = load(ctx)
     if panel_name is not None and panel_name not in cfg.panels:

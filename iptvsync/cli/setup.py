@@ -49,7 +49,7 @@ def init_files(config_file: Path) -> list[str]:
 @app.command()
 def init(ctx: typer.Context):
     """Write config.toml and .env with fresh secrets if missing; create or migrate the ledger."""
-    from ..ledger import Ledger
+    from ..ledger.db import Ledger
 
     config_file = Path(config_path(ctx) or "config.toml").absolute()
     done = init_files(config_file)
@@ -75,7 +75,7 @@ def serve(ctx: typer.Context,
           process_every: float = typer.Option(0, "--process-every", metavar="SECONDS",
                                               help="Also run `process` every SECONDS (installs without cron).")):
     """Run the postback receiver until SIGTERM."""
-    from ..receiver import serve as run_server
+    from ..receiver.server import serve as run_server
 
     cfg = load(ctx, {"receiver.host": host, "receiver.port": port})
     background = None
@@ -93,7 +93,7 @@ def serve(ctx: typer.Context,
 @app.command()
 def backup(ctx: typer.Context, path: Path = typer.Argument(..., help="Where to write the copy.")):
     """Online, consistent copy of the ledger."""
-    from ..ledger import Ledger
+    from ..ledger.db import Ledger
 
     cfg = load(ctx)
     ledger = Ledger(cfg.ledger_path)
@@ -103,7 +103,7 @@ def backup(ctx: typer.Context, path: Path = typer.Argument(..., help="Where to w
 @audit_app.command("verify")
 def audit_verify(ctx: typer.Context):
     """Verify the audit log's hash chain."""
-    from ..ledger import Ledger
+    from ..ledger.db import Ledger
 
     ledger = Ledger(load(ctx).ledger_path)
     count, broken = ledger.verify_audit()

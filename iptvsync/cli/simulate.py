@@ -14,7 +14,7 @@ def _post(ctx: typer.Context, kind: str, email: str, product: str | None, sale: 
           subscription: str | None, parcela: int, url: str | None, insecure: bool) -> None:
     import requests
 
-    from ..simulate import build_postback
+    from ..monetizze.simulate import build_postback
 
     cfg = load(ctx)
     product = product or next(iter(cfg.products), None)

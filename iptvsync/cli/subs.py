@@ -16,7 +16,7 @@ REF = typer.Argument(..., help="Subscription id, key, username or buyer email.")
 
 
 def _open(ctx):
-    from ..ledger import Ledger
+    from ..ledger.db import Ledger
 
     cfg = load(ctx)
     return cfg, Ledger(cfg.ledger_path)
@@ -27,7 +27,7 @@ def list_cmd(ctx: typer.Context, email: str = typer.Option(None, help="Buyer ema
              dead: bool = typer.Option(False, "--dead", help="Only subscriptions whose panel work is dead."),
              limit: int = typer.Option(100), as_json: bool = JSON_OPTION):
     """List subscriptions, newest first."""
-    from .. import subs
+    from ..ops import subs
 
     _, ledger = _open(ctx)
     emit(subs.list_subs(ledger, email=email, dead=dead, limit=limit), COLUMNS, as_json=as_json,
@@ -37,7 +37,7 @@ def list_cmd(ctx: typer.Context, email: str = typer.Option(None, help="Buyer ema
 @subs_app.command()
 def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OPTION):
     """One subscription with its charges, grants and emails (never the password)."""
-    from .. import subs
+    from ..ops import subs
 
     _, ledger = _open(ctx)
     emit_one(subs.show(ledger, ref), as_json=as_json)
@@ -51,7 +51,7 @@ def grant(ctx: typer.Context, email: str = typer.Option(..., help="Buyer email."
           name: str = typer.Option(None, help="Buyer name."), note: str = typer.Option(None),
           as_json: bool = JSON_OPTION):
     """Create a manual subscription (a line + activation email on the next `process`)."""
-    from .. import subs
+    from ..ops import subs
 
     cfg, ledger = _open(ctx)
     sub, added = subs.grant(ledger, cfg, email=email, product=product, days=days, key=key, name=name, note=note)
@@ -63,7 +63,7 @@ def extend(ctx: typer.Context, ref: str = REF, days: int = typer.Option(..., hel
            key: str = typer.Option(..., help="Your unique key for this extension (re-running is a no-op)."),
            note: str = typer.Option(None), as_json: bool = JSON_OPTION):
     """Add days to a subscription, once per --key."""
-    from .. import subs
+    from ..ops import subs
 
     cfg, ledger = _open(ctx)
     sub, added = subs.extend(ledger, cfg, ref, days, key, note)
@@ -81,7 +81,7 @@ def _report(sub: dict, added: bool, as_json: bool) -> None:
 @subs_app.command()
 def suspend(ctx: typer.Context, ref: str = REF):
     """Disable the line now, whatever was paid, until `resume`."""
-    from .. import subs
+    from ..ops import subs
 
     cfg, ledger = _open(ctx)
     sub = subs.set_hold(ledger, cfg, ref, "suspended")
@@ -91,7 +91,7 @@ def suspend(ctx: typer.Context, ref: str = REF):
 @subs_app.command()
 def resume(ctx: typer.Context, ref: str = REF):
     """Lift a suspension (operator or dispute); the line follows what is paid."""
-    from .. import subs
+    from ..ops import subs
 
     cfg, ledger = _open(ctx)
     sub = subs.set_hold(ledger, cfg, ref, "resumed")
@@ -102,7 +102,7 @@ def resume(ctx: typer.Context, ref: str = REF):
 def cancel(ctx: typer.Context, ref: str = REF,
            immediately: bool = typer.Option(False, "--immediately", help="Cut access now, not at paid_until.")):
     """Cancel a subscription; access runs to paid_until unless --immediately."""
-    from .. import subs
+    from ..ops import subs
 
     cfg, ledger = _open(ctx)
     sub = subs.cancel(ledger, cfg, ref, immediately)
@@ -113,8 +113,8 @@ def cancel(ctx: typer.Context, ref: str = REF,
 def resend(ctx: typer.Context, ref: str = REF,
            kind: str = typer.Option("activation", help="activation | renewal | cancellation | refund | ...")):
     """Queue an email again (a new, audited outbox row)."""
-    from .. import subs
     from ..mail.render import KINDS
+    from ..ops import subs
 
     if kind not in KINDS:
         typer.echo(f"error: --kind must be one of {', '.join(KINDS)}", err=True)
@@ -127,7 +127,7 @@ def resend(ctx: typer.Context, ref: str = REF,
 @subs_app.command()
 def retry(ctx: typer.Context, ref: str = typer.Argument(None, help="One subscription; default all dead.")):
     """Put dead panel work and failed emails back in the queue."""
-    from .. import subs
+    from ..ops import subs
 
     _, ledger = _open(ctx)
     typer.echo(f"{subs.retry(ledger, ref)} subscription(s) queued again")

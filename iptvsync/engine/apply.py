@@ -16,10 +16,10 @@ from datetime import datetime
 
 from ..clock import iso
 from ..config import Config, ProductConfig
-from ..ledger import Ledger
-from ..outbox import queue
-from ..postback import Postback, parse
-from .ledgerstate import recompute
+from ..ledger.db import Ledger
+from ..ledger.outbox import queue
+from ..monetizze.postback import Postback, parse
+from .derive import recompute
 from .model import CHARGE_RANK, KIND_TO_CHARGE, PAYING, next_delay
 
 log = logging.getLogger("iptvsync.apply")

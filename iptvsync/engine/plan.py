@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..clock import now
 from ..config import Config
-from ..ledger import Ledger
+from ..ledger.db import Ledger
 from ..panels.base import Line, LineSpec
 from .apply import apply_inbox
 from .runner import build_panels

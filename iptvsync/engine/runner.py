@@ -17,10 +17,10 @@ from pathlib import Path
 
 from ..clock import iso, now
 from ..config import Config
-from ..ledger import Ledger
-from ..panels import build_panel
+from ..ledger.db import Ledger
+from ..panels.registry import build_panel
 from .apply import apply_inbox
-from .mailer import send_outbox
+from .mail_stage import send_outbox
 from .sweep import sweep
 from .sync import sync_panels
 

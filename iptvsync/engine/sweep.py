@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 
 from ..clock import epoch, iso, parse_iso
 from ..config import Config
-from ..ledger import Ledger
-from ..outbox import queue
-from .ledgerstate import recompute
+from ..ledger.db import Ledger
+from ..ledger.outbox import queue
+from .derive import recompute
 
 
 def sweep(ledger: Ledger, cfg: Config, now: datetime) -> dict[str, int]:

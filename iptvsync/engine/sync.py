@@ -19,30 +19,15 @@ from ..clock import epoch, iso, parse_iso
 from ..config import Config
 from ..credentials import decrypt, encrypt, new_password, username_for
 from ..errors import PanelError
-from ..ledger import Ledger
+from ..ledger.db import Ledger
 from ..panels.base import Line, LineSpec, Panel
+from ..panels.breaker import Breaker
 from .model import next_delay
 
 log = logging.getLogger("iptvsync.sync")
 
 EXPIRY_TOLERANCE_S = 120  # panels store seconds or 'Y-m-d H:i:s' in their own zone
 RESELLER_SLACK_S = 86400  # a package extends from "now" or from expiry: close enough is a day
-BREAKER_THRESHOLD = 3  # consecutive failures that stop calls to a panel for the rest of the run
-
-
-class Breaker:
-    def __init__(self, threshold: int = BREAKER_THRESHOLD):
-        self.threshold = threshold
-        self.failures = 0
-        self.lock = threading.Lock()
-
-    @property
-    def open(self) -> bool:
-        return self.failures >= self.threshold
-
-    def record(self, ok: bool, trip: bool = False) -> None:
-        with self.lock:
-            self.failures = 0 if ok else (self.threshold if trip else self.failures + 1)
 
 
 @dataclass

@@ -6,11 +6,11 @@ import copy
 import json
 from pathlib import Path
 
-from iptvsync.inbox import inbox_row, store
-from iptvsync.phpform import build_form
-from iptvsync.postback import parse
+from iptvsync.ledger.inbox import inbox_row, store
+from iptvsync.monetizze.form import build_form
+from iptvsync.monetizze.postback import parse
 
-FIXTURES = Path(__file__).parent / "fixtures" / "monetizze"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "monetizze"
 EVENTS = {1: ("Aguardando pagamento", "1", "Aguardando pagamento"), 2: ("Finalizada / Aprovada", "2", "Finalizada"),
           3: ("Cancelada", "3", "Cancelada"), 4: ("Devolvida (Reembolso)", "4", "Devolvida"),
           5: ("Bloqueada", "5", "Bloqueada"), 6: ("Completa", "6", "Completa"),

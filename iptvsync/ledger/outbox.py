@@ -9,7 +9,7 @@ import json
 import sqlite3
 from datetime import datetime
 
-from .clock import iso
+from ..clock import iso
 
 #: kinds that carry or depend on working credentials: held until the line is verified in sync
 NEEDS_SYNC = {"activation", "renewal"}

@@ -6,8 +6,8 @@ import os
 import stat
 from datetime import timedelta
 
-from .clock import now
-from .config import Config
+from ..clock import now
+from ..config import Config
 
 
 def _row(check: str, status: str, detail: str) -> dict:
@@ -23,8 +23,8 @@ def check_secrets(cfg: Config) -> list[dict]:
     if not s.consumer_key:
         rows.append(_row("MONETIZZE_CONSUMER_KEY", "warn", "not set: `reconcile monetizze` cannot read the API"))
         return rows
-    from .errors import MonetizzeApiError
-    from .reconcile import MonetizzeApi
+    from ..errors import MonetizzeApiError
+    from ..monetizze.api import MonetizzeApi
 
     try:
         MonetizzeApi(cfg.monetizze.api_url, s.consumer_key).new_token()
@@ -35,7 +35,7 @@ def check_secrets(cfg: Config) -> list[dict]:
 
 
 def check_ledger(cfg: Config) -> list[dict]:
-    from .ledger import Ledger
+    from ..ledger.db import Ledger
 
     path = cfg.ledger_path
     if not path.exists():
@@ -56,8 +56,8 @@ def check_ledger(cfg: Config) -> list[dict]:
 
 
 def check_panels(cfg: Config) -> list[dict]:
-    from .engine.runner import build_panels
-    from .errors import PanelError
+    from ..engine.runner import build_panels
+    from ..errors import PanelError
 
     rows = []
     for name, panel in build_panels(cfg).items():
@@ -82,8 +82,8 @@ def check_panels(cfg: Config) -> list[dict]:
 
 
 def check_email(cfg: Config) -> list[dict]:
-    from .errors import MailError
-    from .mail.render import KINDS, render, sample_context
+    from ..errors import MailError
+    from ..mail.render import KINDS, render, sample_context
 
     rows = []
     templates = cfg.resolve(cfg.email.templates_dir) if cfg.email.templates_dir else None
@@ -97,7 +97,7 @@ def check_email(cfg: Config) -> list[dict]:
         folder = cfg.resolve(cfg.email.maildir)
         rows.append(_row("email backend", "warn", f"maildir: emails are written to {folder}, not sent"))
         return rows
-    from .engine.mailer import make_backend
+    from ..engine.mail_stage import make_backend
 
     try:
         make_backend(cfg).check()

@@ -21,8 +21,8 @@ from urllib.parse import parse_qsl, quote, quote_plus
 
 from iptvsync.clock import SAO_PAULO, iso
 from iptvsync.errors import MalformedPostback
-from iptvsync.monetizze_form import BRACKET_KEY as _BRACKET_KEY
-from iptvsync.monetizze_form import json_field_payload
+from iptvsync.monetizze.form import BRACKET_KEY as _BRACKET_KEY
+from iptvsync.monetizze.form import json_field_payload
 
 EVENT_KINDS: dict[int, str] = {
     1: "waiting", 104: "waiting", 2: "approved", 6: "complete", 3: "cancelled", 4: "refunded",

@@ -8,7 +8,7 @@ process it commits at the disk's pace.
 
 How it works:
 
-* ``Writer`` (in the receiver) starts ``python -m iptvsync.ledgerwriter LEDGER SOCKET TIMEOUT``.
+* ``Writer`` (in the receiver) starts ``python -m iptvsync.receiver.writer LEDGER SOCKET TIMEOUT``.
   The child opens the ledger, listens on a Unix socket in a private (0700) directory and prints
   ``ready``. Each request thread of the receiver connects once and keeps its connection.
 * A thread sends its row and waits for the answer. The child takes whatever rows are waiting on
@@ -40,9 +40,9 @@ import sys
 import tempfile
 import threading
 
-from .errors import LedgerError
-from .inbox import count_rejection, store_rows
-from .ledger import Ledger
+from ..errors import LedgerError
+from ..ledger.db import Ledger
+from ..ledger.inbox import count_rejection, store_rows
 
 log = logging.getLogger("iptvsync.receiver")
 
@@ -228,7 +228,7 @@ class Writer:
         self._dir = tempfile.mkdtemp(prefix="iptvsync-writer-")  # mode 0700: only this user connects
         self.address = os.path.join(self._dir, "writer.sock")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "iptvsync.ledgerwriter", self.ledger_path, self.address,
+            [sys.executable, "-m", "iptvsync.receiver.writer", self.ledger_path, self.address,
              str(self.ledger_timeout_s)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         line = self.proc.stdout.readline()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .clock import iso
-from .ledger import Ledger
+from ..clock import iso
+from .db import Ledger
 
 
 def query_audit(ledger: Ledger, *, since: datetime | None = None, sale: str | None = None,

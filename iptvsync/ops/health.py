@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from .clock import now, parse_iso
-from .config import Config
-from .ledger import Ledger
+from ..clock import now, parse_iso
+from ..config import Config
+from ..ledger.db import Ledger
 
 STALE_PENDING = timedelta(minutes=15)
 STALE_RUN = timedelta(minutes=10)

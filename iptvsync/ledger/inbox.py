@@ -10,9 +10,9 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from .clock import iso, now
-from .ledger import Ledger
-from .postback import Postback
+from ..clock import iso, now
+from ..monetizze.postback import Postback
+from .db import Ledger
 
 INSERT = """
 INSERT INTO inbox (received_at, source, remote_addr, content_type, body, dedupe_key, event, kind,

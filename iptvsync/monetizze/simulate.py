@@ -11,8 +11,8 @@ import json
 import secrets
 from importlib import resources
 
-from .clock import SAO_PAULO, now
-from .phpform import build_form
+from ..clock import SAO_PAULO, now
+from .form import build_form
 
 EVENTS = {
     "purchase": (2, "Finalizada / Aprovada", "2", "Finalizada", "Ativa"),

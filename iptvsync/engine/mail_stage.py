@@ -17,7 +17,7 @@ from ..clock import iso
 from ..config import Config
 from ..credentials import decrypt
 from ..errors import MailError
-from ..ledger import Ledger
+from ..ledger.db import Ledger
 from ..mail.backends import MaildirBackend, SmtpBackend
 from ..mail.message import build_message, make_message_id
 from ..mail.render import render

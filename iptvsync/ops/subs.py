@@ -5,12 +5,12 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
-from .clock import iso, now
-from .config import Config
-from .engine.ledgerstate import recompute
-from .errors import IptvsyncError
-from .ledger import Ledger
-from .outbox import queue
+from ..clock import iso, now
+from ..config import Config
+from ..engine.derive import recompute
+from ..errors import IptvsyncError
+from ..ledger.db import Ledger
+from ..ledger.outbox import queue
 
 LIST_COLUMNS = ("id, key, product_code, buyer_email, paid_until, desired_enabled AS enabled, sync_status,"
                 " username, attempts, last_error, cancelled_at, hold")
@@ -74,7 +74,7 @@ def _grant(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, sub_id: int, d
 
 
 def _actor() -> str:
-    from .ledger import os_user
+    from ..ledger.db import os_user
 
     return os_user()
 

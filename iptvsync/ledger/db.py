@@ -1,0 +1,193 @@
+"""The SQLite ledger: connection setup, transactions, migrations and the audit chain.
+
+Everything iptvsync knows lives here. WAL + ``synchronous=FULL`` so a commit is on disk
+before anyone is told "done"; the file is created 0600 because it holds buyer data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ..clock import iso, now
+from ..errors import LedgerError
+from .migrations import migrations
+
+GENESIS = "0" * 64
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return f"uid:{os.getuid()}"
+
+
+class Ledger:
+    """One connection to the ledger file. Not shared between threads."""
+
+    def __init__(self, path: str | Path, *, migrate: bool = True, timeout_s: float = 10.0):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self.conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None,
+                                        check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            # the first statements to read the file: "file is not a database" surfaces here
+            self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            self._enable_wal(timeout_s)
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(f"{self.path}: cannot open ledger: {exc}") from None
+        self.db = sqlite_utils.Database(self.conn)
+        self._lock = threading.RLock()
+        self._depth = 0
+        if migrate:
+            self.migrate()
+
+    def _enable_wal(self, timeout_s: float) -> None:
+        """Switching a new file to WAL ignores busy_timeout: two processes opening a fresh ledger
+        at once would see "database is locked". Wait for the other one instead."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    # -- schema -------------------------------------------------------------------------
+    def pending_migrations(self) -> list[str]:
+        return [m.name for m in migrations.pending(self.db)]
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations under the write lock (``BEGIN IMMEDIATE``): when two processes
+        open an old ledger at once, the second waits, then finds nothing left to do. (Each
+        migration runs in a savepoint, so none may be ``transactional=False``.)"""
+        if not self.pending_migrations():
+            return []
+        with self.tx():
+            pending = self.pending_migrations()
+            migrations.apply(self.db)
+        return pending
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``: the write lock is taken up front, so two writers
+        never deadlock half-way. Nested use joins the outer transaction."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self.conn
+                finally:
+                    self._depth -= 1
+                return
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # locked past busy_timeout, read-only file…
+                raise LedgerError(f"{self.path}: cannot write the ledger: {exc}") from None
+            self._depth = 1
+            try:
+                yield self.conn
+            except BaseException:
+                self._depth = 0
+                self.conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: dict | tuple = ()) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(sql, params)]
+
+    def one(self, sql: str, params: dict | tuple = ()) -> dict[str, Any] | None:
+        row = self.conn.execute(sql, params).fetchone()
+        return dict(row) if row else None
+
+    # -- audit -----------------------------------------------------------------------------
+    def audit(self, action: str, *, actor: str | None = None, subscription_id: int | None = None,
+              sale_code: str | None = None, buyer_email: str | None = None, **detail: Any) -> None:
+        """Append one audit row chained to the previous one by hash, in the caller's ``tx()`` if any.
+
+        ``detail`` must never hold secrets: callers pass facts (days, status, panel), not
+        credentials; values named like secrets are dropped as a last line of defence.
+        """
+        clean = {k: v for k, v in detail.items()
+                 if v is not None and not any(s in k.lower() for s in ("password", "api_key", "chave"))}
+        with self.tx():  # joins the caller's transaction; alone, it still reads and appends atomically
+            self._append_audit(action, actor, subscription_id, sale_code, buyer_email, clean)
+
+    def _append_audit(self, action, actor, subscription_id, sale_code, buyer_email, clean) -> None:
+        row = self.conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        prev = row[0] if row else GENESIS
+        record = {
+            "at": iso(now()), "actor": actor or os_user(), "action": action,
+            "subscription_id": subscription_id, "sale_code": sale_code, "buyer_email": buyer_email,
+            "detail": json.dumps(clean, sort_keys=True, default=str),
+        }
+        digest = audit_hash(prev, record)
+        self.conn.execute(
+            "INSERT INTO audit (at, actor, action, subscription_id, sale_code, buyer_email, detail,"
+            " prev_hash, hash) VALUES (:at, :actor, :action, :subscription_id, :sale_code,"
+            " :buyer_email, :detail, :prev_hash, :hash)",
+            {**record, "prev_hash": prev, "hash": digest})
+
+    def verify_audit(self) -> tuple[int, int | None]:
+        """(rows checked, id of the first broken row or None)."""
+        prev = GENESIS
+        count = 0
+        for row in self.conn.execute("SELECT * FROM audit ORDER BY id"):
+            record = {k: row[k] for k in ("at", "actor", "action", "subscription_id", "sale_code",
+                                          "buyer_email", "detail")}
+            if row["prev_hash"] != prev or audit_hash(prev, record) != row["hash"]:
+                return count, row["id"]
+            prev = row["hash"]
+            count += 1
+        return count, None
+
+    def backup(self, target: str | Path) -> Path:
+        """Online, consistent copy (SQLite backup API), created 0600."""
+        target = Path(target)
+        if target.exists():
+            raise LedgerError(f"{target}: already exists")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise LedgerError(f"{target}: cannot create backup: {exc.strerror or exc}") from None
+        try:
+            dest = sqlite3.connect(target)
+            try:
+                self.conn.backup(dest)
+            finally:
+                dest.close()
+        except sqlite3.Error as exc:
+            target.unlink(missing_ok=True)  # no half-written copy that looks like a backup
+            raise LedgerError(f"{target}: backup failed: {exc}") from None
+        return target
+
+
+def audit_hash(prev: str, record: dict[str, Any]) -> str:
+    payload = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256((prev + payload).encode()).hexdigest()

@@ -1,0 +1,125 @@
+"""The receiver's WSGI app: verify, store durably, answer. Nothing else happens on this path.
+
+The ledger is written by a writer process of its own (``iptvsync.receiver.writer``) that
+commits whatever requests are waiting in one transaction (group commit): each request still
+gets its 200 only after its own row is on disk with ``synchronous=FULL``, but concurrent
+requests share an fsync. The HTTP server around it is ``iptvsync.receiver.server``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import time
+
+from ..config import Config
+from ..ledger.inbox import inbox_row
+from ..monetizze.postback import MalformedPostback, UnsupportedContentType, parse, redact
+from .writer import LedgerUnavailable, Writer
+
+log = logging.getLogger("iptvsync.receiver")
+access_log = logging.getLogger("iptvsync.access")
+
+
+def _networks(cidrs) -> list:
+    return [ipaddress.ip_network(c, strict=False) for c in cidrs]
+
+
+def _in(addr: str | None, networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr or "")
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)
+
+
+class ReceiverApp:
+    """The WSGI application. ``POST <receiver.path>`` and ``GET /healthz``."""
+
+    FORM_TYPES = ("application/x-www-form-urlencoded", "application/json", "multipart/form-data")
+
+    def __init__(self, config: Config, writer: Writer):
+        self.cfg = config.receiver
+        self.secret = config.require("MONETIZZE_CHAVE_UNICA")
+        self.product_keys = {code: p.key for code, p in config.products.items() if p.key}
+        self.check_product_key = config.monetizze.check_product_key
+        self.allowed = _networks(self.cfg.allowed_ips)
+        self.proxies = _networks(self.cfg.trusted_proxies)
+        self.writer = writer
+
+    def client_addr(self, environ) -> str | None:
+        peer = environ.get("REMOTE_ADDR")
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+        if forwarded and _in(peer, self.proxies):
+            # Walk from the right: the first hop that is not one of our proxies is the client.
+            for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+                if not _in(hop, self.proxies):
+                    return hop
+        return peer
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        remote = self.client_addr(environ)
+        status, body, route = self.handle(environ, remote)
+        payload = json.dumps(body).encode()
+        start_response(f"{status} {_REASONS.get(status, '')}",
+                       [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+        access_log.info('%s "%s %s" %d %.1fms %s', remote, environ.get("REQUEST_METHOD"), route,
+                        status, (time.perf_counter() - started) * 1000, body.get("result", ""))
+        return [payload]
+
+    def handle(self, environ, remote) -> tuple[int, dict, str]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            if method not in ("GET", "HEAD"):
+                return 405, {"error": "method not allowed"}, "/healthz"
+            return 200, {"result": "ok"}, "/healthz"
+        if path != self.cfg.path:
+            return self.reject(404, "unknown path", remote, "<other>")
+        route = "<postback>"  # the path is a capability: never log it
+        if method != "POST":
+            return self.reject(405, "method not allowed", remote, route)
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return self.reject(400, "bad content-length", remote, route)
+        limit = self.cfg.max_body_bytes
+        if length > limit:
+            return self.reject(413, "body too large", remote, route)
+        raw = environ["wsgi.input"].read(length) if length else environ["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            return self.reject(413, "body too large", remote, route)
+        content_type = environ.get("CONTENT_TYPE") or None
+        try:
+            _payload, pb = parse(raw, content_type)
+        except UnsupportedContentType:
+            return self.reject(415, "unsupported content type", remote, route)
+        except MalformedPostback:
+            return self.reject(400, "malformed body", remote, route)
+        if not hmac.compare_digest((pb.chave_unica or "").encode(), self.secret.encode()):
+            return self.reject(403, "chave_unica missing or wrong", remote, route)
+        if self.check_product_key:
+            expected = self.product_keys.get(pb.product_code or "", "")
+            if not expected or not hmac.compare_digest((pb.product_key or "").encode(), expected.encode()):
+                return self.reject(403, "produto[chave] missing or wrong", remote, route)
+        if self.allowed and not _in(remote, self.allowed):
+            return self.reject(403, "source address not allowed", remote, route)
+        row = inbox_row(pb, redact(raw, self.secret), content_type=content_type, remote_addr=remote)
+        try:
+            inbox_id, duplicate = self.writer.store(row)
+        except LedgerUnavailable:
+            return 503, {"error": "ledger unavailable, retry later"}, route
+        return 200, {"result": "duplicate" if duplicate else "stored", "id": inbox_id}, route
+
+    def reject(self, status: int, reason: str, remote: str | None, route: str) -> tuple[int, dict, str]:
+        log.warning("rejected %d from %s: %s", status, remote, reason)
+        self.writer.reject(status, reason, remote)
+        return status, {"error": reason}, route
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 413: "Payload Too Large", 415: "Unsupported Media Type",
+            503: "Service Unavailable"}

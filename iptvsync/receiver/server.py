@@ -1,0 +1,130 @@
+"""The receiver's HTTP server: cheroot with TLS, its writer process, and a clean SIGTERM.
+
+``serve`` runs ``ReceiverApp`` (``iptvsync.receiver.app``) until SIGTERM/SIGINT; in-flight
+requests finish before the writer drains.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable
+
+from ..config import Config
+from .app import ReceiverApp
+from .writer import Writer
+
+log = logging.getLogger("iptvsync.receiver")
+
+
+#: How long a request thread waits for a kept-alive connection's next request, and how many it
+#: serves in a row, before handing the connection back to cheroot's selector (``_server_class``).
+KEEPALIVE_WAIT_S = 0.01
+KEEPALIVE_MAX_REQUESTS = 100
+
+
+def _server_class():
+    """cheroot's WSGI server, with a busy kept-alive connection served on by its request thread.
+
+    cheroot hands every kept-alive connection back to its one selector thread after each
+    request, and that thread must win the GIL back from the request threads to dispatch the
+    next one: under load that hand-off, not the work, capped the receiver (bench/README.md).
+    Here the request thread first waits up to ``KEEPALIVE_WAIT_S`` for the next request (or
+    the close) on the same connection and serves it itself, up to ``KEEPALIVE_MAX_REQUESTS``
+    in a row. It queues the connection behind the others instead whenever connections are
+    waiting for a thread (no connection can starve the rest), and an idle connection goes back
+    to the selector as before.
+    """
+    import select
+
+    from cheroot import wsgi
+
+    class Server(wsgi.Server):
+        def put_conn(self, conn):
+            for _ in range(KEEPALIVE_MAX_REQUESTS):
+                if not self.ready:
+                    break
+                if not conn.rfile.has_data():
+                    try:
+                        ready, _, _ = select.select([conn.socket], [], [], KEEPALIVE_WAIT_S)
+                    except (OSError, ValueError):  # closed meanwhile: let cheroot clean up
+                        ready = []
+                    if not ready:
+                        break
+                if self.requests.qsize:  # others wait for a thread: take a place in the queue
+                    self.process_conn(conn)
+                    return
+                try:
+                    keep_open = conn.communicate()
+                except Exception:  # what the pool does with a failed connection: drop it
+                    keep_open = False
+                if not keep_open:
+                    conn.close()
+                    return
+            super().put_conn(conn)  # idle (the selector watches it) or the server is stopping
+
+    return Server
+
+
+def make_server(config: Config, *, host: str | None = None, port: int | None = None,
+                certfile: str | None = None, keyfile: str | None = None):
+    """A ready (not started) cheroot server and its writer."""
+    writer = Writer(config.ledger_path, ledger_timeout_s=config.receiver.ledger_timeout_s)
+    app = ReceiverApp(config, writer)
+    bind = (host or config.receiver.host, port if port is not None else config.receiver.port)
+    server = _server_class()(bind, app, numthreads=config.receiver.threads,
+                             timeout=config.receiver.request_timeout_s, shutdown_timeout=10,
+                             # cheroot's default listen backlog is 5: a burst of new connections beyond
+                             # it has SYNs dropped and waits a second or more for the retransmission
+                             request_queue_size=socket.SOMAXCONN, server_name="iptvsync")
+    certfile = certfile or config.receiver.certfile
+    keyfile = keyfile or config.receiver.keyfile
+    if certfile:
+        from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+        server.ssl_adapter = BuiltinSSLAdapter(str(config.resolve(certfile)), str(config.resolve(keyfile)))
+    return server, writer
+
+
+def serve(config: Config, *, host=None, port=None, certfile=None, keyfile=None,
+          on_ready: Callable[[str], None] | None = None,
+          background: Callable[[threading.Event], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; in-flight requests finish, then the writer drains."""
+    server, writer = make_server(config, host=host, port=port, certfile=certfile, keyfile=keyfile)
+    stop = threading.Event()
+    # server.stop() closes the socket, then waits for in-flight requests: it runs off the main
+    # thread, and the writer is closed only after it returns, so those requests still commit.
+    stopper = threading.Thread(target=server.stop, name="stopper", daemon=True)
+
+    def _stop(signum, _frame):
+        log.info("signal %d: finishing in-flight requests", signum)
+        stop.set()
+        if stopper.ident is None:
+            stopper.start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    server.prepare()
+    bound = server.bind_addr
+    scheme = "https" if server.ssl_adapter else "http"
+    url = f"{scheme}://{bound[0]}:{bound[1]}"
+    log.info("listening on %s (postback path configured, health at /healthz)", url)
+    if on_ready:
+        on_ready(url)
+    worker = None
+    if background:
+        worker = threading.Thread(target=background, args=(stop,), name="process-every", daemon=True)
+        worker.start()
+    try:
+        server.serve()
+    finally:
+        stop.set()
+        if stopper.ident is None:
+            server.stop()
+        else:
+            stopper.join()
+        writer.close()
+        if worker:
+            worker.join(timeout=30)

@@ -1,0 +1,1 @@
+"""Helpers the tests and benchmarks share: fake panels, fake Monetizze, SMTP, installs."""
