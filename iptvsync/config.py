@@ -9,59 +9,105 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
 from dotenv import dotenv_values
 
 from .errors import ConfigError
+from .panels.registry import KINDS, capabilities
 
-PANEL_KINDS = ("xui-admin", "xui-reseller", "xtream-codes", "dry-run")
+if TYPE_CHECKING:
+    from .panels.base import Capabilities
+
 DEFAULT_CONFIG = "config.toml"
 
+
+def setting(default: Any, *, key: str | None = None, choices: tuple[str, ...] = ()) -> Any:
+    """A config field: its default, its TOML key when that is not a Python name, its choices."""
+    return field(default=default, metadata={"key": key, "choices": choices})
+
+
+@dataclass(frozen=True)
+class LedgerSection:
+    path: str = "iptvsync.db"
+
+
+@dataclass(frozen=True)
+class ReceiverSection:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    path: str = "/monetizze/postback"
+    certfile: str = ""
+    keyfile: str = ""
+    max_body_bytes: int = 262144
+    allowed_ips: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    request_timeout_s: int = 10
+    threads: int = 64
+    ledger_timeout_s: int = 10
+
+
+@dataclass(frozen=True)
+class MonetizzeSection:
+    api_url: str = "https://api.monetizze.com.br/2.1"
+    check_product_key: bool = False
+
+
+@dataclass(frozen=True)
+class PolicySection:
+    on_subscription_cancelled: str = setting("end_of_period", choices=("end_of_period", "immediately"))
+    on_dispute: str = setting("suspend", choices=("suspend", "ignore"))
+    grace_days: int = 3
+    reminder_days: tuple[int, ...] = (3,)
+    max_attempts: int = 8
+
+
+@dataclass(frozen=True)
+class EmailSection:
+    backend: str = setting("maildir", choices=("maildir", "smtp"))
+    maildir: str = "mail/"
+    from_addr: str = setting("IPTV <no-reply@example.com>", key="from")
+    reply_to: str = ""
+    support: str = ""
+    language: str = "pt-BR"
+    templates_dir: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = setting("starttls", choices=("starttls", "tls", "none"))
+    smtp_cafile: str = ""
+    timeout_s: int = 20
+
+
+#: the plain sections, by TOML name
+SECTIONS: dict[str, type] = {"ledger": LedgerSection, "receiver": ReceiverSection, "monetizze": MonetizzeSection,
+                             "policy": PolicySection, "email": EmailSection}
+
+
+def _schema_of(cls: type) -> dict[str, tuple[Any, Any]]:
+    """TOML key -> (type, default) of one section class; tuple fields read as lists."""
+    hints = get_type_hints(cls)
+    out = {}
+    for f in fields(cls):
+        hint = hints[f.name]
+        typ = (list, get_args(hint)[0]) if get_origin(hint) is tuple else hint
+        out[f.metadata.get("key") or f.name] = (typ, list(f.default) if isinstance(f.default, tuple) else f.default)
+    return out
+
+
+def _build(cls: type, values: dict[str, Any]):
+    kwargs = {}
+    for f in fields(cls):
+        value = values[f.metadata.get("key") or f.name]
+        kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
 # section -> key -> (type, default). ``list`` entries hold their item type as a tuple.
-SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
-    "ledger": {"path": (str, "iptvsync.db")},
-    "receiver": {
-        "host": (str, "127.0.0.1"),
-        "port": (int, 8080),
-        "path": (str, "/monetizze/postback"),
-        "certfile": (str, ""),
-        "keyfile": (str, ""),
-        "max_body_bytes": (int, 262144),
-        "allowed_ips": ((list, str), []),
-        "trusted_proxies": ((list, str), []),
-        "request_timeout_s": (int, 10),
-        "threads": (int, 64),
-        "ledger_timeout_s": (int, 10),
-    },
-    "monetizze": {
-        "api_url": (str, "https://api.monetizze.com.br/2.1"),
-        "check_product_key": (bool, False),
-    },
-    "policy": {
-        "on_subscription_cancelled": (str, "end_of_period"),
-        "on_dispute": (str, "suspend"),
-        "grace_days": (int, 3),
-        "reminder_days": ((list, int), [3]),
-        "max_attempts": (int, 8),
-    },
-    "email": {
-        "backend": (str, "maildir"),
-        "maildir": (str, "mail/"),
-        "from": (str, "IPTV <no-reply@example.com>"),
-        "reply_to": (str, ""),
-        "support": (str, ""),
-        "language": (str, "pt-BR"),
-        "templates_dir": (str, ""),
-        "smtp_host": (str, ""),
-        "smtp_port": (int, 587),
-        "smtp_security": (str, "starttls"),
-        "smtp_cafile": (str, ""),
-        "timeout_s": (int, 20),
-    },
-}
+SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {name: _schema_of(cls) for name, cls in SECTIONS.items()}
+CHOICES = {(name, f.metadata.get("key") or f.name): f.metadata["choices"]
+           for name, cls in SECTIONS.items() for f in fields(cls) if f.metadata.get("choices")}
 PANEL_SCHEMA: dict[str, tuple[Any, Any]] = {
     "kind": (str, None),
     "url": (str, ""),
@@ -83,12 +129,6 @@ PRODUCT_SCHEMA: dict[str, tuple[Any, Any]] = {
     "key": (str, ""),
 }
 PLAN_SCHEMA = {k: PRODUCT_SCHEMA[k] for k in ("days", "max_connections", "bouquets", "package")}
-CHOICES = {
-    ("policy", "on_subscription_cancelled"): ("end_of_period", "immediately"),
-    ("policy", "on_dispute"): ("suspend", "ignore"),
-    ("email", "backend"): ("maildir", "smtp"),
-    ("email", "smtp_security"): ("starttls", "tls", "none"),
-}
 
 
 @dataclass(frozen=True)
@@ -106,6 +146,7 @@ class PanelConfig:
     max_concurrency: int
     timeout_s: int
     links: Links
+    caps: Capabilities  # what the family can do, from the panel registry
 
 
 @dataclass(frozen=True)
@@ -146,11 +187,11 @@ class Secrets:
 class Config:
     path: Path
     env_path: Path
-    ledger: Any
-    receiver: Any
-    monetizze: Any
-    policy: Any
-    email: Any
+    ledger: LedgerSection
+    receiver: ReceiverSection
+    monetizze: MonetizzeSection
+    policy: PolicySection
+    email: EmailSection
     panels: dict[str, PanelConfig]
     products: dict[str, ProductConfig]
     secrets: Secrets
@@ -185,25 +226,6 @@ class Config:
 
 def _panel_env_name(panel: str) -> str:
     return f"PANEL_{panel.upper().replace('-', '_')}_API_KEY"
-
-
-class Section:
-    """A read-only bag of one section's resolved values (``cfg.receiver.port``)."""
-
-    def __init__(self, values: dict[str, Any]):
-        object.__setattr__(self, "_values", dict(values))
-
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self._values[key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-    def __setattr__(self, key, value):
-        raise AttributeError("config is read-only")
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self._values)
 
 
 def _check(value: Any, typ: Any, where: str, file: Path) -> Any:
@@ -330,7 +352,7 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
         panel_api_keys={n: merged_env.get(_panel_env_name(n), "") for n in panels},
     )
     return Config(path=file, env_path=env_path, panels=panels, products=products, secrets=secrets,
-                  **{name: Section(values) for name, values in sections.items()})
+                  **{name: _build(SECTIONS[name], values) for name, values in sections.items()})
 
 
 def _panels(raw: dict, file: Path) -> dict[str, PanelConfig]:
@@ -344,16 +366,18 @@ def _panels(raw: dict, file: Path) -> dict[str, PanelConfig]:
         links_raw = body.get("links", {})
         values = _section({k: v for k, v in body.items() if k != "links"}, PANEL_SCHEMA, where, file)
         links = _section(links_raw, LINKS_SCHEMA, where + ".links", file)
-        if values["kind"] not in PANEL_KINDS:
-            raise ConfigError(f"{file}: [{where}] kind must be one of {', '.join(PANEL_KINDS)}, "
-                              f"got {values['kind']!r}")
-        if values["kind"] != "dry-run" and not values["url"]:
+        try:
+            caps = capabilities(values["kind"])
+        except ValueError:
+            raise ConfigError(f"{file}: [{where}] kind must be one of {', '.join(KINDS)}, "
+                              f"got {values['kind']!r}") from None
+        if caps.needs_url and not values["url"]:
             raise ConfigError(f"{file}: missing required key 'url' in [{where}]")
         if values["max_concurrency"] < 1:
             raise ConfigError(f"{file}: [{where}] max_concurrency must be at least 1")
         panels[name] = PanelConfig(name=name, kind=values["kind"], url=values["url"],
                                    max_concurrency=values["max_concurrency"],
-                                   timeout_s=values["timeout_s"], links=Links(**links))
+                                   timeout_s=values["timeout_s"], links=Links(**links), caps=caps)
     return panels
 
 
@@ -369,8 +393,9 @@ def _products(raw: dict, panels: dict[str, PanelConfig], file: Path) -> dict[str
         values = _section({k: v for k, v in body.items() if k != "plans"}, PRODUCT_SCHEMA, where, file)
         if values["panel"] not in panels:
             raise ConfigError(f"{file}: [{where}] panel '{values['panel']}' is not a [panels.<name>]")
-        if panels[values["panel"]].kind == "xui-reseller" and not values["package"]:
-            raise ConfigError(f"{file}: missing required key 'package' in [{where}] (xui-reseller panel)")
+        panel = panels[values["panel"]]
+        if panel.caps.extends_by_package and not values["package"]:
+            raise ConfigError(f"{file}: missing required key 'package' in [{where}] ({panel.kind} panel)")
         if not isinstance(plans_raw, dict):
             raise ConfigError(f"{file}: [{where}] plans must be a table of [{where}.plans.<plan>]")
         plans = {}

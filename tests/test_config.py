@@ -55,7 +55,7 @@ def test_shipped_example_loads_with_a_dotenv(tmp_path):
     assert cfg.panels["main"].kind == "dry-run"
     product = cfg.products["145388"]
     assert (product.panel, product.days, product.bouquets, product.package) == ("main", 30, (1, 2, 3), None)
-    assert cfg.policy.reminder_days == [3]
+    assert cfg.policy.reminder_days == (3,)
     assert cfg.email.smtp_security == "starttls"
     assert cfg.ledger_path == tmp_path / "iptvsync.db"
     assert cfg.secrets.chave_unica == CHAVE
@@ -105,11 +105,11 @@ def test_environment_values_are_typed_like_the_file_key(tmp_path, monkeypatch):
     monkeypatch.setenv("IPTVSYNC_MONETIZZE_CHECK_PRODUCT_KEY", "yes")
     monkeypatch.setenv("IPTVSYNC_EMAIL_FROM", "Loja <loja@example.com>")
     cfg = load_config(config)
-    assert cfg.policy.reminder_days == [7, 1]
+    assert cfg.policy.reminder_days == (7, 1)
     assert cfg.monetizze.check_product_key is True
-    assert cfg.email.as_dict()["from"] == "Loja <loja@example.com>"
+    assert cfg.email.from_addr == "Loja <loja@example.com>"
     monkeypatch.setenv("IPTVSYNC_POLICY_REMINDER_DAYS", "")
-    assert load_config(config).policy.reminder_days == []
+    assert load_config(config).policy.reminder_days == ()
 
 
 def test_secrets_environment_beats_dotenv(tmp_path, monkeypatch):

@@ -6,7 +6,8 @@ import stat
 import pytest
 
 from iptvsync.errors import PanelError
-from iptvsync.panels.registry import DryRunPanel, LineSpec
+from iptvsync.panels.base import LineSpec
+from iptvsync.panels.dry_run import DryRunPanel
 
 PASSWORD = "Pw0rdSecretXyz1"
 
@@ -26,10 +27,8 @@ def test_in_memory_round_trip():
     updated = panel.update(line, spec_for(expires_at=1_950_000_000, enabled=False))
     assert (updated.expires_at, updated.enabled) == (1_950_000_000, False)
     assert panel.get("iptv000000012", PASSWORD) == updated
-    panel.delete(updated)
-    assert panel.get("iptv000000012", PASSWORD) is None
     assert panel.health() == {"ok": True}
-    assert (panel.kind, panel.extends_by_package) == ("dry-run", False)
+    assert (panel.kind, panel.caps.real, panel.caps.extends_by_package) == ("dry-run", False, False)
 
 
 def test_state_persists_across_instances_and_files_hold_no_password(tmp_path):
@@ -38,13 +37,12 @@ def test_state_persists_across_instances_and_files_hold_no_password(tmp_path):
     second = DryRunPanel("main", state_dir=tmp_path)
     assert second.get("iptv000000012", PASSWORD) == line
     second.update(line, spec_for(enabled=False))
-    second.delete(line)
     state, log = tmp_path / "dry-run-main.json", tmp_path / "dry-run-main.log"
     for path in (state, log):
         assert PASSWORD not in path.read_text()
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     entries = [json.loads(text) for text in log.read_text().splitlines()]
-    assert [e["call"] for e in entries] == ["create", "update", "delete"]
+    assert [e["call"] for e in entries] == ["create", "update"]
     assert entries[0]["expires"] == "2030-03-17T17:46:40Z" and entries[0]["bouquets"] == [3, 1]
     # The atomic rewrite leaves no temp file behind.
     assert {p.name for p in tmp_path.iterdir()} == {"dry-run-main.json", "dry-run-main.log"}

@@ -7,14 +7,12 @@ from support.xui import FakeXuiAdmin
 
 from iptvsync.errors import PanelError
 from iptvsync.panels._http import as_bool, as_int, as_int_list, line_from_row, redact
-from iptvsync.panels.registry import (
-    PANEL_KINDS,
-    DryRunPanel,
-    XtreamCodesPanel,
-    XuiAdminPanel,
-    XuiResellerPanel,
-    build_panel,
-)
+from iptvsync.panels.dry_run import DryRunPanel
+from iptvsync.panels.registry import KINDS as PANEL_KINDS
+from iptvsync.panels.registry import build_panel
+from iptvsync.panels.xtream_codes import XtreamCodesPanel
+from iptvsync.panels.xui_admin import XuiAdminPanel
+from iptvsync.panels.xui_reseller import XuiResellerPanel
 
 API_KEY = "adminKey123456"
 
@@ -26,7 +24,7 @@ def test_build_panel(kind, cls, by_package, tmp_path):
     panel = build_panel("main", kind, "http://127.0.0.1:9/abc", API_KEY, timeout_s=5,
                         state_dir=tmp_path)
     assert isinstance(panel, cls)
-    assert (panel.name, panel.kind, panel.extends_by_package) == ("main", kind, by_package)
+    assert (panel.name, panel.kind, panel.caps.extends_by_package) == ("main", kind, by_package)
     assert API_KEY not in repr(panel)
 
 

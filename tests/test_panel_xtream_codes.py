@@ -8,7 +8,7 @@ from support.fakepanel import LINE_PASSWORD, line_spec
 from support.xtream import FakeXtreamCodes
 
 from iptvsync.errors import PanelError
-from iptvsync.panels.registry import XtreamCodesPanel
+from iptvsync.panels.xtream_codes import XtreamCodesPanel
 
 API_PASS = "xcApiPass555"
 PASSWORD = LINE_PASSWORD
@@ -67,17 +67,6 @@ def test_update_changes_only_what_it_sends(fake, panel):
     assert panel.update(updated, spec_for(expires_at=spec.expires_at)).enabled
 
 
-def test_delete_disables_because_api_php_cannot_delete(fake, panel):
-    line = panel.create(spec_for())
-    panel.delete(line)
-    assert fake.lines[int(line.line_id)]["enabled"] == 0
-    assert panel.get(line.username, PASSWORD).enabled is False
-
-
-def test_delete_of_a_missing_line_is_quiet(fake, panel):
-    line = panel.create(spec_for())
-    fake.lines.clear()
-    panel.delete(line)
 
 
 def test_the_fake_really_has_the_xc_quirks(fake):

@@ -9,7 +9,7 @@ from support.fakepanel import LINE_PASSWORD, line_spec
 from support.xui import FakeXuiAdmin
 
 from iptvsync.errors import PanelError
-from iptvsync.panels.registry import XuiAdminPanel
+from iptvsync.panels.xui_admin import XuiAdminPanel
 
 API_KEY = "adminKey123456"
 PASSWORD = LINE_PASSWORD
@@ -132,13 +132,6 @@ def test_update_returns_what_the_panel_has_when_it_ignores_writes(fake, panel):
     reread = panel.update(line, spec_for(expires_at=line.expires_at + DAY, max_connections=4))
     assert (reread.expires_at, reread.max_connections) == (line.expires_at, 2)  # engine decides
 
-
-def test_delete_and_delete_again(fake, panel):
-    line = panel.create(spec_for())
-    panel.delete(line)
-    assert fake.lines == {}
-    panel.delete(line)  # already gone: nothing to do
-    assert panel.get(line.username, PASSWORD) is None
 
 
 def test_the_fake_really_has_the_edit_line_quirks(fake):

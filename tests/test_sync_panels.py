@@ -180,7 +180,7 @@ def test_reseller_out_of_credits_is_dead_with_a_clear_reason(tmp_path):
         run_process(cfg)  # dead stays dead: no calls until an operator acts
         assert fake.count("create_line") == 1
         fake.credits = 5
-        assert subs.retry(ledger) == 1
+        assert subs.retry(ledger) == (1, 0)  # one subscription, no email to requeue
         run_process(cfg)
         assert len(fake.lines) == 1 and fake.credits == 4 and sent(ledger) == ["activation"]
 

@@ -125,9 +125,11 @@ def resend(ctx: typer.Context, ref: str = REF,
 
 
 @subs_app.command()
-def retry(ctx: typer.Context, ref: str = typer.Argument(None, help="One subscription; default all dead.")):
+def retry(ctx: typer.Context, ref: str = typer.Argument(
+        None, help="One subscription; default: every dead subscription and failed or dead email.")):
     """Put dead panel work and failed emails back in the queue."""
     from ..ops import subs
 
     _, ledger = _open(ctx)
-    typer.echo(f"{subs.retry(ledger, ref)} subscription(s) queued again")
+    queued_subs, queued_emails = subs.retry(ledger, ref)
+    typer.echo(f"{queued_subs} subscription(s) and {queued_emails} email(s) queued again")

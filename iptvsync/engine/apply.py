@@ -18,9 +18,10 @@ from ..clock import iso
 from ..config import Config, ProductConfig
 from ..ledger.db import Ledger
 from ..ledger.outbox import queue
+from ..ledger.queue import INBOX, InboxStatus, done, due, park
 from ..monetizze.postback import Postback, parse
 from .derive import recompute
-from .model import CHARGE_RANK, KIND_TO_CHARGE, PAYING, next_delay
+from .model import CHARGE_RANK, KIND_TO_CHARGE, PAYING
 
 log = logging.getLogger("iptvsync.apply")
 
@@ -28,17 +29,12 @@ log = logging.getLogger("iptvsync.apply")
 #: the write lock is held for tens of milliseconds only (the receiver waits on it).
 BATCH_ROWS = 64
 
-CLAIM = """
+#: Pending rows, and parked ones whose backoff has passed (``queue.INBOX.retried``).
+CLAIM = f"""
 UPDATE inbox SET attempts = attempts + 1
-WHERE id IN (SELECT id FROM inbox WHERE status = 'pending' AND (run_after IS NULL OR run_after <= :now)
-             AND id > :after ORDER BY id LIMIT :batch)
+WHERE id IN (SELECT id FROM inbox WHERE {due(INBOX)} AND id > :after ORDER BY id LIMIT :batch)
 RETURNING id, body, content_type, attempts
 """
-
-APPLIED = ("UPDATE inbox SET status = 'applied', reason = :reason, applied_at = :now, run_after = NULL"
-           " WHERE id = :id")
-
-PARKED = "UPDATE inbox SET status = :status, reason = :reason, run_after = :run_after WHERE id = :id"
 
 
 class Unmapped(Exception):
@@ -59,7 +55,7 @@ def period_days(product: ProductConfig, pb: Postback) -> int:
 
 
 def apply_inbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = None) -> dict[str, int]:
-    counts = {"applied": 0, "unmapped": 0, "failed": 0}
+    counts = {InboxStatus.APPLIED: 0, InboxStatus.UNMAPPED: 0, InboxStatus.FAILED: 0}
     after = 0  # each row is tried at most once per run
     single_until = 0  # after a failed batch, its rows go again one per transaction
     while limit is None or sum(counts.values()) < limit:
@@ -69,7 +65,8 @@ def apply_inbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = 
         claimed: list[int] = []
         try:
             with ledger.tx() as conn:
-                rows = sorted(conn.execute(CLAIM, {"now": iso(now), "after": after, "batch": size}),
+                rows = sorted(conn.execute(CLAIM, {"now": iso(now), "after": after, "batch": size,
+                                                   "max_attempts": cfg.policy.max_attempts}),
                               key=lambda r: r["id"])
                 claimed = [row["id"] for row in rows]
                 outcomes = [_apply_row(conn, ledger, cfg, row, now) for row in rows]
@@ -82,8 +79,8 @@ def apply_inbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = 
                 single_until = claimed[-1]
                 continue
             log.exception("inbox %s could not be applied", claimed[0])
-            _settle(ledger, claimed[0], "failed", f"{type(exc).__name__}: {exc}", now)
-            counts["failed"] += 1
+            _settle(ledger, claimed[0], InboxStatus.FAILED, f"{type(exc).__name__}: {exc}", now)
+            counts[InboxStatus.FAILED] += 1
             after = claimed[0]
             continue
         if not rows:
@@ -105,19 +102,18 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
     try:
         _, pb = parse(row["body"], row["content_type"])
         outcome = apply_postback(conn, ledger, cfg, pb, now, inbox_id=row["id"])
-        conn.execute(APPLIED, {"reason": outcome, "now": iso(now), "id": row["id"]})
+        done(conn, INBOX, row["id"], InboxStatus.APPLIED, outcome, applied_at=iso(now))
     except (Unmapped, NotApplicable) as exc:
-        status, reason = ("unmapped" if isinstance(exc, Unmapped) else "failed"), str(exc)
+        status, reason = (InboxStatus.UNMAPPED if isinstance(exc, Unmapped) else InboxStatus.FAILED), str(exc)
     except Exception as exc:  # a bug or a corrupt row: park it with the reason, go on
         log.exception("inbox %s could not be applied", row["id"])
-        status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        status, reason = InboxStatus.FAILED, f"{type(exc).__name__}: {exc}"
     else:
         conn.execute("RELEASE apply_row")
-        return "applied"
+        return InboxStatus.APPLIED
     conn.execute("ROLLBACK TO apply_row")
     # attempts was counted by the claim, which the rollback to the savepoint keeps
-    conn.execute(PARKED, {"status": status, "reason": reason, "id": row["id"],
-                          "run_after": iso(now + next_delay(row["attempts"]))})
+    park(conn, INBOX, row["id"], status, reason, attempts=row["attempts"], now=now)
     # with the sale and the buyer, so `logs --email` shows support why nothing happened
     ledger.audit(f"inbox.{status}", actor="process", reason=reason, inbox_id=row["id"],
                  sale_code=pb.sale_code if pb else None, buyer_email=pb.buyer_email if pb else None)
@@ -129,8 +125,7 @@ def _settle(ledger: Ledger, inbox_id: int, status: str, reason: str, now: dateti
     with ledger.tx() as conn:
         attempts = conn.execute("UPDATE inbox SET attempts = attempts + 1 WHERE id = :id RETURNING attempts",
                                 {"id": inbox_id}).fetchone()[0]
-        conn.execute(PARKED, {"status": status, "reason": reason, "id": inbox_id,
-                              "run_after": iso(now + next_delay(attempts))})
+        park(conn, INBOX, inbox_id, status, reason, attempts=attempts, now=now)
         ledger.audit(f"inbox.{status}", actor="process", reason=reason, inbox_id=inbox_id)
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from ..clock import epoch, iso, parse_iso
 from ..config import Config
+from ..ledger.queue import SyncStatus
 from .model import PAYING, Desired, Period, SubFacts, desired_state, paid_until
 
 
@@ -48,8 +49,8 @@ def recompute(conn: sqlite3.Connection, sub_id: int, cfg: Config, now: datetime)
     conn.execute(
         "UPDATE subscriptions SET paid_until = :paid_until, desired_enabled = :enabled,"
         " desired_expires_at = :expires, updated_at = :now"
-        + (", sync_status = 'pending', attempts = 0, run_after = NULL, last_error = NULL" if changed else "")
+        + (", sync_status = :status, attempts = 0, run_after = NULL, last_error = NULL" if changed else "")
         + " WHERE id = :id",
         {"paid_until": iso(f.paid_until), "enabled": int(want.enabled), "expires": expires,
-         "now": iso(now), "id": sub_id})
+         "now": iso(now), "id": sub_id, "status": SyncStatus.PENDING})
     return sub, want

@@ -18,10 +18,10 @@ from ..config import Config
 from ..credentials import decrypt
 from ..errors import MailError
 from ..ledger.db import Ledger
+from ..ledger.queue import OUTBOX, MailStatus, SyncStatus, done, due, fail
 from ..mail.backends import MaildirBackend, SmtpBackend
 from ..mail.message import build_message, make_message_id
 from ..mail.render import render
-from .model import next_delay
 
 log = logging.getLogger("iptvsync.mail")
 
@@ -67,18 +67,18 @@ def due_rows(ledger: Ledger, now: datetime, limit: int | None) -> list[dict]:
     return ledger.query(
         "SELECT o.*, s.sync_status, s.desired_enabled, s.applied_enabled FROM outbox o"
         " JOIN subscriptions s ON s.id = o.subscription_id"
-        " WHERE o.status = 'pending' AND (o.run_after IS NULL OR o.run_after <= :now)"
+        f" WHERE {due(OUTBOX, 'o')}"
         " ORDER BY o.id LIMIT :limit", {"now": iso(now), "limit": -1 if limit is None else limit})
 
 
 def send_outbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = None,
                 backend=None) -> dict[str, int]:
-    counts = {"sent": 0, "waiting": 0, "skipped": 0, "failed": 0}
+    counts = {MailStatus.SENT: 0, "waiting": 0, MailStatus.SKIPPED: 0, MailStatus.FAILED: 0}
     rows = due_rows(ledger, now, limit)
     if not rows:
         return counts
     backend = backend or make_backend(cfg)
-    from_addr = getattr(cfg.email, "from")
+    from_addr = cfg.email.from_addr
     domain = parseaddr(from_addr)[1].rpartition("@")[2] or "iptvsync.local"
     try:
         make_message_id(domain, "probe")
@@ -87,10 +87,10 @@ def send_outbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = 
     assign_message_ids(ledger, rows, domain, cfg.require("IPTVSYNC_SECRET_KEY"))
     for row in rows:
         if row["needs_sync"] and not row["desired_enabled"]:
-            _finish(ledger, row, "skipped", "line is disabled: credentials not sent", now)
-            counts["skipped"] += 1
+            _finish(ledger, row, MailStatus.SKIPPED, "line is disabled: credentials not sent", now)
+            counts[MailStatus.SKIPPED] += 1
             continue
-        if row["needs_sync"] and not (row["sync_status"] == "synced" and row["applied_enabled"]):
+        if row["needs_sync"] and not (row["sync_status"] == SyncStatus.SYNCED and row["applied_enabled"]):
             counts["waiting"] += 1  # the line is not verified yet; try again next run
             continue
         sub = ledger.one("SELECT * FROM subscriptions WHERE id = ?", (row["subscription_id"],))
@@ -103,15 +103,15 @@ def send_outbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = 
             backend.send(msg)
         except MailError as exc:
             _failed(ledger, cfg, row, exc, now)
-            counts["failed"] += 1
+            counts[MailStatus.FAILED] += 1
             continue
         except Exception as exc:  # a broken template override must not stop the other mail
             log.exception("outbox %s could not be rendered", row["id"])
             _failed(ledger, cfg, row, MailError(f"{type(exc).__name__}: {exc}", permanent=True), now)
-            counts["failed"] += 1
+            counts[MailStatus.FAILED] += 1
             continue
-        _finish(ledger, row, "sent", None, now)
-        counts["sent"] += 1
+        _finish(ledger, row, MailStatus.SENT, None, now)
+        counts[MailStatus.SENT] += 1
     return counts
 
 
@@ -133,8 +133,7 @@ def assign_message_ids(ledger: Ledger, rows: list[dict], domain: str, install_se
 
 def _finish(ledger: Ledger, row: dict, status: str, reason: str | None, now: datetime) -> None:
     with ledger.tx() as conn:
-        conn.execute("UPDATE outbox SET status = :s, sent_at = :now, last_error = :r WHERE id = :id",
-                     {"s": status, "now": iso(now) if status == "sent" else None, "r": reason, "id": row["id"]})
+        done(conn, OUTBOX, row["id"], status, reason, sent_at=iso(now) if status == MailStatus.SENT else None)
         ledger.audit(f"email.{status}", actor="process", subscription_id=row["subscription_id"],
                      buyer_email=row["to_addr"], kind=row["kind"], cycle=row["cycle"], reason=reason,
                      message_id=row["message_id"])
@@ -142,11 +141,9 @@ def _finish(ledger: Ledger, row: dict, status: str, reason: str | None, now: dat
 
 def _failed(ledger: Ledger, cfg: Config, row: dict, exc: MailError, now: datetime) -> None:
     attempts = row["attempts"] + 1
-    status = "failed" if exc.permanent else ("dead" if attempts >= cfg.policy.max_attempts else "pending")
     with ledger.tx() as conn:
-        conn.execute("UPDATE outbox SET attempts = :a, status = :s, run_after = :r, last_error = :e WHERE id = :id",
-                     {"a": attempts, "s": status, "r": iso(now + next_delay(attempts)), "e": str(exc)[:500],
-                      "id": row["id"]})
+        status = fail(conn, OUTBOX, row["id"], attempts=attempts, error=str(exc), now=now,
+                      max_attempts=cfg.policy.max_attempts, final=MailStatus.FAILED if exc.permanent else None)
         ledger.audit("email.failed", actor="process", subscription_id=row["subscription_id"],
                      buyer_email=row["to_addr"], kind=row["kind"], attempts=attempts, status=status,
                      error=str(exc)[:300])

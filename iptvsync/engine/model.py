@@ -85,7 +85,3 @@ def desired_state(f: SubFacts, now: datetime) -> Desired:
         return Desired(False, until, "expired")
     return Desired(True, until, "paid")
 
-
-def next_delay(attempts: int, *, base_s: float = 30.0, cap_s: float = 3600.0) -> timedelta:
-    """Capped exponential backoff across runs: 30 s, 60 s, 2 min … at most 1 h."""
-    return timedelta(seconds=min(cap_s, base_s * 2 ** max(0, attempts - 1)))

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..clock import now
 from ..config import Config
 from ..ledger.db import Ledger
+from ..ledger.queue import OUTBOX, InboxStatus, MailStatus, count
 from ..panels.base import Line, LineSpec
 from .apply import apply_inbox
 from .runner import build_panels
@@ -22,7 +23,8 @@ class RecordingPanel:
 
     def __init__(self, real, calls: list):
         self.real, self.calls = real, calls
-        self.name, self.kind, self.extends_by_package = real.name, real.kind, False
+        # The real adapter's capabilities: a reseller's update is reported as a real run makes it.
+        self.name, self.kind, self.caps = real.name, real.kind, real.caps
 
     def get(self, username, password, line_id=None):
         return self.real.get(username, password, line_id)
@@ -42,9 +44,6 @@ class RecordingPanel:
                            f"expires {line.expires_at}->{spec.expires_at}"})
         return replace(self._line(spec, line.line_id), username=line.username, password=line.password)
 
-    def delete(self, line):
-        self.calls.append({"subscription": line.username, "panel": self.name, "call": "delete", "why": ""})
-
     def health(self):
         return self.real.health()
 
@@ -61,7 +60,7 @@ def plan_process(cfg: Config, limit: int | None = None) -> dict:
         calls: list = []
         panels = {name: RecordingPanel(p, calls) for name, p in build_panels(cfg).items()}
         result = sync_panels(copy, cfg, panels, now(), limit)
-        emails = ledger.conn.execute("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
+        emails = count(ledger.conn, OUTBOX, MailStatus.PENDING)
         ledger.close()
-    return {"apply": applied["applied"], "calls": calls, "emails": emails,
+    return {"apply": applied[InboxStatus.APPLIED], "calls": calls, "emails": emails,
             "sync_failures": result.failed}

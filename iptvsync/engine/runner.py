@@ -18,6 +18,7 @@ from pathlib import Path
 from ..clock import iso, now
 from ..config import Config
 from ..ledger.db import Ledger
+from ..ledger.queue import MailStatus, SyncStatus
 from ..panels.registry import build_panel
 from .apply import apply_inbox
 from .mail_stage import send_outbox
@@ -81,7 +82,7 @@ def process_loop(cfg: Config, *, every_s: float, stop: threading.Event) -> None:
     while not stop.wait(every_s):
         try:
             summary = run_process(cfg)
-            if any(summary["apply"].values()) or summary["sync"]["synced"] or summary["mail"]["sent"]:
+            if any(summary["apply"].values()) or summary["sync"][SyncStatus.SYNCED] or summary["mail"][MailStatus.SENT]:
                 log.info("process: %s", json.dumps({k: summary[k] for k in ("apply", "sync", "mail", "sweep")}))
         except AlreadyRunning as exc:
             log.info("%s; skipping this round", exc)

@@ -20,9 +20,9 @@ from ..config import Config
 from ..credentials import decrypt, encrypt, new_password, username_for
 from ..errors import PanelError
 from ..ledger.db import Ledger
+from ..ledger.queue import SYNC, SyncStatus, due, fail
 from ..panels.base import Line, LineSpec, Panel
 from ..panels.breaker import Breaker
-from .model import next_delay
 
 log = logging.getLogger("iptvsync.sync")
 
@@ -44,7 +44,7 @@ def spec_for(sub: dict, cfg: Config, username: str, password: str, now: datetime
     plan = product.plans.get(sub["plan_code"] or "") if product else None
     expires_at = sub["desired_expires_at"] or int(now.timestamp())
     panel = cfg.panels.get(sub["panel"])
-    if panel and panel.kind == "xui-reseller" and sub["paid_until"]:
+    if panel and panel.caps.extends_by_package and sub["paid_until"]:
         # A package buys whole periods: aim at paid_until, not at paid_until + grace, or the
         # grace days alone would look "short" and buy another package.
         expires_at = epoch(parse_iso(sub["paid_until"]))
@@ -122,20 +122,20 @@ def converge(panel: Panel, spec: LineSpec, line_id: str | None, calls: list) -> 
             if line is None:
                 raise PanelError(f"create was ambiguous and no line is there: {exc}", transient=True) from None
         action = "created"
-        if panel.extends_by_package:  # the panel may have chosen the credentials
+        if panel.caps.chooses_credentials:  # the panel may have chosen the credentials
             spec = LineSpec(**{**spec.__dict__, "username": line.username, "password": line.password})
     # A reseller pays one package per update; never more calls than periods missing (+1).
     rounds = 1
-    if panel.extends_by_package and line.expires_at is not None and spec.package:
+    if panel.caps.extends_by_package and line.expires_at is not None and spec.package:
         rounds = max(1, math.ceil((spec.expires_at - line.expires_at) / 86400 / 30) + 1)
     for _ in range(rounds):
-        why = mismatch(line, spec, panel.extends_by_package)
+        why = mismatch(line, spec, panel.caps.extends_by_package)
         if why is None:
             return line, action
         line = panel.update(line, spec)
         calls.append(("update", spec.username))
         action = "updated" if action == "none" else action
-    why = mismatch(line, spec, panel.extends_by_package)
+    why = mismatch(line, spec, panel.caps.extends_by_package)
     if why:
         raise PanelError(f"read-back mismatch after write: {why}", transient=True)
     return line, action
@@ -145,8 +145,9 @@ def sync_one(ledger: Ledger, cfg: Config, panel: Panel, sub: dict, now: datetime
     if not sub["desired_enabled"] and not sub["password_enc"]:
         # Never paid, never had credentials, so no create call was ever made: nothing to disable.
         with ledger.tx() as conn:
-            conn.execute("UPDATE subscriptions SET sync_status = 'synced', applied_at = :now WHERE id = :id"
-                         " AND desired_enabled = 0 AND password_enc IS NULL", {"now": iso(now), "id": sub["id"]})
+            conn.execute("UPDATE subscriptions SET sync_status = :status, applied_at = :now WHERE id = :id"
+                         " AND desired_enabled = 0 AND password_enc IS NULL",
+                         {"status": SyncStatus.SYNCED, "now": iso(now), "id": sub["id"]})
         return None
     username, password = ensure_credentials(ledger, cfg, sub)
     spec = spec_for(sub, cfg, username, password, now)
@@ -154,7 +155,7 @@ def sync_one(ledger: Ledger, cfg: Config, panel: Panel, sub: dict, now: datetime
     secret = cfg.require("IPTVSYNC_SECRET_KEY")
     with ledger.tx() as conn:
         values = {"id": sub["id"], "now": iso(now), "want_e": sub["desired_enabled"],
-                  "want_x": sub["desired_expires_at"]}
+                  "want_x": sub["desired_expires_at"], "status": SyncStatus.SYNCED}
         if line is not None:
             # The panel's credentials are the ones that work (a reseller may pick its own).
             changed_pw = bool(line.password) and line.password != password
@@ -167,7 +168,7 @@ def sync_one(ledger: Ledger, cfg: Config, panel: Panel, sub: dict, now: datetime
         cur = conn.execute(
             "UPDATE subscriptions SET line_id = COALESCE(:line_id, line_id), applied_enabled = :enabled,"
             " applied_expires_at = :expires, applied_at = :now, username = :username,"
-            " password_enc = COALESCE(:password_enc, password_enc), sync_status = 'synced', attempts = 0,"
+            " password_enc = COALESCE(:password_enc, password_enc), sync_status = :status, attempts = 0,"
             " run_after = NULL, last_error = NULL WHERE id = :id AND desired_enabled = :want_e"
             " AND desired_expires_at IS :want_x", values)
         if cur.rowcount:
@@ -181,20 +182,17 @@ def record_failure(ledger: Ledger, cfg: Config, sub: dict, exc: Exception, now: 
     permanent = isinstance(exc, PanelError) and not exc.transient and not exc.ambiguous
     with ledger.tx() as conn:
         attempts = sub["attempts"] + 1
-        dead = permanent or attempts >= cfg.policy.max_attempts
-        status = "dead" if dead else "pending"
-        conn.execute("UPDATE subscriptions SET attempts = :a, sync_status = :s, run_after = :r, last_error = :e"
-                     " WHERE id = :id", {"a": attempts, "s": status, "r": iso(now + next_delay(attempts)),
-                                         "e": str(exc)[:500], "id": sub["id"]})
+        status = fail(conn, SYNC, sub["id"], attempts=attempts, error=str(exc), now=now,
+                      max_attempts=cfg.policy.max_attempts, final=SyncStatus.DEAD if permanent else None)
+        dead = status == SyncStatus.DEAD
         ledger.audit("panel.failed", actor="process", subscription_id=sub["id"], buyer_email=sub["buyer_email"],
                      attempts=attempts, dead=dead, error=str(exc)[:500])
     return status
 
 
 def due_subscriptions(ledger: Ledger, now: datetime, limit: int | None = None) -> list[dict]:
-    return ledger.query(
-        "SELECT * FROM subscriptions WHERE sync_status = 'pending' AND (run_after IS NULL OR run_after <= :now)"
-        " ORDER BY id LIMIT :limit", {"now": iso(now), "limit": -1 if limit is None else limit})
+    return ledger.query(f"SELECT * FROM subscriptions WHERE {due(SYNC)} ORDER BY id LIMIT :limit",
+                        {"now": iso(now), "limit": -1 if limit is None else limit})
 
 
 def sync_panels(ledger_path, cfg: Config, panels: dict[str, Panel], now: datetime,
@@ -243,7 +241,7 @@ def sync_panels(ledger_path, cfg: Config, panels: dict[str, Panel], now: datetim
             log.warning("subscription %s on panel %s: %s (%s)", sub["id"], panel.name, exc, status)
             with lock:
                 result.failed += 1
-                result.dead += status == "dead"
+                result.dead += status == SyncStatus.DEAD
         finally:
             with lock:
                 result.calls.extend(calls)

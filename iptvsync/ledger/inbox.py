@@ -13,6 +13,7 @@ from typing import Any
 from ..clock import iso, now
 from ..monetizze.postback import Postback
 from .db import Ledger
+from .queue import INBOX, InboxStatus, not_in, requeue
 
 INSERT = """
 INSERT INTO inbox (received_at, source, remote_addr, content_type, body, dedupe_key, event, kind,
@@ -30,13 +31,13 @@ def inbox_row(pb: Postback, body: bytes, *, content_type: str | None, remote_add
               source: str = "postback", at: datetime | None = None) -> dict[str, Any]:
     """The row to store for one postback. Test-button and non-payment events are stored
     already settled (``ignored``) with the reason, so nothing is dropped silently."""
-    status, reason = "pending", None
+    status, reason = InboxStatus.PENDING, None
     if pb.is_test:
-        status, reason = "ignored", "Monetizze test postback"
+        status, reason = InboxStatus.IGNORED, "Monetizze test postback"
     elif pb.kind == "unclassified":
-        status, reason = "ignored", "cannot classify: no event or status code"
+        status, reason = InboxStatus.IGNORED, "cannot classify: no event or status code"
     elif pb.kind == "ignored":
-        status, reason = "ignored", f"event {pb.event} is not a subscription payment event"
+        status, reason = InboxStatus.IGNORED, f"event {pb.event} is not a subscription payment event"
     return {
         "received_at": iso(at or now()), "source": source, "remote_addr": remote_addr,
         "content_type": content_type, "body": body, "dedupe_key": pb.dedupe_key, "event": pb.event,
@@ -88,18 +89,13 @@ def get(ledger: Ledger, inbox_id: int) -> dict[str, Any] | None:
     return ledger.one("SELECT * FROM inbox WHERE id = :id", {"id": inbox_id})
 
 
-def retry(ledger: Ledger, ids: list[int] | None = None, *, statuses=("failed", "unmapped")) -> int:
-    """Put failed/unmapped rows (or the given ids) back in the queue; returns how many."""
+def retry(ledger: Ledger, ids: list[int] | None = None) -> int:
+    """Put failed/unmapped rows (or the given ids, unless pending) back in the queue now; how many."""
     with ledger.tx() as conn:
         if ids:
-            marks = ",".join("?" for _ in ids)
-            cur = conn.execute(f"UPDATE inbox SET status='pending', attempts=0, run_after=NULL, reason=NULL"
-                               f" WHERE id IN ({marks}) AND status != 'pending'", ids)
+            count = requeue(conn, INBOX, ids=ids, where=not_in(INBOX, InboxStatus.PENDING))
         else:
-            marks = ",".join("?" for _ in statuses)
-            cur = conn.execute(f"UPDATE inbox SET status='pending', attempts=0, run_after=NULL, reason=NULL"
-                               f" WHERE status IN ({marks})", statuses)
-        count = cur.rowcount
+            count = requeue(conn, INBOX)
         if count:
             ledger.audit("inbox.retry", ids=ids, count=count)
     return count

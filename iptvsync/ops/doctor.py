@@ -61,9 +61,8 @@ def check_panels(cfg: Config) -> list[dict]:
 
     rows = []
     for name, panel in build_panels(cfg).items():
-        kind = cfg.panels[name].kind
-        if kind == "dry-run":
-            rows.append(_row(f"panel {name}", "warn", "dry-run: no real line is created"))
+        if not panel.caps.real:
+            rows.append(_row(f"panel {name}", "warn", f"{panel.kind}: no real line is created"))
             continue
         try:
             facts = panel.health() or {}
@@ -72,10 +71,10 @@ def check_panels(cfg: Config) -> list[dict]:
             continue
         detail = ", ".join(f"{k}={v}" for k, v in facts.items() if k != "ok") or "reachable, key accepted"
         status = "ok"
-        if kind == "xui-reseller" and float(facts.get("credits") or 0) < 1:
+        if panel.caps.has_credits and float(facts.get("credits") or 0) < 1:
             status, detail = "warn", f"{detail}: no credits left, new lines will fail"
         tz = facts.get("timezone")
-        if kind == "xui-admin" and tz and tz not in ("UTC", "Etc/UTC", "GMT"):
+        if panel.caps.reports_timezone and tz and tz not in ("UTC", "Etc/UTC", "GMT"):
             status, detail = "warn", f"API user timezone is {tz}: set it to UTC (expiries are sent in UTC)"
         rows.append(_row(f"panel {name}", status, detail))
     return rows

@@ -7,6 +7,7 @@ from datetime import timedelta
 from ..clock import now, parse_iso
 from ..config import Config
 from ..ledger.db import Ledger
+from ..ledger.queue import INBOX, OUTBOX, SYNC, InboxStatus, MailStatus, SyncStatus, count
 
 STALE_PENDING = timedelta(minutes=15)
 STALE_RUN = timedelta(minutes=10)
@@ -15,16 +16,18 @@ STALE_RUN = timedelta(minutes=10)
 def health(cfg: Config) -> dict:
     ledger = Ledger(cfg.ledger_path)
     try:
-        one = lambda sql: ledger.conn.execute(sql).fetchone()[0]  # noqa: E731
+        conn = ledger.conn
+        one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
         facts = {
-            "inbox_pending": one("SELECT COUNT(*) FROM inbox WHERE status = 'pending'"),
-            "inbox_oldest_pending": one("SELECT MIN(received_at) FROM inbox WHERE status = 'pending'"),
-            "inbox_failed": one("SELECT COUNT(*) FROM inbox WHERE status = 'failed'"),
-            "inbox_unmapped": one("SELECT COUNT(*) FROM inbox WHERE status = 'unmapped'"),
-            "subs_pending_sync": one("SELECT COUNT(*) FROM subscriptions WHERE sync_status = 'pending'"),
-            "subs_dead": one("SELECT COUNT(*) FROM subscriptions WHERE sync_status = 'dead'"),
-            "outbox_pending": one("SELECT COUNT(*) FROM outbox WHERE status = 'pending'"),
-            "outbox_dead": one("SELECT COUNT(*) FROM outbox WHERE status IN ('dead', 'failed')"),
+            "inbox_pending": count(conn, INBOX, InboxStatus.PENDING),
+            "inbox_oldest_pending": conn.execute("SELECT MIN(received_at) FROM inbox WHERE status = ?",
+                                                 (InboxStatus.PENDING,)).fetchone()[0],
+            "inbox_failed": count(conn, INBOX, InboxStatus.FAILED),
+            "inbox_unmapped": count(conn, INBOX, InboxStatus.UNMAPPED),
+            "subs_pending_sync": count(conn, SYNC, SyncStatus.PENDING),
+            "subs_dead": count(conn, SYNC, SyncStatus.DEAD),
+            "outbox_pending": count(conn, OUTBOX, MailStatus.PENDING),
+            "outbox_dead": count(conn, OUTBOX, MailStatus.DEAD, MailStatus.FAILED),
             "rejections_today": ledger.conn.execute(
                 "SELECT COALESCE(SUM(count), 0) FROM rejections WHERE day = ?",
                 (now().strftime("%Y-%m-%d"),)).fetchone()[0],

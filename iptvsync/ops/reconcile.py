@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from enum import StrEnum
 
 from ..clock import iso
 from ..config import Config
@@ -25,12 +26,24 @@ from ..engine.sync import mismatch, spec_for
 from ..errors import PanelError
 from ..ledger.db import Ledger
 from ..ledger.inbox import inbox_row, store_rows
+from ..ledger.queue import SYNC, requeue
 from ..monetizze.api import MonetizzeApi, fetch_sales
 from ..monetizze.postback import Postback, parse, redact
 from ..panels.base import Panel
 from ..panels.breaker import Breaker
 
 JSON = "application/json"
+
+
+class Outcome(StrEnum):
+    """What ``reconcile monetizze`` did with one API row (a report value, not a queue status)."""
+
+    NEW = "new"
+    KNOWN = "known"  # the inbox has it
+    INJECTED = "injected"
+    WOULD_INJECT = "would inject"  # --dry-run
+    SKIPPED = "skipped"  # not safe to store; the reason says why
+
 #: What a sale's status can classify as. Anything else (unreadable, abandoned checkout) is
 #: reported and left alone: the API has no subscription events, postbacks carry those.
 SALE_KINDS = ("waiting", "approved", "complete", "cancelled", "refunded", "blocked")
@@ -47,21 +60,21 @@ def sale_body(row: dict, chave_unica: str) -> bytes:
 def assess(ledger: Ledger, pb: Postback) -> tuple[str, str | None]:
     """``new``, ``known`` or ``skipped`` (with why) for one API row, by what the inbox holds."""
     if pb.is_test:
-        return "skipped", "Monetizze test product"
+        return Outcome.SKIPPED, "Monetizze test product"
     if pb.kind not in SALE_KINDS or not pb.sale_code:
-        return "skipped", f"no sale status or sale code to act on ({pb.kind})"
+        return Outcome.SKIPPED, f"no sale status or sale code to act on ({pb.kind})"
     if pb.kind in ("approved", "complete") and pb.paid_at is None:
-        return "skipped", "paid status without a payment date"
+        return Outcome.SKIPPED, "paid status without a payment date"
     stored = ledger.query("SELECT dedupe_key, subscription_code, parcela FROM inbox WHERE sale_code = :sale",
                           {"sale": pb.sale_code})
     if any(row["dedupe_key"] == pb.dedupe_key for row in stored):
-        return "known", None
+        return Outcome.KNOWN, None
     for row in stored:
         if row["subscription_code"] != pb.subscription_code or (row["parcela"] is None) != (pb.parcela is None):
-            return "skipped", (f"the inbox has this sale with subscription {row['subscription_code']} parcela "
+            return Outcome.SKIPPED, (f"the inbox has this sale with subscription {row['subscription_code']} parcela "
                                f"{row['parcela']}, the API row {pb.subscription_code} parcela {pb.parcela}: "
                                "check by hand")
-    return "new", None
+    return Outcome.NEW, None
 
 
 def reconcile_monetizze(ledger: Ledger, cfg: Config, *, since: datetime, until: datetime,
@@ -78,20 +91,22 @@ def reconcile_monetizze(ledger: Ledger, cfg: Config, *, since: datetime, until: 
         outcome, reason = assess(ledger, pb)
         row = {"sale_code": pb.sale_code, "event": pb.event, "kind": pb.kind, "product_code": pb.product_code,
                "mapped": pb.product_code in cfg.products, "buyer_email": pb.buyer_email,
-               "outcome": "would inject" if outcome == "new" and dry_run else outcome, "reason": reason,
+               "outcome": Outcome.WOULD_INJECT if outcome == Outcome.NEW and dry_run else outcome, "reason": reason,
                "inbox_id": None}
         report_rows.append(row)
-        if outcome == "new":
+        if outcome == Outcome.NEW:
             new.append((row, pb, body))
     if new and not dry_run:
         _inject(ledger, new)
-    counts = {k: sum(r["outcome"] == k for r in report_rows) for k in ("known", "injected", "skipped")}
+    counts = {k: sum(r["outcome"] == k for r in report_rows)
+              for k in (Outcome.KNOWN, Outcome.INJECTED, Outcome.SKIPPED)}
     return {
         "since": iso(since), "until": iso(until), "dry_run": dry_run,
         "pages": sum(w["pages"] for w in windows), "fetched": len(report_rows), **counts, "new": len(new),
-        "unmapped": sum(not r["mapped"] for r in report_rows if r["outcome"] in ("injected", "would inject")),
+        "unmapped": sum(not r["mapped"] for r in report_rows
+                        if r["outcome"] in (Outcome.INJECTED, Outcome.WOULD_INJECT)),
         "windows": windows, "warnings": _warnings(windows),
-        "sales": [r for r in report_rows if r["outcome"] != "known"],
+        "sales": [r for r in report_rows if r["outcome"] != Outcome.KNOWN],
     }
 
 
@@ -101,7 +116,7 @@ def _inject(ledger: Ledger, new: list[tuple[dict, Postback, bytes]]) -> None:
                                    for _, pb, body in new])
         for (row, pb, _), (inbox_id, duplicate) in zip(new, stored, strict=True):
             row["inbox_id"] = inbox_id
-            row["outcome"] = "known" if duplicate else "injected"  # the postback won the race
+            row["outcome"] = Outcome.KNOWN if duplicate else Outcome.INJECTED  # the postback won the race
             if not duplicate:
                 ledger.audit("inbox.reconciled", sale_code=pb.sale_code, buyer_email=pb.buyer_email,
                              event=pb.event, inbox_id=inbox_id, dedupe_key=pb.dedupe_key)
@@ -123,7 +138,7 @@ def check_line(panel: Panel, cfg: Config, sub: dict, password: str, now: datetim
         return ("line missing", True) if spec.enabled else (None, False)
     if line.banned and spec.enabled:
         return "line banned on the panel (an operator's ban: iptvsync never lifts it)", False
-    why = mismatch(line, spec, panel.extends_by_package)
+    why = mismatch(line, spec, panel.caps.extends_by_package)
     if why:
         return why, True
     if line.password and line.password != password:
@@ -183,8 +198,7 @@ def mark_for_repair(ledger: Ledger, rows: list[dict]) -> int:
         return 0
     with ledger.tx() as conn:
         for row in fixable:
-            conn.execute("UPDATE subscriptions SET sync_status = 'pending', attempts = 0, run_after = NULL"
-                         " WHERE id = :id", {"id": row["subscription"]})
+            requeue(conn, SYNC, ids=[row["subscription"]])
             ledger.audit("reconcile.drift", subscription_id=row["subscription"], buyer_email=row["buyer_email"],
                          panel=row["panel"], drift=row["drift"])
             row["fixed"] = True

@@ -11,6 +11,7 @@ from ..engine.derive import recompute
 from ..errors import IptvsyncError
 from ..ledger.db import Ledger
 from ..ledger.outbox import queue
+from ..ledger.queue import OUTBOX, SYNC, SyncStatus, not_in, requeue
 
 LIST_COLUMNS = ("id, key, product_code, buyer_email, paid_until, desired_enabled AS enabled, sync_status,"
                 " username, attempts, last_error, cancelled_at, hold")
@@ -43,7 +44,7 @@ def list_subs(ledger: Ledger, *, email: str | None = None, dead: bool = False, l
         where.append("buyer_email = :email")
         params["email"] = email.strip().lower()
     if dead:
-        where.append("sync_status = 'dead'")
+        where.append(f"sync_status = '{SyncStatus.DEAD}'")
     return ledger.query(f"SELECT {LIST_COLUMNS} FROM subscriptions WHERE {' AND '.join(where)}"
                         " ORDER BY id DESC LIMIT :limit", params)
 
@@ -151,19 +152,18 @@ def resend(ledger: Ledger, ref: str, kind: str) -> int:
     return outbox_id
 
 
-def retry(ledger: Ledger, ref: str | None = None) -> int:
-    """Dead (or backing-off) panel work and emails go back in the queue now."""
+def retry(ledger: Ledger, ref: str | None = None) -> tuple[int, int]:
+    """Dead (or backing-off) panel work and failed or dead emails go back in the queue now:
+    one subscription's, or every one's. Returns (subscriptions, emails) requeued."""
     with ledger.tx() as conn:
         if ref:
-            sub = find(ledger, ref)
-            ids = [sub["id"]]
+            sub_id = find(ledger, ref)["id"]
+            subs = requeue(conn, SYNC, ids=[sub_id], where=not_in(SYNC, SyncStatus.SYNCED))
+            emails = requeue(conn, OUTBOX, where="subscription_id = :sub", params={"sub": sub_id})
         else:
-            ids = [r[0] for r in conn.execute("SELECT id FROM subscriptions WHERE sync_status = 'dead'")]
-        count = 0
-        for sub_id in ids:
-            count += conn.execute("UPDATE subscriptions SET sync_status = 'pending', attempts = 0, run_after = NULL"
-                                  " WHERE id = ? AND sync_status != 'synced'", (sub_id,)).rowcount
-            conn.execute("UPDATE outbox SET status = 'pending', attempts = 0, run_after = NULL"
-                         " WHERE subscription_id = ? AND status IN ('dead', 'failed')", (sub_id,))
-        ledger.audit("subscription.retry", count=count, ids=ids)
-    return count
+            subs = requeue(conn, SYNC)
+            emails = requeue(conn, OUTBOX)
+        if subs or emails:
+            ledger.audit("subscription.retry", subscription_id=sub_id if ref else None, subscriptions=subs,
+                         emails=emails)
+    return subs, emails

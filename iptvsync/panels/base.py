@@ -13,6 +13,25 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a panel family can and cannot do; the engine, config and doctor ask these, never a kind."""
+
+    #: Talks to a real panel (False: the dry-run family, which changes nothing real).
+    real: bool = True
+    #: Needs ``url`` in ``[panels.<name>]``.
+    needs_url: bool = True
+    #: The panel, not iptvsync, decides the expiry: one ``update`` buys one package period, so
+    #: a product on such a panel needs ``package``, and the engine extends only while short.
+    extends_by_package: bool = False
+    #: The panel may choose the line's username and password (kept as the ones that work).
+    chooses_credentials: bool = False
+    #: ``health()`` reports the API user's credits.
+    has_credits: bool = False
+    #: ``health()`` reports the API user's timezone (expiry texts are read in it).
+    reports_timezone: bool = False
+
+
+@dataclass(frozen=True)
 class LineSpec:
     """What the ledger wants the line to be. Absolute values only: never "add 30 days"."""
 
@@ -47,8 +66,7 @@ class Panel(Protocol):
 
     name: str
     kind: str
-    #: True when the panel, not iptvsync, decides the expiry (xui-reseller: one package per call).
-    extends_by_package: bool
+    caps: Capabilities
 
     def get(self, username: str, password: str, line_id: str | None = None) -> Line | None:
         """The line with this username (and password), or None when the panel has none."""
@@ -59,11 +77,9 @@ class Panel(Protocol):
     def update(self, line: Line, spec: LineSpec) -> Line:
         """Make ``line`` match ``spec`` (expiry, enabled, connections, bouquets), return it re-read.
 
-        For ``extends_by_package`` panels one call buys at most one package period.
+        For ``caps.extends_by_package`` panels one call buys at most one package period.
         """
 
-    def delete(self, line: Line) -> None:
-        """Delete the line (or disable it where the family cannot delete)."""
 
     def health(self) -> dict:
         """Cheap authenticated call; returns facts worth showing (e.g. reseller credits)."""

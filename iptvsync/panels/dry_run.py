@@ -23,7 +23,7 @@ from pathlib import Path
 from iptvsync.clock import iso, now
 from iptvsync.errors import PanelError
 from iptvsync.fsutil import write_atomically
-from iptvsync.panels.base import Line, LineSpec
+from iptvsync.panels.base import Capabilities, Line, LineSpec
 
 
 def password_hash(salt: str, password: str) -> str:
@@ -34,7 +34,7 @@ class DryRunPanel:
     """A simulated panel; the default for a fresh install."""
 
     kind = "dry-run"
-    extends_by_package = False
+    caps = Capabilities(real=False, needs_url=False)
 
     def __init__(self, name: str, state_dir: str | Path | None = None):
         self.name = name
@@ -86,12 +86,6 @@ class DryRunPanel:
             row.update(spec_columns(spec))
             self._save(state, "update", spec)
         return self._must_get(line.username, line.password)
-
-    def delete(self, line: Line) -> None:
-        with self._lock:
-            state = self._load()
-            if state["lines"].pop(line.username, None) is not None:
-                self._save(state, "delete", None, username=line.username)
 
     def health(self) -> dict:
         return {"ok": True}

@@ -17,7 +17,7 @@ Quirks handled:
   override is buggy server-side). ``bouquet`` is sent as a JSON text: a form array is stored
   as no bouquets. ``admin_notes``/``reseller_notes`` are NOT NULL without default: always sent.
 * ``edit`` answers ``{"result": true}`` even when nothing changed: ``update`` re-reads.
-* There is no delete here: ``delete`` disables the line (``enabled=0``).
+* There is no delete in ``api.php``; iptvsync never deletes a line, it disables it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import secrets as token_source
 from collections.abc import Iterable
 
 from iptvsync.panels._http import PanelHttp, line_from_row
-from iptvsync.panels.base import Line, LineSpec
+from iptvsync.panels.base import Capabilities, Line, LineSpec
 
 NOT_EXISTS = "NOT EXISTS"
 EXISTS = "EXISTS"
@@ -47,7 +47,7 @@ class XtreamCodesPanel:
     """Xtream Codes v2 ``api.php``: lines identified by their username+password pair."""
 
     kind = "xtream-codes"
-    extends_by_package = False
+    caps = Capabilities()
 
     def __init__(self, name: str, url: str, api_key: str, timeout_s: float = 15,
                  max_concurrency: int = 4):
@@ -123,11 +123,6 @@ class XtreamCodesPanel:
             raise self.http.error("user/edit: no line with this username+password (NOT EXISTS)",
                                   status=NOT_EXISTS, transient=True, secrets=secrets)
         return self._reread(line.username, line.password)
-
-    def delete(self, line: Line) -> None:
-        # api.php has no delete; a disabled line is as good as gone for the buyer.
-        fields = {"username": line.username, "password": line.password, **user_data(enabled=0)}
-        self.call("edit", fields, secrets=[line.password], absent_ok=True)
 
     def health(self) -> dict:
         """Ask for a line that cannot exist: NOT EXISTS proves the IP and api_pass pass."""

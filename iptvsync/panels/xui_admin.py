@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from iptvsync.panels._http import PanelHttp, as_bool, as_int, line_from_row
-from iptvsync.panels.base import Line, LineSpec
+from iptvsync.panels.base import Capabilities, Line, LineSpec
 
 STATUS_SUCCESS = "STATUS_SUCCESS"
 STATUS_FAILURE = "STATUS_FAILURE"
@@ -68,7 +68,7 @@ class XuiApi:
     """Calls, status handling, lookups and id-based actions common to both XUI APIs."""
 
     kind = "xui"
-    extends_by_package = False
+    caps = Capabilities()
 
     def __init__(self, name: str, url: str, api_key: str, timeout_s: float = 15,
                  max_concurrency: int = 4):
@@ -174,22 +174,13 @@ class XuiApi:
     def set_enabled(self, line_id: str, enabled: bool, secrets: Iterable[str] = ()) -> None:
         self.call("enable_line" if enabled else "disable_line", {"id": line_id}, secrets=secrets)
 
-    def delete(self, line: Line) -> None:
-        found = self.get(line.username, line.password, line.line_id)
-        if found is None or not found.line_id:
-            return  # nothing to delete
-        line_id = found.line_id
-        if self.call("delete_line", {"id": line_id}, absent_ok=True) is None:
-            if self._get_row(line_id, [line.password]) is not None:
-                raise self.http.error("delete_line: STATUS_FAILURE and the line is still there",
-                                      status=STATUS_FAILURE, transient=True)
 
 
 class XuiAdminPanel(XuiApi):
     """XUI.one admin API: sets expiry, connections and bouquets directly."""
 
     kind = "xui-admin"
-    extends_by_package = False
+    caps = Capabilities(reports_timezone=True)
 
     def create(self, spec: LineSpec) -> Line:
         fields = {

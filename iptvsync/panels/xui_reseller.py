@@ -5,7 +5,7 @@ A reseller cannot set ``exp_date``, ``max_connections`` or bouquets: the package
 ``package``, which the panel adds to the current expiry (or to now when expired) and charges
 again. Because every such call spends credits, ``update`` makes at most one per call and only
 when the panel's expiry is more than a day short of the spec's; the engine re-reads and calls
-again while it is still short (``extends_by_package = True``).
+again while it is still short (``caps.extends_by_package``).
 
 A reseller whose group lacks ``allow_change_username``/``allow_change_password`` gets
 panel-generated credentials: ``create`` returns the ones the panel used (from ``data``). So
@@ -18,7 +18,7 @@ search covers the notes, and ``get`` accepts that marker when no exact username 
 from __future__ import annotations
 
 from iptvsync.panels._http import as_int, line_from_row
-from iptvsync.panels.base import Line, LineSpec
+from iptvsync.panels.base import Capabilities, Line, LineSpec
 from iptvsync.panels.xui_admin import XuiApi
 
 #: Expiry difference under which no package is bought: package periods are whole days and
@@ -34,7 +34,7 @@ class XuiResellerPanel(XuiApi):
     """XUI.one reseller API: expiry and limits come from the package; credits pay for it."""
 
     kind = "xui-reseller"
-    extends_by_package = True
+    caps = Capabilities(extends_by_package=True, chooses_credentials=True, has_credits=True)
 
     def create(self, spec: LineSpec) -> Line:
         package = self._package(spec)

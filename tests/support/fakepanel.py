@@ -273,7 +273,7 @@ LINE_PASSWORD = "Pw0rdSecretXyz1"  # the password the adapter tests' lines carry
 
 def line_spec(**changes):
     """A LineSpec for adapter tests: a 30-day line with 2 connections and bouquets 1-3."""
-    from iptvsync.panels.registry import LineSpec
+    from iptvsync.panels.base import LineSpec
 
     values = dict(username="iptv000000012", password=LINE_PASSWORD, expires_at=int(time.time()) + 30 * 86400,
                   enabled=True, max_connections=2, bouquets=(1, 2, 3), notes="iptvsync sub 12")
