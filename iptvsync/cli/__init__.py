@@ -1,56 +1,16 @@
-"""The ``iptvsync`` command line: thin commands over the domain modules.
-
-Domain code raises typed errors; this is the only place that turns them into one line on
-stderr and an exit code (0 ok, 1 failure, 2 usage/config error).
-"""
+"""The ``iptvsync`` command line: thin commands over the domain modules, one module per
+command group, each registering itself on the root app (``cli.app``) when imported."""
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 
 import typer
-from typer.core import TyperGroup
 
-from ..errors import ConfigError, IptvsyncError
+from ..errors import ConfigError
+from .app import app
 
-
-class _Group(TyperGroup):
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except ConfigError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        except IptvsyncError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
-
-
-app = typer.Typer(cls=_Group, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  add_completion=False, help="Monetizze postbacks in, IPTV lines and buyer emails out.")
-
-
-@app.callback()
-def root(ctx: typer.Context,
-         config: str = typer.Option(None, "--config", "-c", envvar="IPTVSYNC_CONFIG",
-                                    help="config.toml to use (default ./config.toml)."),
-         verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug details.")):
-    """Monetizze postbacks in, IPTV lines and buyer emails out."""
-    ctx.obj = {"config": config}
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def config_path(ctx: typer.Context) -> str | None:
-    return (ctx.obj or {}).get("config") or os.environ.get("IPTVSYNC_CONFIG")
-
-
-def load(ctx: typer.Context, overrides: dict | None = None):
-    from ..config import load_config
-
-    return load_config(config_path(ctx), overrides=overrides)
+__all__ = ["app", "main"]
 
 
 def _register() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import app, load
+from .app import app, load
 from .output import JSON_OPTION, emit
 
 

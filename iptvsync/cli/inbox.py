@@ -6,7 +6,8 @@ import json
 
 import typer
 
-from . import app, load
+from ..ledger.queue import InboxStatus
+from .app import app, load
 from .output import JSON_OPTION, emit, emit_one
 
 inbox_app = typer.Typer(no_args_is_help=True, help="Stored postbacks and their outcome.")
@@ -24,7 +25,7 @@ def _ledger(ctx):
 
 @inbox_app.command("list")
 def list_cmd(ctx: typer.Context,
-             status: str = typer.Option(None, help="pending | applied | ignored | unmapped | failed"),
+             status: str = typer.Option(None, help=" | ".join(InboxStatus)),
              sale: str = typer.Option(None, help="Monetizze sale code."),
              email: str = typer.Option(None, help="Buyer email."),
              since: str = typer.Option(None, help="Only newer than this, e.g. 2d, 12h."),

@@ -7,7 +7,7 @@ import time
 
 import typer
 
-from . import app, load
+from .app import app, load
 from .output import JSON_OPTION, emit
 
 COLUMNS = ("id", "at", "actor", "action", "subscription_id", "sale_code", "buyer_email", "detail")

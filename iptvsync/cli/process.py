@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from . import app, load
+from .app import app, load
 from .output import JSON_OPTION, emit
 
 
@@ -39,7 +39,7 @@ def process(ctx: typer.Context,
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    for stage in ("apply", "sync", "mail", "sweep"):
+    for stage in ("apply", "sweep", "sync", "mail"):  # the order they run in
         typer.echo(f"{stage:6} " + "  ".join(f"{k}={v}" for k, v in summary[stage].items()))
 
 

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from . import app, load
+from .app import app, load
 from .output import JSON_OPTION, emit
 
 reconcile_app = typer.Typer(no_args_is_help=True, help="Compare the ledger with Monetizze and the panels.")
@@ -25,7 +25,7 @@ def monetizze(ctx: typer.Context,
     from ..clock import now
     from ..errors import ConfigError
     from ..ledger.db import Ledger
-    from ..ops.reconcile import reconcile_monetizze
+    from ..ops.reconcile import Outcome, reconcile_monetizze
     from ..timeparse import since_to_datetime
 
     cfg = load(ctx)
@@ -42,8 +42,8 @@ def monetizze(ctx: typer.Context,
         return
     emit(report["sales"], SALE_COLUMNS, as_json=False,
          title=f"Monetizze sales {report['since']} .. {report['until']} the inbox lacked")
-    typer.echo(f"fetched {report['fetched']} sale(s) in {report['pages']} page(s): {report['known']} known, "
-               f"{report['injected']} injected, {report['skipped']} skipped"
+    typer.echo(f"fetched {report['fetched']} sale(s) in {report['pages']} page(s): {report[Outcome.KNOWN]} known, "
+               f"{report[Outcome.INJECTED]} injected, {report[Outcome.SKIPPED]} skipped"
                + (f", {report['new']} would be injected (dry run)" if dry_run else ""))
     for warning in report["warnings"]:
         typer.echo(f"warning: {warning}", err=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from . import app, config_path, load
+from .app import app, config_path, load
 
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail's integrity.")
 app.add_typer(audit_app, name="audit")

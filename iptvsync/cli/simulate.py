@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import app, load
+from .app import app, load
 
 sim_app = typer.Typer(no_args_is_help=True, help="Post realistic postbacks to the running receiver.")
 app.add_typer(sim_app, name="simulate")

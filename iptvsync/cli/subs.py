@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import app, load
+from .app import app, load
 from .output import JSON_OPTION, emit, emit_one
 
 subs_app = typer.Typer(no_args_is_help=True, help="Subscriptions and manual management.")

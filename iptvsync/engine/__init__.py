@@ -1,1 +1,1 @@
-"""``process``: apply the inbox to the ledger, sync panels, send mail, sweep expiries."""
+"""``process``: apply the inbox to the ledger, sweep expiries, sync panels, send mail (in that order)."""

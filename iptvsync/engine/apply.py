@@ -164,7 +164,7 @@ def apply_postback(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Po
         if not pb.sale_code:
             raise NotApplicable(f"event {pb.event} without a sale code")
         before, after = _upsert_charge(conn, sub["id"], pb, days, now)
-        old_sub, want = recompute(conn, sub["id"], cfg, now)
+        _, want = recompute(conn, sub["id"], cfg, now)
         ledger.audit(f"charge.{after}", actor="process", event=pb.event, parcela=pb.parcela,
                      previous=before, paid_until=want.access_until, enabled=want.enabled, **who)
         _queue_charge_emails(conn, cfg, sub, pb, before, after, want, now)

@@ -1,4 +1,4 @@
-"""Stage 3 of ``process``: send the outbox.
+"""Stage 4 of ``process``: send the outbox.
 
 Credentials go out only once the line is verified in sync and enabled. The Message-ID is
 derived from the outbox row and stored before the SMTP transaction; the row is marked sent

@@ -1,4 +1,4 @@
-"""One ``process`` run: apply → sync → mail → sweep, under an exclusive lock.
+"""One ``process`` run: apply → sweep → sync → mail, under an exclusive lock.
 
 The lock is an ``flock`` on a file next to the ledger: the kernel releases it when the
 process dies, so a killed run never blocks the next one.
@@ -57,7 +57,7 @@ def build_panels(cfg: Config) -> dict:
 
 def run_process(cfg: Config, *, limit: int | None = None, panels: dict | None = None,
                 mail_backend=None) -> dict:
-    """Run every stage once; returns the summary. Raises AlreadyRunning."""
+    """Run every stage once (apply, sweep, sync, mail); returns the summary. Raises AlreadyRunning."""
     with process_lock(cfg.ledger_path):
         ledger = Ledger(cfg.ledger_path)
         try:

@@ -1,4 +1,4 @@
-"""Stage 4 of ``process``: time passing. Expired lines are disabled, reminders queued.
+"""Stage 2 of ``process``: time passing. Expired lines are disabled, reminders queued.
 
 Reminders go only to subscriptions that will not renew by themselves (one-off plans and
 cancelled subscriptions); a recurring one is charged again by Monetizze.

@@ -1,4 +1,4 @@
-"""Stage 2 of ``process``: make each panel match the ledger, then read it back.
+"""Stage 3 of ``process``: make each panel match the ledger, then read it back.
 
 Per subscription: credentials are stored (encrypted) before the first call; ``get`` comes
 before ``create``; every write is verified by reading the line back; only absolute values are

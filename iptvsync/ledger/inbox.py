@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ..clock import iso, now
-from ..monetizze.postback import Postback
+from ..monetizze.postback import NOT_PAYMENT, UNCLASSIFIED, Postback
 from .db import Ledger
 from .queue import INBOX, InboxStatus, not_in, requeue
 
@@ -34,9 +34,9 @@ def inbox_row(pb: Postback, body: bytes, *, content_type: str | None, remote_add
     status, reason = InboxStatus.PENDING, None
     if pb.is_test:
         status, reason = InboxStatus.IGNORED, "Monetizze test postback"
-    elif pb.kind == "unclassified":
+    elif pb.kind == UNCLASSIFIED:
         status, reason = InboxStatus.IGNORED, "cannot classify: no event or status code"
-    elif pb.kind == "ignored":
+    elif pb.kind == NOT_PAYMENT:
         status, reason = InboxStatus.IGNORED, f"event {pb.event} is not a subscription payment event"
     return {
         "received_at": iso(at or now()), "source": source, "remote_addr": remote_addr,

@@ -24,6 +24,10 @@ from iptvsync.errors import MalformedPostback
 from iptvsync.monetizze.form import BRACKET_KEY as _BRACKET_KEY
 from iptvsync.monetizze.form import json_field_payload
 
+#: the kind of an event that is not a subscription payment (stored, settled, never applied)
+NOT_PAYMENT = "ignored"
+#: the kind of a postback whose event no rule could read
+UNCLASSIFIED = "unclassified"
 EVENT_KINDS: dict[int, str] = {
     1: "waiting", 104: "waiting", 2: "approved", 6: "complete", 3: "cancelled", 4: "refunded",
     5: "blocked", 101: "sub_active", 102: "sub_overdue", 103: "sub_cancelled",
@@ -208,7 +212,7 @@ def extract(payload: dict) -> Postback:
     buyer = _block(payload, "comprador")
 
     event, event_source = _classify(payload, sale)
-    kind = "unclassified" if event is None else EVENT_KINDS.get(event, "ignored")
+    kind = UNCLASSIFIED if event is None else EVENT_KINDS.get(event, NOT_PAYMENT)
     sale_code = _text(sale.get("codigo")) or _text(payload.get("codigo_venda"))
     parcela = _int(subscription.get("parcela"))
     periodicity = _text(plan.get("periodicidade"))

@@ -20,8 +20,6 @@ FAMILIES = {
     "dry-run": "iptvsync.panels.dry_run:DryRunPanel",
 }
 KINDS = tuple(FAMILIES)
-#: the kind a fresh install gets: changes nothing real
-DEFAULT_KIND = "dry-run"
 
 
 def family(kind: str) -> type:

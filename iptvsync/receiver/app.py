@@ -38,8 +38,6 @@ def _in(addr: str | None, networks) -> bool:
 class ReceiverApp:
     """The WSGI application. ``POST <receiver.path>`` and ``GET /healthz``."""
 
-    FORM_TYPES = ("application/x-www-form-urlencoded", "application/json", "multipart/form-data")
-
     def __init__(self, config: Config, writer: Writer):
         self.cfg = config.receiver
         self.secret = config.require("MONETIZZE_CHAVE_UNICA")
