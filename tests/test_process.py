@@ -317,3 +317,41 @@ def test_reminders_can_be_switched_off(tmp_path):
     with freeze_time("2026-12-19T12:00:00Z"):
         run_process(cfg)
     assert [e[0] for e in emails(ledger)] == ["activation"]
+
+
+def test_parked_postbacks_come_back_by_themselves_after_their_backoff(tmp_path):
+    """An unmapped (or failed) postback is retried by `process` once its run_after has passed,
+    without `inbox retry`, and stops being retried after max_attempts (BASE_TOML: 5)."""
+    from support.install import BASE_TOML, write_install
+
+    path = write_install(tmp_path / "i")
+    with freeze_time(T0) as clock:
+        cfg = load_config(path)
+        ledger = Ledger(cfg.ledger_path)
+        deliver(ledger, payload(2, product="999"))
+        assert run_process(cfg)["apply"]["unmapped"] == 1
+        assert run_process(cfg)["apply"]["unmapped"] == 0  # backing off: not taken again at once
+        clock.tick(timedelta(seconds=31))  # the first backoff is 30 s
+        assert run_process(cfg)["apply"]["unmapped"] == 1
+        path.write_text(BASE_TOML + '\n[products.999]\npanel = "main"\ndays = 7\n')  # the operator maps it
+        cfg = load_config(path)
+        assert run_process(cfg)["apply"]["applied"] == 0  # second backoff, 60 s, not over yet
+        clock.tick(timedelta(seconds=61))
+        assert run_process(cfg)["apply"]["applied"] == 1
+        assert ledger.one("SELECT status, attempts FROM inbox") == {"status": "applied", "attempts": 3}
+
+
+def test_a_parked_postback_stops_coming_back_after_max_attempts(tmp_path):
+    from support.install import write_install
+
+    path = write_install(tmp_path / "i")
+    with freeze_time(T0) as clock:
+        cfg = load_config(path)
+        ledger = Ledger(cfg.ledger_path)
+        deliver(ledger, payload(2, product="999"))
+        tries = 0
+        for _ in range(8):
+            tries += run_process(cfg)["apply"]["unmapped"]
+            clock.tick(timedelta(hours=2))  # past any backoff (capped at 1 h)
+        assert tries == cfg.policy.max_attempts == 5
+        assert ledger.one("SELECT status, attempts FROM inbox") == {"status": "unmapped", "attempts": 5}
