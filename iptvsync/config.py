@@ -8,6 +8,7 @@ holds no secrets; secrets come only from the environment or ``.env``. Every prob
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -113,7 +114,11 @@ PANEL_SCHEMA: dict[str, tuple[Any, Any]] = {
     "url": (str, ""),
     "max_concurrency": (int, 4),
     "timeout_s": (int, 15),
+    "outputs": ((list, str), []),
 }
+#: stream formats a line may be given (``outputs``): the panels' access_output keys
+OUTPUT_NAMES = ("m3u8", "ts", "rtmp")
+_PERIOD = re.compile(r"\s*(\d+)\s*(days?|months?)\s*", re.IGNORECASE)
 LINKS_SCHEMA: dict[str, tuple[Any, Any]] = {
     "server": (str, "http://tv.example.com:8080"),
     "m3u": (str, "{server}/get.php?username={username}&password={password}&type=m3u_plus&output=ts"),
@@ -127,8 +132,10 @@ PRODUCT_SCHEMA: dict[str, tuple[Any, Any]] = {
     "bouquets": ((list, int), []),
     "package": (int, 0),
     "key": (str, ""),
+    "period": (str, ""),
+    "outputs": ((list, str), []),
 }
-PLAN_SCHEMA = {k: PRODUCT_SCHEMA[k] for k in ("days", "max_connections", "bouquets", "package")}
+PLAN_SCHEMA = {k: PRODUCT_SCHEMA[k] for k in ("days", "period", "max_connections", "bouquets", "package")}
 
 
 @dataclass(frozen=True)
@@ -147,11 +154,13 @@ class PanelConfig:
     timeout_s: int
     links: Links
     caps: Capabilities  # what the family can do, from the panel registry
+    outputs: tuple[str, ...] = ()  # stream formats new lines get; () = all the panel offers
 
 
 @dataclass(frozen=True)
 class PlanOverride:
     days: int | None = None
+    months: int | None = None
     max_connections: int | None = None
     bouquets: tuple[int, ...] | None = None
     package: int | None = None
@@ -168,6 +177,8 @@ class ProductConfig:
     package: int | None
     key: str
     plans: dict[str, PlanOverride] = field(default_factory=dict)
+    months: int | None = None  # period = "N months": paid_until moves in calendar months
+    outputs: tuple[str, ...] = ()  # overrides the panel's outputs
 
 
 @dataclass(frozen=True)
@@ -377,7 +388,8 @@ def _panels(raw: dict, file: Path) -> dict[str, PanelConfig]:
             raise ConfigError(f"{file}: [{where}] max_concurrency must be at least 1")
         panels[name] = PanelConfig(name=name, kind=values["kind"], url=values["url"],
                                    max_concurrency=values["max_concurrency"],
-                                   timeout_s=values["timeout_s"], links=Links(**links), caps=caps)
+                                   timeout_s=values["timeout_s"], links=Links(**links), caps=caps,
+                                   outputs=_outputs(values["outputs"], where, file))
     return panels
 
 
@@ -402,11 +414,35 @@ def _products(raw: dict, panels: dict[str, PanelConfig], file: Path) -> dict[str
         for plan, pbody in plans_raw.items():
             pv = {k: v for k, v in _section(pbody, PLAN_SCHEMA, f"{where}.plans.{plan}", file).items()
                   if k in pbody}
+            days, months = _period(pv.get("days"), pv.get("period"), f"{where}.plans.{plan}", file)
             plans[str(plan)] = PlanOverride(
-                days=pv.get("days"), max_connections=pv.get("max_connections"),
+                days=days, months=months, max_connections=pv.get("max_connections"),
                 bouquets=tuple(pv["bouquets"]) if "bouquets" in pv else None, package=pv.get("package"))
+        days, months = _period(values["days"], values["period"], where, file)
         products[str(code)] = ProductConfig(
-            code=str(code), name=values["name"], panel=values["panel"], days=values["days"] or None,
+            code=str(code), name=values["name"], panel=values["panel"], days=days,
             max_connections=values["max_connections"], bouquets=tuple(values["bouquets"]),
-            package=values["package"] or None, key=values["key"], plans=plans)
+            package=values["package"] or None, key=values["key"], plans=plans, months=months,
+            outputs=_outputs(values["outputs"], where, file))
     return products
+
+
+def _period(days: int | None, period: str | None, where: str, file: Path) -> tuple[int | None, int | None]:
+    """(days, months) of one paid period from ``days = N`` or ``period = "N days|N months"``."""
+    if not period:
+        return days or None, None
+    match = _PERIOD.fullmatch(period)
+    if not match or int(match.group(1)) < 1:
+        raise ConfigError(f'{file}: [{where}] period must look like "1 month" or "30 days", got {period!r}')
+    if days:
+        raise ConfigError(f"{file}: [{where}] set either days or period, not both")
+    number = int(match.group(1))
+    return (None, number) if match.group(2).lower().startswith("month") else (number, None)
+
+
+def _outputs(values: list[str], where: str, file: Path) -> tuple[str, ...]:
+    for value in values:
+        if value not in OUTPUT_NAMES:
+            raise ConfigError(f"{file}: [{where}] outputs must be among {', '.join(OUTPUT_NAMES)}, "
+                              f"got {value!r}")
+    return tuple(dict.fromkeys(values))

@@ -50,7 +50,8 @@ def test_create_sends_only_safe_columns(fake, panel):
     panel.create(spec_for())
     user_data = next(p for a, p in fake.calls if a == "user.create")["user_data"]
     assert set(user_data) == {"username", "password", "exp_date", "max_connections", "enabled",
-                              "admin_enabled", "bouquet", "admin_notes", "reseller_notes"}
+                              "admin_enabled", "bouquet", "admin_notes", "reseller_notes",
+                              "forced_country", "play_token"}  # every NOT NULL column
     assert json.loads(user_data["bouquet"]) == [1, 2, 3]  # a JSON text, not bouquet[]
 
 
@@ -73,6 +74,7 @@ def test_the_fake_really_has_the_xc_quirks(fake):
     fake.add_line(username="dup", password="first")
     reply = raw_call(fake, "create", **{"user_data[username]": "dup", "user_data[password]": "second",
                                         "user_data[admin_notes]": "", "user_data[reseller_notes]": "",
+                                        "user_data[forced_country]": "", "user_data[play_token]": "",
                                         "user_data[bouquet][]": ["1", "2"]})
     assert reply["result"] is True  # same username, other password: a second row
     second = fake.lines[reply["created_id"]]

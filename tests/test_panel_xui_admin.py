@@ -1,7 +1,6 @@
 """XuiAdminPanel against FakeXuiAdmin over real HTTP: round trips, quirks, ambiguity."""
 
 import json
-import time
 
 import pytest
 import requests
@@ -55,8 +54,8 @@ def test_create_sends_bouquets_as_json_text_and_no_flag_keys(fake, panel):
     panel.create(spec_for())
     params = next(params for action, params in fake.calls if action == "create_line")
     assert json.loads(params["bouquets_selected"]) == [1, 2, 3]
-    assert params["exp_date"] == time.strftime("%Y-%m-%d %H:%M:%S",
-                                               time.gmtime(spec_for().expires_at))
+    assert params["exp_date"] == f"@{spec_for().expires_at}"  # no timezone can shift it
+    assert params["access_output"] == ["1", "2", "3"]  # a form array: absent stores "[]"
     assert not {"is_trial", "is_restreamer", "is_stalker", "is_isplock", "bypass_ua"} & set(params)
 
 
@@ -194,18 +193,41 @@ def test_line_raw_and_reprs_hold_no_secret(fake, panel):
     assert API_KEY not in repr(panel)
 
 
-def test_health_reports_the_api_users_timezone_without_the_key(fake, panel):
+def test_health_reports_timezone_outputs_and_cache_without_the_key(fake, panel):
     health = panel.health()
-    assert health == {"ok": True, "user": "admin", "timezone": "UTC"}
+    assert (health["user"], health["timezone"], health["line_cache"]) == ("admin", "America/Sao_Paulo", "off")
+    assert health["outputs"].startswith("m3u8, ts, rtmp")
+    assert API_KEY not in json.dumps(health)
 
 
-def test_a_non_utc_api_user_shifts_the_expiry_and_the_read_back_shows_it():
-    # The documented caveat: exp_date is read in the API user's timezone.
-    with FakeXuiAdmin(api_key=API_KEY, timezone="America/Sao_Paulo") as fake:
+@pytest.mark.parametrize("timezone, shown", [("America/Sao_Paulo", "America/Sao_Paulo"),
+                                             (None, "Europe/London (panel default)")])
+def test_the_api_users_timezone_does_not_shift_the_expiry(timezone, shown):
+    # Wall-clock text would be read in the user's zone, or the panel's default when the user
+    # has none (XC_VM live: 3 h off in São Paulo); "@<unix>" is not.
+    with FakeXuiAdmin(api_key=API_KEY, timezone=timezone) as fake:
         panel = XuiAdminPanel("main", fake.url, API_KEY, timeout_s=2)
         spec = spec_for()
-        assert panel.create(spec).expires_at == spec.expires_at + 3 * 3600
-        assert panel.health()["timezone"] == "America/Sao_Paulo"
+        assert panel.create(spec).expires_at == spec.expires_at
+        assert fake.parse_date("2027-01-31 00:00:00") != 1801353600 or timezone is None
+        assert panel.health()["timezone"] == shown
+
+
+def test_the_fake_reads_php_datetime_texts_like_the_panel():
+    with FakeXuiAdmin(timezone="America/New_York") as fake:  # live XC_VM values, NY admin
+        assert fake.parse_date("2027-01-31 00:00:00") == 1801371600
+        for text in ("2027-01-31T00:00:00Z", "2027-01-31 00:00:00 UTC", "2027-01-31T00:00:00+00:00",
+                     "@1801353600"):
+            assert fake.parse_date(text) == 1801353600
+        assert fake.parse_date("1801353600") is None  # STATUS_INVALID_DATE
+
+
+def test_a_line_created_without_outputs_reads_back_as_unplayable(fake, panel):
+    reply = requests.post(fake.url + "/", params={"action": "create_line"}, timeout=2, data={
+        "api_key": API_KEY, "username": "bare", "password": "barepass1", "exp_date": "@1801353600",
+        "access_output": "[1,2]"})  # JSON text, not a form array: stored as "[]" (live XC_VM)
+    assert reply.json()["data"]["allowed_outputs"] == "[]"
+    assert panel.get("bare", "barepass1").outputs == ()
 
 
 def test_api_key_and_passwords_never_travel_in_the_url(fake, panel):

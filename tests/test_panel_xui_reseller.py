@@ -1,6 +1,7 @@
 """XuiResellerPanel against FakeXuiReseller: packages, credits, generated credentials."""
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -22,7 +23,8 @@ def spec_for(**changes) -> LineSpec:
 
 @pytest.fixture
 def fake():
-    with FakeXuiReseller(api_key=API_KEY, credits=10) as fake:
+    # A 30-day package keeps the arithmetic below simple; calendar months are tested apart.
+    with FakeXuiReseller(api_key=API_KEY, credits=10, packages={7: {"duration": 30, "unit": "days"}}) as fake:
         yield fake
 
 
@@ -39,11 +41,12 @@ def test_create_buys_one_package(fake, panel):
     assert before + 30 * DAY - 5 <= line.expires_at <= time.time() + 30 * DAY
     assert (line.max_connections, line.bouquets, line.is_trial) == (1, (1, 2, 3), False)
     assert panel.caps.extends_by_package is True
-    assert panel.get("iptv000000012", PASSWORD) == line
+    assert panel.get("iptv000000012", PASSWORD, line.line_id) == line
 
 
 def test_create_returns_the_credentials_the_panel_chose(fake):
     fake.allow_change_username = fake.allow_change_password = False
+    fake.api_search = True  # a panel whose reseller search works (not XC_VM's)
     panel = XuiResellerPanel("shop", fake.url, API_KEY, timeout_s=2)
     line = panel.create(spec_for())
     row = fake.lines[int(line.line_id)]
@@ -55,6 +58,7 @@ def test_create_returns_the_credentials_the_panel_chose(fake):
 
 def test_timeout_after_create_with_generated_names_is_found_by_our_username(fake):
     fake.allow_change_username = False
+    fake.api_search = True  # a panel whose reseller search works (not XC_VM's)
     panel = XuiResellerPanel("shop", fake.url, API_KEY, timeout_s=0.3)
     fake.fail_next(1, "timeout_after_write", action="create_line")
     with pytest.raises(PanelError) as caught:
@@ -78,11 +82,12 @@ def test_out_of_credits_is_clear_and_spends_nothing():
         assert fake.lines == {} and fake.credits == 1
 
 
-@pytest.mark.parametrize("package", [99, None])
-def test_invalid_or_missing_package(fake, panel, package):
+@pytest.mark.parametrize("package, status", [(99, "STATUS_INVALID_TYPE"), (None, "STATUS_INVALID_PACKAGE")])
+def test_invalid_or_missing_package(fake, panel, package, status):
+    # An unknown id is INVALID_TYPE on XC_VM (getPackage() null, reseller_api.php:1000-1001).
     with pytest.raises(PanelError) as caught:
         panel.create(spec_for(package=package))
-    assert caught.value.status == "STATUS_INVALID_PACKAGE" and not caught.value.transient
+    assert caught.value.status == status and not caught.value.transient
     assert fake.lines == {} and fake.credits == 10
     assert fake.count("create_line") == (1 if package else 0)
 
@@ -113,8 +118,8 @@ def test_update_within_a_day_of_the_spec_buys_nothing(fake, panel):
 
 
 def test_an_expired_line_is_extended_from_now(fake, panel):
-    fake.add_line(username="iptv000000012", password=PASSWORD, exp_date=int(time.time()) - 10 * DAY)
-    line = panel.get("iptv000000012", PASSWORD)
+    line_id = fake.add_line(username="iptv000000012", password=PASSWORD, exp_date=int(time.time()) - 10 * DAY)
+    line = panel.get("iptv000000012", PASSWORD, str(line_id))
     extended = panel.update(line, spec_for())
     assert abs(extended.expires_at - (time.time() + 30 * DAY)) < 5
 
@@ -125,7 +130,10 @@ def test_disable_and_enable_cost_nothing(fake, panel):
     assert not disabled.enabled and fake.count("disable_line") == 1
     enabled = panel.update(disabled, spec_for(expires_at=line.expires_at, enabled=True))
     assert enabled.enabled and fake.count("enable_line") == 1
-    assert fake.count("edit_line") == 0 and fake.credits == 9
+    # each toggle is followed by a free edit (no package) that refreshes the panel's cache
+    edits = [params for action, params in fake.calls if action == "edit_line"]
+    assert len(edits) == 2 and not any("package" in params for params in edits)
+    assert fake.credits == 9 and fake.cache[int(line.line_id)]["enabled"] == 1
 
 
 def test_ambiguous_extension_is_charged_once_and_visible_on_reread(fake):
@@ -136,7 +144,7 @@ def test_ambiguous_extension_is_charged_once_and_visible_on_reread(fake):
         panel.update(line, spec_for(expires_at=line.expires_at + 30 * DAY))
     assert caught.value.ambiguous
     assert fake.count("edit_line") == 1 and fake.credits == 8
-    assert panel.get(line.username, PASSWORD).expires_at == line.expires_at + 30 * DAY
+    assert panel.get(line.username, PASSWORD, line.line_id).expires_at == line.expires_at + 30 * DAY
 
 
 def test_other_resellers_lines_are_invisible(fake, panel):
@@ -145,8 +153,42 @@ def test_other_resellers_lines_are_invisible(fake, panel):
 
 
 
-def test_health_reports_credits(fake, panel):
-    assert panel.health() == {"ok": True, "user": "reseller", "credits": 10}
+def test_health_reports_credits_timezone_and_package_durations(fake, panel):
+    health = panel.health()
+    assert (health["credits"], health["timezone"]) == (10, "panel default")
+    assert health["packages"] == "7: 30 days, 1 cr, outputs m3u8,ts"
+
+
+def test_lines_are_found_by_id_when_the_reseller_search_finds_nothing():
+    with FakeXuiReseller(api_key=API_KEY) as fake:  # XC_VM: get_lines answers [] via the API
+        panel = XuiResellerPanel("shop", fake.url, API_KEY, timeout_s=2)
+        line = panel.create(spec_for())
+        assert panel.get(line.username, PASSWORD) is None
+        assert panel.get(line.username, PASSWORD, line.line_id) == line
+
+
+def test_a_month_package_bought_in_february_is_one_package_not_two():
+    """strtotime('+1 months') from 1 Feb is 1 Mar: 28 days, short of a 30-day ledger period by
+    two days. One payment buys one package (reseller_api.php:954-961)."""
+    feb_1 = datetime(2027, 2, 1, 12, 0, tzinfo=UTC).timestamp()
+    with FakeXuiReseller(api_key=API_KEY, credits=10) as fake:
+        fake.now = lambda: feb_1
+        panel = XuiResellerPanel("shop", fake.url, API_KEY, timeout_s=2)
+        line = panel.create(spec_for(expires_at=int(feb_1) + 30 * DAY))
+        assert line.expires_at == int(datetime(2027, 3, 1, 12, 0, tzinfo=UTC).timestamp())
+        again = panel.update(line, spec_for(expires_at=int(feb_1) + 30 * DAY))
+        assert again.expires_at == line.expires_at and fake.credits == 9
+        assert fake.count("edit_line") == 0
+        assert panel.shortfall_slack_s(spec_for()) == 14 * DAY
+
+
+def test_renewal_keeps_the_notes_and_contact_the_panel_would_wipe(fake, panel):
+    line = panel.create(spec_for())
+    fake.lines[int(line.line_id)]["contact"] = "buyer@example.com"
+    renewed = panel.update(line, spec_for(expires_at=line.expires_at + 30 * DAY))
+    row = fake.lines[int(renewed.line_id)]
+    assert row["reseller_notes"] == "iptvsync sub 12 [iptvsync:iptv000000012]"
+    assert row["contact"] == "buyer@example.com" and fake.credits == 8
 
 
 def test_the_fake_really_has_the_reseller_quirks(fake):

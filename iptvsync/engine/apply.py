@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from dataclasses import replace
 from datetime import datetime
 
 from ..clock import iso
@@ -33,7 +34,7 @@ BATCH_ROWS = 64
 CLAIM = f"""
 UPDATE inbox SET attempts = attempts + 1
 WHERE id IN (SELECT id FROM inbox WHERE {due(INBOX)} AND id > :after ORDER BY id LIMIT :batch)
-RETURNING id, body, content_type, attempts
+RETURNING id, body, content_type, attempts, received_at, attached_to
 """
 
 
@@ -45,13 +46,19 @@ class NotApplicable(Exception):
     """A valid postback that cannot be applied as it is (e.g. no period known)."""
 
 
-def period_days(product: ProductConfig, pb: Postback) -> int:
-    """Days one payment of this sale buys: the plan override, the product, then the plan's periodicity."""
+class Held(Exception):
+    """A postback an operator must place (``inbox attach``): applying it could double a line."""
+
+
+def period_of(product: ProductConfig, pb: Postback) -> tuple[int, int]:
+    """(days, calendar months) one payment buys: the plan override, the product, then the
+    plan's periodicity (Mensal = 1 month, Semanal = 7 days)."""
     plan = product.plans.get(pb.plan_ref or "") or product.plans.get(pb.plan_code or "")
-    days = (plan and plan.days) or product.days or pb.period_days
-    if not days:
-        raise NotApplicable(f"no period for product {product.code}: set days in [products.{product.code}]")
-    return days
+    for days, months in ((plan and plan.days, plan and plan.months), (product.days, product.months),
+                         (None, pb.period_months), (pb.period_days, None)):
+        if days or months:
+            return days or 0, months or 0
+    raise NotApplicable(f"no period for product {product.code}: set days or period in [products.{product.code}]")
 
 
 def apply_inbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = None) -> dict[str, int]:
@@ -101,10 +108,12 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
     pb = None
     try:
         _, pb = parse(row["body"], row["content_type"])
-        outcome = apply_postback(conn, ledger, cfg, pb, now, inbox_id=row["id"])
+        outcome = apply_postback(conn, ledger, cfg, pb, now, inbox_id=row["id"],
+                                 received_at=row["received_at"], attached_to=row["attached_to"])
         done(conn, INBOX, row["id"], InboxStatus.APPLIED, outcome, applied_at=iso(now))
-    except (Unmapped, NotApplicable) as exc:
-        status, reason = (InboxStatus.UNMAPPED if isinstance(exc, Unmapped) else InboxStatus.FAILED), str(exc)
+    except (Unmapped, NotApplicable, Held) as exc:
+        status = {Unmapped: InboxStatus.UNMAPPED, Held: InboxStatus.HELD}.get(type(exc), InboxStatus.FAILED)
+        reason = str(exc)
     except Exception as exc:  # a bug or a corrupt row: park it with the reason, go on
         log.exception("inbox %s could not be applied", row["id"])
         status, reason = InboxStatus.FAILED, f"{type(exc).__name__}: {exc}"
@@ -130,24 +139,49 @@ def _settle(ledger: Ledger, inbox_id: int, status: str, reason: str, now: dateti
 
 
 def subscription_key(pb: Postback) -> str | None:
+    """``sub:<assinatura>`` or ``sale:<venda>``; an order bump's extra item gets ``+<product>``."""
+    item = f"+{pb.line_item}" if pb.line_item else ""
     if pb.subscription_code:
-        return f"sub:{pb.subscription_code}"
+        return f"sub:{pb.subscription_code}{item}"
     if pb.sale_code:
-        return f"sale:{pb.sale_code}"
+        return f"sale:{pb.sale_code}{item}"
     return None
 
 
 def apply_postback(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postback, now: datetime,
-                   inbox_id: int | None = None) -> str:
-    """Apply one classified postback; returns a one-line outcome for the inbox row."""
+                   inbox_id: int | None = None, received_at: str | None = None,
+                   attached_to: str | None = None) -> str:
+    """Apply one classified postback and each mapped extra item of its sale; returns a one-line
+    outcome for the inbox row. Unmapped extra items are audited and named in the outcome."""
     product = cfg.products.get(pb.product_code or "")
     if product is None:
         raise Unmapped(f"unmapped product {pb.product_code}: add [products.{pb.product_code}] and run "
                        "`iptvsync inbox retry`")
-    key = subscription_key(pb)
+    outcomes = [_apply_one(conn, ledger, cfg, pb, product, now, received_at, attached_to)]
+    for item in pb.items:
+        if item.main or item.product_code == pb.product_code:
+            continue  # the main item is produto[…], applied above
+        extra = cfg.products.get(item.product_code)
+        if extra is None:
+            ledger.audit("order_bump.unmapped", actor="process", inbox_id=inbox_id, sale_code=pb.sale_code,
+                         buyer_email=pb.buyer_email, product_code=item.product_code, name=item.name)
+            outcomes.append(f"item {item.product_code} unmapped: recorded, not provisioned")
+            continue
+        bump = replace(pb, product_code=item.product_code, product_name=item.name, amount=item.amount,
+                       line_item=item.product_code)
+        outcomes.append(f"item {item.product_code}: "
+                        + _apply_one(conn, ledger, cfg, bump, extra, now, received_at, None))
+    return "; ".join(outcomes)
+
+
+def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postback, product: ProductConfig,
+               now: datetime, received_at: str | None, attached_to: str | None) -> str:
+    key = attached_to or subscription_key(pb)
     if key is None:
         raise NotApplicable("postback has neither a sale code nor a subscription code")
-    days = period_days(product, pb)
+    if attached_to is None:
+        _hold_if_second_line(conn, pb, key)
+    days, months = period_of(product, pb)
     sub = dict(conn.execute(
         "INSERT INTO subscriptions (key, product_code, product_name, plan_code, panel, buyer_email,"
         " buyer_name, recurring, created_at, updated_at) VALUES (:key, :product, :pname, :plan, :panel,"
@@ -160,15 +194,25 @@ def apply_postback(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Po
          "now": iso(now)}).fetchone())  # the row as it is now: no second read
     who = {"subscription_id": sub["id"], "sale_code": pb.sale_code, "buyer_email": sub["buyer_email"]}
 
-    if pb.kind in KIND_TO_CHARGE:
+    charge_kind = pb.kind if pb.kind in KIND_TO_CHARGE else None
+    if charge_kind is None and pb.sale_paid and pb.paid_at and pb.sale_code:
+        # venda[status] Finalizada/Completa with a payment date: this charge was paid, whichever
+        # event carried it (e.g. a renewal seen only as 101 "Assinatura - Ativa").
+        charge_kind = "complete" if pb.sale_completed else "approved"
+    charged = None
+    if charge_kind is not None:
         if not pb.sale_code:
             raise NotApplicable(f"event {pb.event} without a sale code")
-        before, after = _upsert_charge(conn, sub["id"], pb, days, now)
+        paid_at, paid_from = _paid_at(pb, charge_kind, received_at)
+        before, after = _upsert_charge(conn, sub["id"], pb, charge_kind, paid_at, days, months, now)
         _, want = recompute(conn, sub["id"], cfg, now)
+        extra = {"paid_at_from": paid_from} if paid_from else {}
         ledger.audit(f"charge.{after}", actor="process", event=pb.event, parcela=pb.parcela,
-                     previous=before, paid_until=want.access_until, enabled=want.enabled, **who)
+                     previous=before, paid_until=want.access_until, enabled=want.enabled, **extra, **who)
         _queue_charge_emails(conn, cfg, sub, pb, before, after, want, now)
-        return f"charge {_charge_key(pb)}: {before or 'new'} -> {after}"
+        charged = f"charge {_charge_key(pb)}: {before or 'new'} -> {after}"
+        if pb.kind in KIND_TO_CHARGE:
+            return charged
 
     if pb.kind == "sub_cancelled":
         mode = cfg.policy.on_subscription_cancelled
@@ -179,7 +223,7 @@ def apply_postback(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Po
         ledger.audit("subscription.cancelled", actor="process", mode=mode, enabled=want.enabled, **who)
         queue(conn, subscription_id=sub["id"], kind="cancellation", cycle="cancel", to_addr=sub["buyer_email"],
               now=now, context={"access_until": iso(want.access_until) if want.enabled else iso(now)})
-        return f"subscription cancelled ({mode})"
+        return _joined(charged, f"subscription cancelled ({mode})")
 
     if pb.kind == "sub_overdue":
         _, want = recompute(conn, sub["id"], cfg, now)
@@ -187,33 +231,68 @@ def apply_postback(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Po
         if want.enabled:
             queue(conn, subscription_id=sub["id"], kind="payment_failed", cycle=f"overdue:{pb.parcela or ''}",
                   to_addr=sub["buyer_email"], now=now, context={"access_until": iso(want.access_until)})
-        return "subscription overdue: access runs to paid_until + grace"
+        return _joined(charged, "subscription overdue: access runs to paid_until + grace")
 
     recompute(conn, sub["id"], cfg, now)  # sub_active / waiting-only events: record, nothing to change
     ledger.audit(f"subscription.{pb.kind}", actor="process", event=pb.event, **who)
-    return f"recorded {pb.kind}"
+    return _joined(charged, f"recorded {pb.kind}")
+
+
+def _joined(*parts: str | None) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def _hold_if_second_line(conn: sqlite3.Connection, pb: Postback, key: str) -> None:
+    """A recurring plan's postback without ``assinatura`` for a buyer who already holds that
+    product's subscription would make a second line: held for ``inbox attach`` instead."""
+    if pb.subscription_code or not pb.periodicity or not pb.buyer_email or pb.line_item:
+        return
+    if conn.execute("SELECT 1 FROM subscriptions WHERE key = :key", {"key": key}).fetchone():
+        return  # this sale's own subscription: not a second line
+    held = conn.execute("SELECT id, key FROM subscriptions WHERE product_code = :product AND buyer_email = :email"
+                        " ORDER BY id DESC LIMIT 1",
+                        {"product": pb.product_code, "email": pb.buyer_email}).fetchone()
+    if held:
+        raise Held(f"recurring plan without assinatura: {pb.buyer_email} already holds subscription "
+                   f"{held['id']} ({held['key']}) of product {pb.product_code}; "
+                   f"`iptvsync inbox attach <id> {held['id']}` to renew it")
 
 
 def _charge_key(pb: Postback) -> str:
-    return f"{pb.sale_code}:{pb.parcela if pb.parcela is not None else ''}"
+    item = f"+{pb.line_item}" if pb.line_item else ""
+    return f"{pb.sale_code}:{pb.parcela if pb.parcela is not None else ''}{item}"
 
 
-def _upsert_charge(conn, sub_id: int, pb: Postback, days: int, now: datetime) -> tuple[str | None, str]:
+def _paid_at(pb: Postback, kind: str, received_at: str | None) -> tuple[str | None, str | None]:
+    """When the charge was paid, and where that came from when not venda[dataFinalizada].
+
+    A paid sale whose dataFinalizada is empty or 0000-00-00 still pays: from dataInicio, else
+    from when the postback was received."""
+    if KIND_TO_CHARGE[kind] not in PAYING and KIND_TO_CHARGE[kind] != "refunded":
+        return None, None
+    if pb.paid_at:
+        return pb.paid_at, None
+    if pb.started_at:
+        return pb.started_at, "dataInicio (no dataFinalizada)"
+    return received_at, "received time (no dataFinalizada nor dataInicio)"
+
+
+def _upsert_charge(conn, sub_id: int, pb: Postback, kind: str, paid_at: str | None, days: int, months: int,
+                   now: datetime) -> tuple[str | None, str]:
     """Move the charge up its precedence; never down. Returns the status before and after."""
-    status = KIND_TO_CHARGE[pb.kind]
+    status = KIND_TO_CHARGE[kind]
     row = conn.execute("SELECT status FROM charges WHERE charge_key = :key", {"key": _charge_key(pb)}).fetchone()
-    paid_at = pb.paid_at if status in PAYING or status == "refunded" else None
     after = conn.execute(
         "INSERT INTO charges (charge_key, sale_code, parcela, subscription_id, status, status_rank, paid_at,"
-        " days, amount, updated_at) VALUES (:key, :sale, :parcela, :sub, :status, :rank, :paid_at, :days,"
-        " :amount, :now) ON CONFLICT (charge_key) DO UPDATE SET"
+        " days, months, amount, updated_at) VALUES (:key, :sale, :parcela, :sub, :status, :rank, :paid_at, :days,"
+        " :months, :amount, :now) ON CONFLICT (charge_key) DO UPDATE SET"
         " status = CASE WHEN excluded.status_rank > status_rank THEN excluded.status ELSE status END,"
         " status_rank = MAX(status_rank, excluded.status_rank),"
         " paid_at = CASE WHEN paid_at IS NULL THEN excluded.paid_at WHEN excluded.paid_at IS NULL THEN paid_at"
         "           ELSE MIN(paid_at, excluded.paid_at) END,"
         " updated_at = excluded.updated_at RETURNING status",
         {"key": _charge_key(pb), "sale": pb.sale_code, "parcela": pb.parcela, "sub": sub_id,
-         "status": status, "rank": CHARGE_RANK[status], "paid_at": paid_at, "days": days,
+         "status": status, "rank": CHARGE_RANK[status], "paid_at": paid_at, "days": days, "months": months,
          "amount": pb.amount, "now": iso(now)}).fetchone()[0]
     return (row[0] if row else None), after
 

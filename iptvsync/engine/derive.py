@@ -17,10 +17,10 @@ from .model import PAYING, Desired, Period, SubFacts, desired_state, paid_until
 
 def facts(conn: sqlite3.Connection, sub: dict, cfg: Config) -> SubFacts:
     charges = [dict(r) for r in conn.execute(
-        "SELECT charge_key, status, paid_at, days FROM charges WHERE subscription_id = ?", (sub["id"],))]
+        "SELECT charge_key, status, paid_at, days, months FROM charges WHERE subscription_id = ?", (sub["id"],))]
     grants = [dict(r) for r in conn.execute(
         "SELECT grant_key, granted_at, days FROM grants WHERE subscription_id = ?", (sub["id"],))]
-    periods = [Period(parse_iso(c["paid_at"]), c["days"], "c:" + c["charge_key"])
+    periods = [Period(parse_iso(c["paid_at"]), c["days"], "c:" + c["charge_key"], c["months"])
                for c in charges if c["status"] in PAYING and c["paid_at"]]
     periods += [Period(parse_iso(g["granted_at"]), g["days"], "g:" + g["grant_key"]) for g in grants]
     # A dispute is over once a charge paid after the disputed one comes in (a renewal).

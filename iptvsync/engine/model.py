@@ -14,6 +14,7 @@ order end in the same state)::
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -30,14 +31,23 @@ class Period:
     start_at: datetime  # when it was paid (or granted)
     days: int
     key: str  # tie-breaker, so equal timestamps still fold in one order
+    months: int = 0  # calendar months, added after the days
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """``moment`` plus calendar months, the day clamped to the month's end (Jan 31 -> Feb 28)."""
+    index = moment.year * 12 + moment.month - 1 + months
+    year, month = divmod(index, 12)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    return moment.replace(year=year, month=month + 1, day=day)
 
 
 def paid_until(periods: list[Period]) -> datetime | None:
-    """Each period adds its days to ``max(previous paid_until, paid_at)``."""
+    """Each period adds its days (and calendar months) to ``max(previous paid_until, paid_at)``."""
     until = None
     for p in sorted(periods, key=lambda p: (p.start_at, p.key)):
         base = p.start_at if until is None or p.start_at > until else until
-        until = base + timedelta(days=p.days)
+        until = add_months(base + timedelta(days=p.days), p.months)
     return until
 
 

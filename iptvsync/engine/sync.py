@@ -55,11 +55,16 @@ def spec_for(sub: dict, cfg: Config, username: str, password: str, now: datetime
         max_connections=(plan and plan.max_connections) or (product.max_connections if product else 1),
         bouquets=(plan and plan.bouquets) or (product.bouquets if product else ()),
         package=(plan and plan.package) or (product.package if product else None),
+        outputs=(product.outputs if product else ()) or (panel.outputs if panel else ()),
         notes=f"iptvsync {sub['key']}")
 
 
-def mismatch(line: Line, spec: LineSpec, by_package: bool) -> str | None:
-    """Why ``line`` is not yet what ``spec`` asks, or None when it is."""
+def mismatch(line: Line, spec: LineSpec, by_package: bool, slack_s: int = RESELLER_SLACK_S) -> str | None:
+    """Why ``line`` is not yet what ``spec`` asks, or None when it is.
+
+    A line the buyer's app cannot play (no output format) is not in sync. ``slack_s``: how
+    short a package-bought expiry may be (half a package period: months are 28-31 days).
+    """
     if line.enabled != spec.enabled:
         return f"enabled is {line.enabled}, want {spec.enabled}"
     if not spec.enabled:
@@ -68,10 +73,14 @@ def mismatch(line: Line, spec: LineSpec, by_package: bool) -> str | None:
         return "line is a trial"
     if line.expires_at is None:
         return "line never expires"
+    if line.outputs is not None and not line.outputs:
+        return "line has no output format (the buyer's app cannot play it)"
     if by_package:
-        if spec.expires_at - line.expires_at > RESELLER_SLACK_S:
+        if spec.expires_at - line.expires_at > slack_s:
             return f"expiry {line.expires_at} short of {spec.expires_at}"
         return None
+    if line.outputs is not None and spec.outputs and set(line.outputs) != set(spec.outputs):
+        return f"outputs {list(line.outputs)}, want {list(spec.outputs)}"
     if abs(line.expires_at - spec.expires_at) > EXPIRY_TOLERANCE_S:
         return f"expiry {line.expires_at}, want {spec.expires_at}"
     if line.max_connections is not None and line.max_connections != spec.max_connections:
@@ -125,17 +134,19 @@ def converge(panel: Panel, spec: LineSpec, line_id: str | None, calls: list) -> 
         if panel.caps.chooses_credentials:  # the panel may have chosen the credentials
             spec = LineSpec(**{**spec.__dict__, "username": line.username, "password": line.password})
     # A reseller pays one package per update; never more calls than periods missing (+1).
-    rounds = 1
-    if panel.caps.extends_by_package and line.expires_at is not None and spec.package:
-        rounds = max(1, math.ceil((spec.expires_at - line.expires_at) / 86400 / 30) + 1)
+    rounds, slack = 1, RESELLER_SLACK_S
+    if panel.caps.extends_by_package and spec.package:
+        slack = panel.shortfall_slack_s(spec)
+        if line.expires_at is not None:
+            rounds = max(1, math.ceil((spec.expires_at - line.expires_at) / 86400 / 28) + 1)
     for _ in range(rounds):
-        why = mismatch(line, spec, panel.caps.extends_by_package)
+        why = mismatch(line, spec, panel.caps.extends_by_package, slack)
         if why is None:
             return line, action
         line = panel.update(line, spec)
         calls.append(("update", spec.username))
         action = "updated" if action == "none" else action
-    why = mismatch(line, spec, panel.caps.extends_by_package)
+    why = mismatch(line, spec, panel.caps.extends_by_package, slack)
     if why:
         raise PanelError(f"read-back mismatch after write: {why}", transient=True)
     return line, action

@@ -159,3 +159,11 @@ def m003_outbox_audit(db):
             finished_at TEXT,
             summary TEXT
         )""")
+
+
+@migrations()
+def m004_calendar_months_and_attach(db):
+    # A charge may buy calendar months (product period = "1 month") instead of days.
+    db.execute("ALTER TABLE charges ADD COLUMN months INTEGER NOT NULL DEFAULT 0")
+    # The subscription an operator attached a held postback to (`inbox attach`).
+    db.execute("ALTER TABLE inbox ADD COLUMN attached_to TEXT")

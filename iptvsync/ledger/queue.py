@@ -24,6 +24,7 @@ class InboxStatus(StrEnum):
     IGNORED = "ignored"  # stored as evidence, nothing to do (test button, non-payment event)
     UNMAPPED = "unmapped"  # its product has no [products.<code>] yet: retried on backoff
     FAILED = "failed"  # could not be applied: retried on backoff until max_attempts
+    HELD = "held"  # needs an operator's decision (``inbox attach``); never retried by itself
 
 
 class SyncStatus(StrEnum):

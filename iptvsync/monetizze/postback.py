@@ -43,6 +43,10 @@ SALE_STATUS_EVENTS: dict[str, int] = {
 PERIOD_DAYS: dict[str, int] = {
     "semanal": 7, "mensal": 30, "bimestral": 60, "trimestral": 90, "semestral": 180, "anual": 365,
 }
+#: plano[periodicidade] in calendar months (Semanal has none: 7 days)
+PERIOD_MONTHS: dict[str, int] = {"mensal": 1, "bimestral": 2, "trimestral": 3, "semestral": 6, "anual": 12}
+#: venda[status] texts (folded) that say the sale is paid (exemplo.php:292-299)
+PAID_SALE_STATUSES = frozenset({"finalizada", "completa"})
 
 TEST_PRODUCT_NAME = "x-wing"  # the panel's "test" button posts a sale of it (and no `json`)
 
@@ -61,6 +65,16 @@ _INTEGER = re.compile(r"[+-]?\d{1,18}")
 
 class UnsupportedContentType(MalformedPostback):
     """The body's content type is neither form-encoded nor JSON (the receiver answers 415)."""
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """One item of a multi-item sale (``venda_item_order_bump[]`` or ``produtos[]``)."""
+
+    product_code: str
+    name: str | None
+    main: bool  # principal = "1": the sale's main product, already in produto[…]
+    amount: str | None
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,21 @@ class Postback:
     is_test: bool
     chave_unica: str | None
     dedupe_key: str
+    sale_status: str | None = None  # venda[status] as sent
+    items: tuple[LineItem, ...] = ()  # order bumps and produtos[], the main item included
+    period_months: int | None = None  # plano[periodicidade] in calendar months
+    test_reason: str | None = None  # why is_test (which markers matched)
+    line_item: str | None = None  # set by the engine: this is the extra item <product code>
+
+    @property
+    def sale_paid(self) -> bool:
+        """venda[status] Finalizada or Completa: evidence that this charge was paid."""
+        return _fold(self.sale_status or "") in PAID_SALE_STATUSES
+
+    @property
+    def sale_completed(self) -> bool:
+        """venda[status] Completa: paid, and past the guarantee (exemplo.php:292-299)."""
+        return _fold(self.sale_status or "") == "completa"
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -224,7 +253,8 @@ def extract(payload: dict) -> Postback:
     else:  # abandoned checkout or unreadable: only an identical resend is a duplicate
         hashed = {key: value for key, value in payload.items() if key not in _UNHASHED_KEYS}
         dedupe_key = "nosale:" + hashlib.sha256(_canonical(hashed).encode()).hexdigest()
-    is_test = _fold(product_name or "") == TEST_PRODUCT_NAME
+    test_reason = _test_markers(product_name, sale_code, email, _text(product.get("codigo")), event)
+    is_test = test_reason is not None
     if is_test:  # the sample's sale code must never shadow a real sale's key
         dedupe_key = "test:" + dedupe_key
 
@@ -255,7 +285,48 @@ def extract(payload: dict) -> Postback:
         is_test=is_test,
         chave_unica=_text(payload.get("chave_unica")),
         dedupe_key=dedupe_key,
+        sale_status=_text(sale.get("status")),
+        items=_items(payload),
+        period_months=PERIOD_MONTHS.get(_fold(periodicity)) if periodicity else None,
+        test_reason=test_reason,
     )
+
+
+def _test_markers(product_name: str | None, sale_code: str | None, email: str | None,
+                  product_code: str | None, event: int | None) -> str | None:
+    """Why this looks like the dashboard's test button, or None.
+
+    The only documented marker is the sample product "X-Wing" (ExemploPOSTCallback README.md:13).
+    The test request also "lacks many fields" (issue #28): a classified postback without a real sale code
+    (absent or all zeros) that also lacks the buyer's e-mail or the product code is nobody's
+    purchase either. A false "test" would withhold a paid line, so a postback with a sale code
+    is a test only by the product name.
+    """
+    if _fold(product_name or "") == TEST_PRODUCT_NAME:
+        return "test product X-Wing"
+    if event is None or (sale_code and set(sale_code) != {"0"}):
+        return None  # unreadable postbacks stay "unclassified"
+    missing = [what for what, gone in (("no buyer e-mail", not email),
+                                       ("no product code", not product_code or set(product_code) == {"0"}))
+               if gone]
+    return ", ".join(["no sale code", *missing]) if missing else None
+
+
+def _items(payload: dict) -> tuple[LineItem, ...]:
+    """``venda_item_order_bump[]`` (exemplo.php:258-283, main item included, principal 1/0) and
+    ``produtos[]`` (ExemploPOSTCallback PR #39 only), one entry per product code."""
+    items: dict[str, LineItem] = {}
+    for name in ("venda_item_order_bump", "produtos"):
+        value = payload.get(name)
+        rows = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for row in rows:
+            if not isinstance(row, dict):
+                continue
+            code = _text(row.get("produto")) or _text(row.get("codigo"))
+            if code and code not in items:
+                items[code] = LineItem(code, _text(row.get("nome")), _text(row.get("principal")) == "1",
+                                       _text(row.get("valor")))
+    return tuple(items.values())
 
 
 def parse(body: bytes, content_type: str | None) -> tuple[dict, Postback]:

@@ -31,6 +31,10 @@ from iptvsync.panels.base import Line
 #: Reply keys whose values are never kept or shown (XUI rows carry the line password,
 #: ``user_info`` carries the API user's key).
 SECRET_KEYS = frozenset({"password", "api_key", "api_pass", "access_token", "play_token", "token"})
+#: access_output ids -> the stream extension players ask for (XC_VM player_api getOutputFormats;
+#: Xtream Codes 2.9 database.sql ``access_output`` rows 1-3)
+OUTPUT_FORMATS = {1: "m3u8", 2: "ts", 3: "rtmp"}
+OUTPUT_IDS = {name: number for number, name in OUTPUT_FORMATS.items()}
 CONNECT_TIMEOUT_CAP_S = 10.0
 CONNECT_ATTEMPTS = 3
 USER_AGENT = "iptvsync"
@@ -196,5 +200,7 @@ def line_from_row(row: dict) -> Line:
         bouquets=tuple(sorted(set(as_int_list(row["bouquet"])))) if "bouquet" in row else None,
         is_trial=as_bool(row.get("is_trial")),
         banned=not as_bool(row.get("admin_enabled"), default=True),
+        outputs=(tuple(sorted(OUTPUT_FORMATS.get(i, str(i)) for i in set(as_int_list(row["allowed_outputs"]))))
+                 if "allowed_outputs" in row else None),
         raw=redact(row),
     )

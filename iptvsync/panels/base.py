@@ -27,8 +27,11 @@ class Capabilities:
     chooses_credentials: bool = False
     #: ``health()`` reports the API user's credits.
     has_credits: bool = False
-    #: ``health()`` reports the API user's timezone (expiry texts are read in it).
+    #: ``health()`` reports the API user's timezone (informational: expiries are sent as
+    #: ``@<unix>``, which no timezone shifts).
     reports_timezone: bool = False
+    #: Lines log in through ``player_api.php`` on the panel's buyer-facing server (``links.server``).
+    has_player_api: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class LineSpec:
     max_connections: int = 1
     bouquets: tuple[int, ...] = ()
     package: int | None = None  # xui-reseller only: the package that pays one period
+    outputs: tuple[str, ...] = ()  # stream formats ("m3u8", "ts", "rtmp"); () = all the panel offers
     notes: str = ""  # written to admin_notes / reseller_notes, e.g. "iptvsync sub 12"
 
 
@@ -58,6 +62,7 @@ class Line:
     bouquets: tuple[int, ...] | None = None  # None = the panel did not say
     is_trial: bool = False
     banned: bool = False  # admin_enabled=0: an operator's ban; iptvsync never lifts it
+    outputs: tuple[str, ...] | None = None  # allowed stream formats; None = the panel did not say
     raw: dict = field(default_factory=dict, repr=False, compare=False)  # redacted
 
 
@@ -79,6 +84,10 @@ class Panel(Protocol):
 
         For ``caps.extends_by_package`` panels one call buys at most one package period.
         """
+
+    # Only on ``caps.extends_by_package`` panels:
+    # def shortfall_slack_s(self, spec: LineSpec) -> int:
+    #     """How far the line's expiry may fall short of the spec's without buying a package."""
 
 
     def health(self) -> dict:

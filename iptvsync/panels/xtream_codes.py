@@ -15,7 +15,11 @@ Quirks handled:
 * ``user_data`` keys are inserted as columns, so an unknown key fails the whole create
   (``PARAMETER ERROR``): only known columns are sent, and never ``output_formats`` (its
   override is buggy server-side). ``bouquet`` is sent as a JSON text: a form array is stored
-  as no bouquets. ``admin_notes``/``reseller_notes`` are NOT NULL without default: always sent.
+  as no bouquets. ``admin_notes``, ``reseller_notes``, ``forced_country`` and ``play_token``
+  are NOT NULL without a default (database.sql:1378-1379, :1395, :1398): on a MySQL in strict
+  mode a create without them is ``PARAMETER ERROR``, so all four are sent, empty (the panel
+  only acts on them when non-empty: functions.php:205-206, streaming.php:291).
+* A create without ``output_formats`` gives the line outputs 1, 2, 3 (api.php:204, :232-233).
 * ``edit`` answers ``{"result": true}`` even when nothing changed: ``update`` re-reads.
 * There is no delete in ``api.php``; iptvsync never deletes a line, it disables it.
 """
@@ -47,7 +51,7 @@ class XtreamCodesPanel:
     """Xtream Codes v2 ``api.php``: lines identified by their username+password pair."""
 
     kind = "xtream-codes"
-    caps = Capabilities()
+    caps = Capabilities(has_player_api=True)
 
     def __init__(self, name: str, url: str, api_key: str, timeout_s: float = 15,
                  max_concurrency: int = 4):
@@ -105,6 +109,8 @@ class XtreamCodesPanel:
             bouquet=json.dumps(list(spec.bouquets)),
             admin_notes=spec.notes,
             reseller_notes="",
+            forced_country="",
+            play_token="",
         )
         reply = self.call("create", fields, secrets=[spec.password]) or {}
         username = str(reply.get("username") or spec.username)

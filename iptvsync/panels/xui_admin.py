@@ -14,9 +14,15 @@ The XUI quirks this module exists to respect (XC_VM source; UNCONFIRMED on XUI.o
   are only ever sent when the line already has them at 1 (so a trial stays a trial, and a
   paid line never becomes one).
 * ``bouquets_selected`` is a JSON text (``"[1,2,3]"``), not a form array.
-* ``exp_date`` is sent as ``Y-m-d H:i:s`` in UTC, but the panel reads it in the *API user's*
-  timezone: that user must be set to UTC or every expiry shifts by the offset (the read-back
-  then differs and the engine reports it). ``health()`` returns the user's timezone.
+* ``exp_date`` is parsed by PHP ``new DateTime()`` in the API user's timezone, or the panel's
+  ``default_timezone`` when the user has none (XC_VM admin_api.php:6907-6919,
+  api/admin/index.php:699-701, xc_vm.php:47-49). It is sent as ``@<unix>``, which DateTime
+  reads as UTC whatever the zone (confirmed on XC_VM; UNCONFIRMED on XUI.one). An empty
+  ``exp_date`` on edit stores 0 (expired): never sent.
+* ``access_output[]`` must be a form array on create *and* edit: absent (or a scalar, or JSON
+  text) stores ``allowed_outputs = "[]"`` and every live stream is refused
+  (admin_api.php:6948-6957, stream/auth.php:404-409). The panel's form ticks every output for a
+  new line, so that is the default; ``outputs`` in the config narrows it.
 * ``get_lines`` ``search[value]`` is a LIKE over username, password, notes…: matches are
   filtered client-side to the exact username.
 """
@@ -25,9 +31,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
-from iptvsync.panels._http import PanelHttp, as_bool, as_int, line_from_row
+from iptvsync.errors import PanelError
+from iptvsync.panels._http import OUTPUT_FORMATS, OUTPUT_IDS, PanelHttp, as_bool, as_int, line_from_row
 from iptvsync.panels.base import Capabilities, Line, LineSpec
 
 STATUS_SUCCESS = "STATUS_SUCCESS"
@@ -52,16 +58,24 @@ FLAG_KEYS = ("is_trial", "is_restreamer", "is_stalker", "is_isplock", "bypass_ua
 #: Columns edit_line would reset or reassign when absent; resent as read.
 KEPT_COLUMNS = ("member_id", "admin_enabled", "admin_notes", "reseller_notes", "contact",
                 "forced_country", "force_server_id")
-#: JSON-list columns and the form array that sets each one.
-LIST_COLUMNS = {"allowed_ips": "allowed_ips[]", "allowed_ua": "allowed_ua[]",
-                "allowed_outputs": "access_output[]"}
+#: JSON-list columns and the form array that sets each one (outputs: see ``output_ids``).
+LIST_COLUMNS = {"allowed_ips": "allowed_ips[]", "allowed_ua": "allowed_ua[]"}
 SEARCH_PAGE_SIZE = 100
 SEARCH_MAX_PAGES = 20
 
 
 def panel_datetime(unix_s: int) -> str:
-    """The ``Y-m-d H:i:s`` text XUI's line form sends, in UTC (see the module docstring)."""
-    return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    """``@<unix>``: PHP's DateTime reads it as UTC, whatever the API user's timezone."""
+    return f"@{int(unix_s)}"
+
+
+def output_ids(spec: LineSpec, row: dict | None = None) -> list[int]:
+    """The ``access_output[]`` ids to send: the configured formats, else the line's own, else
+    every output (what the panel's form ticks for a new line)."""
+    if spec.outputs:
+        return sorted(OUTPUT_IDS[name] for name in spec.outputs)
+    current = [i for i in json_list((row or {}).get("allowed_outputs")) if as_int(i) in OUTPUT_FORMATS]
+    return sorted({as_int(i) or 0 for i in current}) or sorted(OUTPUT_FORMATS)
 
 
 class XuiApi:
@@ -180,7 +194,7 @@ class XuiAdminPanel(XuiApi):
     """XUI.one admin API: sets expiry, connections and bouquets directly."""
 
     kind = "xui-admin"
-    caps = Capabilities(reports_timezone=True)
+    caps = Capabilities(reports_timezone=True, has_player_api=True)
 
     def create(self, spec: LineSpec) -> Line:
         fields = {
@@ -190,6 +204,7 @@ class XuiAdminPanel(XuiApi):
             "max_connections": spec.max_connections,
             "enabled": int(spec.enabled),
             "bouquets_selected": json.dumps(list(spec.bouquets)),
+            "access_output[]": output_ids(spec),
             "admin_notes": spec.notes,
         }  # no flag keys at all: any of them, even "0", would set it
         secrets = [spec.password]
@@ -210,7 +225,21 @@ class XuiAdminPanel(XuiApi):
 
     def health(self) -> dict:
         data = (self.call("user_info") or {}).get("data") or {}
-        return {"ok": True, "user": data.get("username"), "timezone": data.get("timezone")}
+        facts = {"ok": True, "user": data.get("username")}
+        settings = {}
+        try:  # api/admin/index.php:565-566; a reseller key gets "Invalid action."
+            settings = (self.call("get_settings", {"show_columns": "default_timezone,enable_cache"})
+                        or {}).get("data") or {}
+        except PanelError:
+            pass
+        # A user without a timezone gets the panel's default (xc_vm.php:47-49), not UTC.
+        facts["timezone"] = data.get("timezone") or (
+            f"{settings['default_timezone']} (panel default)" if settings.get("default_timezone")
+            else "panel default")
+        facts["outputs"] = "m3u8, ts, rtmp (new lines get all unless outputs narrows them)"
+        if "enable_cache" in settings:
+            facts["line_cache"] = "on" if as_bool(settings["enable_cache"]) else "off"
+        return facts
 
 
 def json_list(value: object) -> list:
@@ -244,6 +273,7 @@ def edit_fields(row: dict, spec: LineSpec) -> dict:
         values = json_list(row.get(column))
         if values:
             fields[form_name] = values
+    fields["access_output[]"] = output_ids(spec, row)  # absent would store "[]"
     for flag in FLAG_KEYS:
         if as_bool(row.get(flag)):
             fields[flag] = 1

@@ -1,11 +1,23 @@
 """XUI.one reseller API adapter (``xui-reseller``): lines bought with packages and credits.
 
-A reseller cannot set ``exp_date``, ``max_connections`` or bouquets: the package does. So
-``create`` buys one package period, and ``update`` extends by calling ``edit_line`` with
-``package``, which the panel adds to the current expiry (or to now when expired) and charges
-again. Because every such call spends credits, ``update`` makes at most one per call and only
-when the panel's expiry is more than a day short of the spec's; the engine re-reads and calls
-again while it is still short (``caps.extends_by_package``).
+A reseller cannot set ``exp_date``, ``max_connections``, bouquets or outputs: the package does.
+So ``create`` buys one package period, and ``update`` extends by calling ``edit_line`` with
+``package``, which the panel adds to the current expiry (or to now when expired) with PHP's
+``strtotime('+N months')`` in the reseller's timezone, and charges again (XC_VM
+reseller_api.php:954-961). A "1 month" package bought on 1 February ends on 1 March: 28 days.
+Because every such call spends credits, ``update`` buys at most one per call, and only when the
+panel's expiry is short of the spec's by more than half a package period (read from the panel's
+``packages``): a short month never buys a second package. The engine re-reads and calls again
+while a whole period is still missing (``caps.extends_by_package``).
+
+``edit_line`` stores ``reseller_notes`` and ``contact`` as sent, NULL when absent
+(reseller_api.php:1035-1036): every edit re-sends them as read. ``enable_line``/``disable_line``
+do not refresh the panel's line cache (api/reseller/index.php:310-323); a free ``edit_line``
+after them does (reseller_api.php:1168), so one follows.
+
+Lines are found by the stored line id: on XC_VM the reseller API's ``get_lines`` answers an
+empty list whatever the search (api/reseller/table.php:47), so the search below only helps on
+panels where it works (UNCONFIRMED on XUI.one).
 
 A reseller whose group lacks ``allow_change_username``/``allow_change_password`` gets
 panel-generated credentials: ``create`` returns the ones the panel used (from ``data``). So
@@ -17,13 +29,16 @@ search covers the notes, and ``get`` accepts that marker when no exact username 
 
 from __future__ import annotations
 
-from iptvsync.panels._http import as_int, line_from_row
+from iptvsync.errors import PanelError
+from iptvsync.panels._http import OUTPUT_FORMATS, as_int, as_int_list, line_from_row
 from iptvsync.panels.base import Capabilities, Line, LineSpec
 from iptvsync.panels.xui_admin import XuiApi
 
 #: Expiry difference under which no package is bought: package periods are whole days and
 #: the panel computes from its own clock.
 EXTENSION_SLACK_S = 86400
+#: Nominal seconds per package unit, to size "half a period" (months vary from 28 to 31 days).
+UNIT_S = {"hours": 3600, "days": 86400, "months": 28 * 86400, "years": 365 * 86400}
 
 
 def renamed_line_marker(username: str) -> str:
@@ -34,7 +49,12 @@ class XuiResellerPanel(XuiApi):
     """XUI.one reseller API: expiry and limits come from the package; credits pay for it."""
 
     kind = "xui-reseller"
-    caps = Capabilities(extends_by_package=True, chooses_credentials=True, has_credits=True)
+    caps = Capabilities(extends_by_package=True, chooses_credentials=True, has_credits=True,
+                        has_player_api=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._packages: dict[int, dict] | None = None
 
     def create(self, spec: LineSpec) -> Line:
         package = self._package(spec)
@@ -57,26 +77,67 @@ class XuiResellerPanel(XuiApi):
         current = self.current(line)
         line_id = current.line_id or ""
         extended = False
-        if current.expires_at is not None and spec.expires_at - current.expires_at > EXTENSION_SLACK_S:
+        if current.expires_at is not None and spec.expires_at - current.expires_at > self.shortfall_slack_s(spec):
             # One paid period, never more: the engine re-reads and asks again if still short.
-            self.call("edit_line", {"id": line_id, "package": self._package(spec)}, secrets=secrets)
+            self.call("edit_line", {"id": line_id, "package": self._package(spec), **kept(current)},
+                      secrets=secrets)
             extended = True
         if current.enabled != spec.enabled or (extended and not spec.enabled):
             self.set_enabled(line_id, spec.enabled, secrets)
+            # A free edit (no package, no charge) queues the cache refresh enable/disable skip.
+            self.call("edit_line", {"id": line_id, **kept(current)}, secrets=secrets)
         return self.reread(current.username, current.password, line_id)
+
+    def packages(self) -> dict[int, dict]:
+        """The reseller's packages by id (``action=packages``), read once per adapter."""
+        if self._packages is None:
+            rows = (self.call("packages") or {}).get("data") or []
+            self._packages = {as_int(r.get("id")) or 0: r for r in rows if isinstance(r, dict)}
+        return self._packages
+
+    def period_s(self, package: int) -> int | None:
+        """A package's nominal period in seconds (months count 28 days); None if unknown."""
+        try:
+            row = self.packages().get(package)
+        except PanelError:
+            return None
+        if not row:
+            return None
+        unit = str(row.get("official_duration_in") or "days").lower()
+        unit = unit if unit.endswith("s") else unit + "s"
+        return (as_int(row.get("official_duration")) or 0) * UNIT_S.get(unit, 86400) or None
+
+    def shortfall_slack_s(self, spec: LineSpec) -> int:
+        """How short the line may be without buying: half a package period, at least a day."""
+        period = self.period_s(spec.package) if spec.package else None
+        return max(EXTENSION_SLACK_S, (period or 0) // 2)
 
     def is_renamed_line(self, row: dict, username: str) -> bool:
         return renamed_line_marker(username) in str(row.get("reseller_notes") or "")
 
     def health(self) -> dict:
         data = (self.call("user_info") or {}).get("data") or {}
-        return {"ok": True, "user": data.get("username"), "credits": credits_number(data.get("credits"))}
+        facts = {"ok": True, "user": data.get("username"), "credits": credits_number(data.get("credits")),
+                 "timezone": data.get("timezone") or "panel default"}
+        packages = self.packages()
+        facts["packages"] = "; ".join(
+            f"{pid}: {row.get('official_duration')} {row.get('official_duration_in')}, "
+            f"{row.get('official_credits')} cr, outputs "
+            f"{','.join(OUTPUT_FORMATS.get(i, str(i)) for i in as_int_list(row.get('output_formats'))) or 'none'}"
+            for pid, row in sorted(packages.items())) or "none"
+        facts["line_cache"] = "unknown (the reseller API cannot tell; enable/disable are followed by an edit)"
+        return facts
 
     def _package(self, spec: LineSpec) -> int:
         if spec.package is None:
             raise self.http.error("no package configured for this product (xui-reseller lines "
                                   "are bought by package)", status="STATUS_INVALID_PACKAGE")
         return spec.package
+
+
+def kept(line: Line) -> dict:
+    """The columns a reseller ``edit_line`` wipes unless re-sent, as the panel has them."""
+    return {column: line.raw.get(column) or "" for column in ("reseller_notes", "contact")}
 
 
 def credits_number(value: object) -> int | float | None:

@@ -24,8 +24,11 @@ import re
 import socket
 import threading
 import time
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
 
 FAIL_MODES = ("timeout_after_write", "500", "nonjson", "close")
 XUI_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ"
@@ -266,6 +269,32 @@ def mysql_row(row: dict) -> dict:
             return json.dumps(value, separators=(",", ":"))
         return str(int(value)) if isinstance(value, bool) else str(value)
     return {key: text(value) for key, value in row.items()}
+
+
+PANEL_FIXTURES = Path(__file__).parent.parent / "fixtures" / "panels"
+#: access_output ids of XC_VM / XC 2.9 (XC29 database.sql:34-36; player_api PA:726-734)
+OUTPUT_KEYS = {1: "m3u8", 2: "ts", 3: "rtmp"}
+
+
+def sample(name: str) -> dict:
+    """A reply body exactly as ``tests/fixtures/panels/<name>.json`` gives it (a fresh copy)."""
+    return json.loads((PANEL_FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def php_add(unix_s: int, count: int, unit: str, timezone: str) -> int:
+    """PHP ``strtotime('+<count> <unit>', unix_s)`` in ``timezone``: calendar months and years
+    on the wall clock, overflowing like PHP (Jan 31 + 1 month = Mar 3), hours as elapsed time."""
+    if unit.startswith("hour"):
+        return unix_s + count * 3600
+    wall = datetime.fromtimestamp(unix_s, ZoneInfo(timezone)).replace(tzinfo=None)
+    if unit.startswith("day"):
+        wall += timedelta(days=count)
+    else:
+        months = count * (12 if unit.startswith("year") else 1)
+        index = wall.year * 12 + wall.month - 1 + months
+        first = wall.replace(year=index // 12, month=index % 12 + 1, day=1)
+        wall = first + timedelta(days=wall.day - 1)  # day 31 of a 30-day month overflows
+    return int(wall.replace(tzinfo=ZoneInfo(timezone)).timestamp())
 
 
 LINE_PASSWORD = "Pw0rdSecretXyz1"  # the password the adapter tests' lines carry
