@@ -273,7 +273,7 @@ def test_reminder_for_one_off_and_expired_email(cfg, ledger):
 
 # -- order independence ---------------------------------------------------------------------
 
-SALE_EVENTS = [1, 2, 6, 4, 5, 3]
+SALE_EVENTS = [1, 2, 6, 4, 5, 3, 101]  # 101 carries venda[status] Finalizada: the same charge
 
 
 def final_state(cfg, events: list[int]) -> tuple:
@@ -303,7 +303,10 @@ def final_state(cfg, events: list[int]) -> tuple:
 def test_any_order_of_one_sales_events_gives_one_final_state(cfg, order, n):
     events = sorted(order[:n])  # a subset of the events...
     shuffled = order[:n]  # ...in the order they arrived
-    assert final_state(cfg, shuffled) == final_state(cfg, events)
+    state = final_state(cfg, shuffled)
+    assert state == final_state(cfg, events)
+    _charge, sub = state  # one charge, so the period is added exactly once or not at all
+    assert sub["paid_until"] in (None, "2026-12-20T17:37:57Z")
 
 
 def test_reminders_can_be_switched_off(tmp_path):
@@ -355,3 +358,123 @@ def test_a_parked_postback_stops_coming_back_after_max_attempts(tmp_path):
             clock.tick(timedelta(hours=2))  # past any backoff (capped at 1 h)
         assert tries == cfg.policy.max_attempts == 5
         assert ledger.one("SELECT status, attempts FROM inbox") == {"status": "unmapped", "attempts": 5}
+
+
+# -- payments as Monetizze really sends them (issue 8, items 8-12) ---------------------------
+
+def audit_rows(ledger, action):
+    return [json.loads(r["detail"]) for r in ledger.query("SELECT detail FROM audit WHERE action = ?", (action,))]
+
+
+@freeze_time(T0)
+def test_a_renewal_seen_only_as_event_101_extends_exactly_once(cfg, ledger):
+    deliver(ledger, payload(2))
+    run_process(cfg)
+    # "Assinatura - Ativa" carrying venda[status] Finalizada and a payment date: parcela 2 was paid
+    deliver(ledger, payload(101, sale="51000777", parcela=2))
+    run_process(cfg)
+    assert parse_iso(sub_row(ledger)["paid_until"]) == PAID + timedelta(days=60)
+    for event in (2, 6, 101):  # the same charge again, by every event that can carry it
+        deliver(ledger, payload(event, sale="51000777", parcela=2))
+    run_process(cfg)
+    assert parse_iso(sub_row(ledger)["paid_until"]) == PAID + timedelta(days=60)
+    assert [e[0] for e in emails(ledger)] == ["activation", "renewal"]
+
+
+@freeze_time(T0)
+@pytest.mark.parametrize("started, paid_from", [("2026-11-20 14:37:55", "dataInicio"), ("", "received")])
+@pytest.mark.parametrize("no_date", ["", "0000-00-00 00:00:00"])
+def test_a_paid_sale_without_data_finalizada_still_pays(cfg, ledger, started, paid_from, no_date):
+    p = payload(2)
+    p["venda"].update(dataFinalizada=no_date, dataInicio=started)
+    deliver(ledger, p)
+    run_process(cfg)
+    start = PAID - timedelta(seconds=2) if started else parse_iso(T0)
+    assert parse_iso(sub_row(ledger)["paid_until"]) == start + timedelta(days=30)
+    assert len(dry_lines(cfg)) == 1 and [e[0] for e in emails(ledger)] == ["activation"]
+    [charge] = audit_rows(ledger, "charge.paid")
+    assert charge["paid_at_from"].startswith(paid_from)
+
+
+def bump_item(product: str, principal: str, name: str) -> dict:
+    return {"produto": product, "chave": "k" + product, "nome": name, "descricao": "", "plano": "1",
+            "cupom": None, "valor": "9.90", "quantidade": "1", "principal": principal}
+
+
+@pytest.mark.parametrize("field", ["venda_item_order_bump", "produtos"])
+def test_order_bump_items_get_their_own_line_and_unmapped_ones_are_recorded(tmp_path, field):
+    from support.install import BASE_TOML, write_install
+
+    toml = BASE_TOML + '\n[products.200001]\nname = "Canais extras"\npanel = "main"\ndays = 30\n'
+    cfg = load_config(write_install(tmp_path / "i", toml))
+    ledger = Ledger(cfg.ledger_path)
+    p = payload(2)
+    p["order_bump"] = "1"
+    p[field] = [bump_item("145388", "1", "IPTV Mensal"), bump_item("200001", "0", "Canais extras"),
+                bump_item("300001", "0", "E-book")]
+    with freeze_time(T0):
+        inbox_id = deliver(ledger, p)
+        run_process(cfg)
+        deliver(ledger, payload(2))  # the same sale again: still two lines, not four
+        run_process(cfg)
+    keys = [r["key"] for r in ledger.query("SELECT key FROM subscriptions ORDER BY id")]
+    assert keys == ["sub:1104370", "sub:1104370+200001"]
+    assert all(parse_iso(sub_row(ledger, k)["paid_until"]) == PAID + timedelta(days=30) for k in keys)
+    assert len(dry_lines(cfg)) == 2
+    row = ledger.one("SELECT status, reason FROM inbox WHERE id = ?", (inbox_id,))
+    assert row["status"] == "applied" and "item 300001 unmapped" in row["reason"]
+    [unmapped] = audit_rows(ledger, "order_bump.unmapped")
+    assert unmapped["product_code"] == "300001"
+
+
+def test_a_recurring_postback_without_assinatura_is_held_then_attached(cfg, ledger):
+    from typer.testing import CliRunner
+
+    from iptvsync.cli import app
+    from iptvsync.ops.health import health
+
+    with freeze_time(T0):
+        deliver(ledger, payload(2))
+        run_process(cfg)
+        renewal = payload(2, sale="51000888", subscription=None)
+        renewal["plano"]["periodicidade"] = "Mensal"  # a plan's charge, but no assinatura block
+        held_id = deliver(ledger, renewal)
+        run_process(cfg)
+        row = ledger.one("SELECT status, reason FROM inbox WHERE id = ?", (held_id,))
+        assert row["status"] == "held" and "already holds subscription 1" in row["reason"]
+        assert ledger.one("SELECT COUNT(*) n FROM subscriptions")["n"] == 1  # no second line
+        problems = health(cfg)["problems"]
+        assert any(f"inbox {held_id}: recurring plan without assinatura" in p for p in problems)
+        result = CliRunner().invoke(app, ["inbox", "attach", str(held_id), "1"], catch_exceptions=False,
+                                    env={"IPTVSYNC_CONFIG": str(cfg.path)})
+        assert result.exit_code == 0 and "attached to subscription 1" in result.output
+        run_process(cfg)
+    assert ledger.one("SELECT COUNT(*) n FROM subscriptions")["n"] == 1
+    assert parse_iso(sub_row(ledger)["paid_until"]) == PAID + timedelta(days=60)
+    assert [e[0] for e in emails(ledger)] == ["activation", "renewal"]
+    assert audit_rows(ledger, "inbox.attached")[0]["key"] == "sub:1104370"
+
+
+@freeze_time(T0)
+def test_a_one_off_products_new_sale_stays_a_new_purchase(cfg, ledger):
+    deliver(ledger, payload(2))
+    deliver(ledger, payload(2, sale="51000999", subscription=None))  # no plano[periodicidade]
+    run_process(cfg)
+    assert ledger.one("SELECT COUNT(*) n FROM subscriptions")["n"] == 2
+    assert ledger.one("SELECT COUNT(*) n FROM inbox WHERE status = 'held'")["n"] == 0
+
+
+@freeze_time(T0)
+@pytest.mark.parametrize("sale", [None, "0"])
+def test_the_dashboard_test_button_is_known_without_the_x_wing_name(cfg, ledger, sale):
+    p = {"tipoEvento": {"codigo": 2, "descricao": "Finalizada / Aprovada"},
+         "produto": {"codigo": "145388", "nome": "Produto exemplo"},
+         "venda": {"status": "Finalizada", "dataFinalizada": "2026-11-20 14:37:57"}, "comprador": {}}
+    if sale:
+        p["venda"]["codigo"] = sale
+    inbox_id = deliver(ledger, p)
+    row = ledger.one("SELECT status, is_test, reason FROM inbox WHERE id = ?", (inbox_id,))
+    assert (row["status"], row["is_test"], row["reason"]) == ("ignored", 1, "Monetizze test postback")
+    summary = run_process(cfg)
+    assert summary["apply"]["applied"] == 0 and dry_lines(cfg) == {}
+    assert ledger.one("SELECT COUNT(*) n FROM subscriptions")["n"] == 0

@@ -74,6 +74,21 @@ def retry(ctx: typer.Context, ids: list[int] = typer.Argument(None, help="Row id
     typer.echo(f"{count} postback(s) queued again; run `iptvsync process`")
 
 
+@inbox_app.command("attach")
+def attach(ctx: typer.Context, inbox_id: int = typer.Argument(..., help="Held inbox row id."),
+           subscription: str = typer.Argument(..., help="Subscription id or key it renews.")):
+    """Apply a held postback (recurring plan without assinatura) to an existing subscription."""
+    from ..ledger import inbox
+
+    try:
+        done = inbox.attach(_ledger(ctx), inbox_id, subscription)
+    except inbox.AttachError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"inbox {done['inbox_id']} attached to subscription {done['subscription_id']} "
+               f"({done['key']}); run `iptvsync process`")
+
+
 @inbox_app.command("replay")
 def replay(ctx: typer.Context, ids: list[int] = typer.Argument(..., help="Row ids to apply again.")):
     """Apply already-applied postbacks again (safe: every effect is keyed)."""

@@ -62,7 +62,7 @@ def period_of(product: ProductConfig, pb: Postback) -> tuple[int, int]:
 
 
 def apply_inbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = None) -> dict[str, int]:
-    counts = {InboxStatus.APPLIED: 0, InboxStatus.UNMAPPED: 0, InboxStatus.FAILED: 0}
+    counts = {InboxStatus.APPLIED: 0, InboxStatus.UNMAPPED: 0, InboxStatus.FAILED: 0, InboxStatus.HELD: 0}
     after = 0  # each row is tried at most once per run
     single_until = 0  # after a failed batch, its rows go again one per transaction
     while limit is None or sum(counts.values()) < limit:

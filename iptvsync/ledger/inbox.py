@@ -101,6 +101,36 @@ def retry(ledger: Ledger, ids: list[int] | None = None) -> int:
     return count
 
 
+class AttachError(ValueError):
+    """``inbox attach`` cannot do what was asked (unknown row or subscription, wrong status)."""
+
+
+def attach(ledger: Ledger, inbox_id: int, subscription: str, actor: str = "operator") -> dict[str, Any]:
+    """Apply a held postback to an existing subscription (by id or key) on the next ``process``.
+
+    One transaction: the row remembers the subscription, goes back to pending, and the audit
+    says who attached what to which."""
+    with ledger.tx() as conn:
+        row = conn.execute("SELECT id, status, sale_code, buyer_email, product_code FROM inbox WHERE id = :id",
+                           {"id": inbox_id}).fetchone()
+        if row is None:
+            raise AttachError(f"no inbox row {inbox_id}")
+        if row["status"] != InboxStatus.HELD:
+            raise AttachError(f"inbox row {inbox_id} is {row['status']}, not {InboxStatus.HELD}")
+        sub = conn.execute("SELECT id, key, product_code, buyer_email FROM subscriptions"
+                           " WHERE key = :s OR CAST(id AS TEXT) = :s", {"s": str(subscription)}).fetchone()
+        if sub is None:
+            raise AttachError(f"no subscription {subscription}")
+        if sub["product_code"] != row["product_code"]:
+            raise AttachError(f"subscription {sub['id']} is product {sub['product_code']}, the postback is "
+                              f"product {row['product_code']}")
+        conn.execute("UPDATE inbox SET attached_to = :key WHERE id = :id", {"key": sub["key"], "id": inbox_id})
+        requeue(conn, INBOX, ids=[inbox_id], statuses=[InboxStatus.HELD])
+        ledger.audit("inbox.attached", actor=actor, inbox_id=inbox_id, subscription_id=sub["id"],
+                     sale_code=row["sale_code"], buyer_email=row["buyer_email"], key=sub["key"])
+    return {"inbox_id": inbox_id, "subscription_id": sub["id"], "key": sub["key"]}
+
+
 def count_rejection(conn: sqlite3.Connection, status: int, reason: str, remote: str | None,
                     at: datetime | None = None) -> None:
     """Count a rejected request: bounded by (day, status, reason), so floods can't fill the disk."""

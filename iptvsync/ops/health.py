@@ -24,6 +24,7 @@ def health(cfg: Config) -> dict:
                                                  (InboxStatus.PENDING,)).fetchone()[0],
             "inbox_failed": count(conn, INBOX, InboxStatus.FAILED),
             "inbox_unmapped": count(conn, INBOX, InboxStatus.UNMAPPED),
+            "inbox_held": count(conn, INBOX, InboxStatus.HELD),
             "subs_pending_sync": count(conn, SYNC, SyncStatus.PENDING),
             "subs_dead": count(conn, SYNC, SyncStatus.DEAD),
             "outbox_pending": count(conn, OUTBOX, MailStatus.PENDING),
@@ -33,6 +34,9 @@ def health(cfg: Config) -> dict:
                 (now().strftime("%Y-%m-%d"),)).fetchone()[0],
             "last_run": one("SELECT MAX(finished_at) FROM runs"),
         }
+        reasons = [r[0] for r in conn.execute(  # why each is held, for `status`
+            "SELECT 'inbox ' || id || ': ' || reason FROM inbox WHERE status = ? ORDER BY id LIMIT 3",
+            (InboxStatus.HELD,))]
     finally:
         ledger.close()
     problems = []
@@ -44,6 +48,8 @@ def health(cfg: Config) -> dict:
     if facts["inbox_failed"] or facts["inbox_unmapped"]:
         problems.append(f"{facts['inbox_failed']} failed and {facts['inbox_unmapped']} unmapped postback(s):"
                         " `iptvsync inbox list --status failed`")
+    if facts["inbox_held"]:
+        problems.append(f"{facts['inbox_held']} postback(s) held for an operator: " + " | ".join(reasons))
     oldest = parse_iso(facts["inbox_oldest_pending"])
     if oldest and t - oldest > STALE_PENDING:
         problems.append(f"oldest pending postback is from {facts['inbox_oldest_pending']}: is cron running process?")
