@@ -230,6 +230,33 @@ def test_bad_choice(tmp_path, extra, key, value):
     assert_one_line(message, key, value, str(config))
 
 
+@pytest.mark.parametrize(("toml", "fragments"), [
+    ('[panels.main]\nkind = "dry-run"\n[products.1]\npanel = "main"\nperiod = "1 fortnight"\n',
+     ("products.1", "period", "1 fortnight")),
+    ('[panels.main]\nkind = "dry-run"\n[products.1]\npanel = "main"\ndays = 30\nperiod = "1 month"\n',
+     ("products.1", "days", "period")),
+    ('[panels.main]\nkind = "dry-run"\noutputs = ["hls"]\n[products.1]\npanel = "main"\n',
+     ("panels.main", "outputs", "hls")),
+    ('[panels.main]\nkind = "dry-run"\n[products.1]\npanel = "main"\noutputs = ["ts", "flv"]\n',
+     ("products.1", "outputs", "flv")),
+])
+def test_bad_period_or_outputs(tmp_path, toml, fragments):
+    message, config = config_error(tmp_path, toml)
+    assert_one_line(message, *fragments, str(config))
+
+
+def test_period_in_months_and_outputs(tmp_path):
+    from iptvsync.config import load_config
+
+    toml = ('[panels.main]\nkind = "dry-run"\noutputs = ["m3u8"]\n[products.1]\npanel = "main"\n'
+            'period = "1 month"\noutputs = ["ts", "m3u8"]\n[products.1.plans.Q]\nperiod = "3 months"\n'
+            '[products.2]\npanel = "main"\nperiod = "45 days"\n')
+    cfg = load_config(write_install(tmp_path / "i", toml))
+    one, two = cfg.products["1"], cfg.products["2"]
+    assert (one.days, one.months, one.outputs, one.plans["Q"].months) == (None, 1, ("ts", "m3u8"), 3)
+    assert (two.days, two.months, cfg.panels["main"].outputs) == (45, None, ("m3u8",))
+
+
 def test_bad_panel_kind(tmp_path):
     message, config = config_error(tmp_path, '[panels.main]\nkind = "stalker"\n[products.1]\npanel = "main"\n')
     assert_one_line(message, "kind", "panels.main", "stalker", "xui-admin", str(config))

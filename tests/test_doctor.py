@@ -11,6 +11,7 @@ from support.xui import FakeXuiAdmin, FakeXuiReseller
 from typer.testing import CliRunner
 
 from iptvsync.cli import _register, app
+from iptvsync.clock import SAO_PAULO
 
 _register()
 
@@ -41,16 +42,20 @@ def test_missing_ledger_and_secret_fail(tmp_path):
     assert rows["MONETIZZE_CHAVE_UNICA"]["status"] == "fail"
 
 
-def test_panel_key_credits_and_timezone(tmp_path):
-    with FakeXuiAdmin(api_key="right-key-123456", timezone="America/Sao_Paulo") as admin, \
+def test_panel_key_credits_timezone_outputs_packages_and_cache(tmp_path):
+    with FakeXuiAdmin(api_key="right-key-123456", timezone=None, enable_cache=True) as admin, \
             FakeXuiReseller(api_key="k", credits=0) as reseller:
         toml = BASE_TOML.replace('kind = "dry-run"', f'kind = "xui-admin"\nurl = "{admin.url}"') + (
             f'\n[panels.res]\nkind = "xui-reseller"\nurl = "{reseller.url}"\n')
         config = write_install(tmp_path / "i", toml, env={"PANEL_MAIN_API_KEY": "right-key-123456",
                                                           "PANEL_RES_API_KEY": "k"})
         code, rows = doctor(config)
-        assert rows["panel main"]["status"] == "warn" and "UTC" in rows["panel main"]["detail"]
+        # a non-UTC API user is no problem any more (expiries go as @unix): reported, not warned
+        main = rows["panel main"]
+        assert main["status"] == "ok" and "timezone=Europe/London (panel default)" in main["detail"]
+        assert "outputs=m3u8, ts, rtmp" in main["detail"] and "line_cache=on" in main["detail"]
         assert rows["panel res"]["status"] == "warn" and "credits" in rows["panel res"]["detail"]
+        assert "packages=7: 1 months, 1 cr, outputs m3u8,ts" in rows["panel res"]["detail"]
         config = write_install(tmp_path / "j", toml, env={"PANEL_MAIN_API_KEY": "wrong-key-654321",
                                                           "PANEL_RES_API_KEY": "k"})
         code, rows = doctor(config)
@@ -102,3 +107,30 @@ def test_monetizze_consumer_key_is_tried(tmp_path):
         code, rows = doctor(bad)
         assert code == 1 and rows["MONETIZZE_CONSUMER_KEY"]["status"] == "fail"
         assert "not-the-key-0000" not in json.dumps(rows)
+
+
+def test_doctor_logs_in_with_a_synced_line_like_the_buyers_app(tmp_path):
+    from support.postbacks import deliver, payload
+
+    from iptvsync.config import load_config
+    from iptvsync.engine.runner import run_process
+    from iptvsync.ledger.db import Ledger
+
+    with FakeXuiAdmin(api_key="k") as admin:
+        toml = BASE_TOML.replace('kind = "dry-run"', f'kind = "xui-admin"\nurl = "{admin.url}"').replace(
+            'server = "http://tv.example.com:8080"', f'server = "{admin.root}"')
+        config = write_install(tmp_path / "i", toml, env={"PANEL_MAIN_API_KEY": "k"})
+        cfg = load_config(config)
+        ledger = Ledger(cfg.ledger_path)
+        assert doctor(config)[1]["panel main player"]["detail"].startswith("no enabled line synced yet")
+        paid = datetime.now(UTC).astimezone(SAO_PAULO).strftime("%Y-%m-%d %H:%M:%S")
+        deliver(ledger, payload(2, paid=paid))
+        run_process(cfg)
+        row = doctor(config)[1]["panel main player"]
+        assert row["status"] == "ok" and "plays: Active, outputs m3u8, ts, rtmp" in row["detail"]
+        [line] = admin.lines.values()
+        line["allowed_outputs"] = []  # what a create without access_output[] leaves (XC_VM)
+        row = doctor(config)[1]["panel main player"]
+        assert row["status"] == "warn" and "no allowed output format" in row["detail"]
+        line["enabled"] = 0
+        assert "HTTP 404" in doctor(config)[1]["panel main player"]["detail"]

@@ -146,3 +146,16 @@ def test_passwords_stay_out_of_urls_and_raw(fake, panel):
     assert line.raw["password"] == "***" and line.raw["play_token"] == ""
     assert all(API_PASS not in q and PASSWORD not in q for q in fake.queries)
     assert PASSWORD not in repr(line)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_create_without_every_not_null_column_fails_only_on_strict_mysql(strict):
+    """XC29 database.sql:1395, :1398: forced_country and play_token are NOT NULL without a
+    default; api.php:240-241 answers PARAMETER ERROR when the INSERT fails."""
+    with FakeXtreamCodes(api_pass=API_PASS, strict=strict) as fake:
+        reply = raw_call(fake, "create", **{"user_data[username]": "u1", "user_data[password]": "p1",
+                                            "user_data[admin_notes]": "", "user_data[reseller_notes]": ""})
+        assert reply == ({"result": False, "error": "PARAMETER ERROR"} if strict else
+                         {"result": True, "created_id": 1, "username": "u1", "password": "p1"})
+        panel = XtreamCodesPanel("main", fake.url, API_PASS, timeout_s=2)
+        assert panel.create(spec_for()).enabled  # the adapter sends all four, so both modes work

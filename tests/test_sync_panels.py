@@ -160,6 +160,24 @@ def test_whole_lifecycle_with_the_quirks_on(installed):
     assert sent(ledger) == ["activation", "renewal", "refund", "cancellation"]
 
 
+def test_outputs_narrowed_in_the_config_are_sent_and_verified(tmp_path):
+    with FakeXuiAdmin() as fake:
+        cfg = panel_install(tmp_path, "xui-admin", fake.url)
+        toml = cfg.path.read_text().replace("timeout_s = 2", 'timeout_s = 2\noutputs = ["ts", "m3u8"]')
+        cfg.path.write_text(toml)
+        cfg = load_config(cfg.path)
+        ledger = Ledger(cfg.ledger_path)
+        deliver(ledger, payload(2, paid=paid_now()))
+        run_process(cfg)
+        [line] = fake.lines.values()
+        assert line["allowed_outputs"] == [1, 2]
+        assert buyer_login(ledger, cfg, fake).outputs == ("m3u8", "ts")
+        line["allowed_outputs"] = [3]  # changed on the panel: the next sync puts it back
+        deliver(ledger, payload(2, sale="51000777", parcela=2, paid=paid_now()))
+        run_process(cfg)
+        assert fake.lines[line["id"]]["allowed_outputs"] == [1, 2]
+
+
 def test_refund_disables_the_line(installed):
     kind, fake, cfg, ledger = installed
     deliver(ledger, payload(2, paid=paid_now()))

@@ -56,6 +56,8 @@ def check_ledger(cfg: Config) -> list[dict]:
 
 
 def check_panels(cfg: Config) -> list[dict]:
+    """Per panel: key accepted, the API user's timezone (informational: expiries go as
+    ``@<unix>``), outputs, package durations, line cache, credits; then a buyer's login."""
     from ..engine.runner import build_panels
     from ..errors import PanelError
 
@@ -73,11 +75,40 @@ def check_panels(cfg: Config) -> list[dict]:
         status = "ok"
         if panel.caps.has_credits and float(facts.get("credits") or 0) < 1:
             status, detail = "warn", f"{detail}: no credits left, new lines will fail"
-        tz = facts.get("timezone")
-        if panel.caps.reports_timezone and tz and tz not in ("UTC", "Etc/UTC", "GMT"):
-            status, detail = "warn", f"API user timezone is {tz}: set it to UTC (expiries are sent in UTC)"
         rows.append(_row(f"panel {name}", status, detail))
+        if panel.caps.has_player_api:
+            rows.append(check_player_login(cfg, name))
     return rows
+
+
+def check_player_login(cfg: Config, panel: str) -> dict:
+    """Log in as a buyer's app would, with the newest line this panel verified, through
+    ``player_api.php`` on the server the emails show (``[panels.<name>.links] server``)."""
+    from ..credentials import decrypt
+    from ..ledger.db import Ledger
+    from ..ledger.queue import SyncStatus
+    from ..panels.player_api import player_login
+
+    check = f"panel {panel} player"
+    if not cfg.ledger_path.exists() or not cfg.secrets.secret_key:
+        return _row(check, "warn", "no ledger or IPTVSYNC_SECRET_KEY: no line to log in with")
+    ledger = Ledger(cfg.ledger_path, migrate=False)
+    try:
+        sub = ledger.one("SELECT id, username, password_enc FROM subscriptions WHERE panel = :panel"
+                         " AND sync_status = :synced AND applied_enabled = 1 AND password_enc IS NOT NULL"
+                         " ORDER BY applied_at DESC LIMIT 1", {"panel": panel, "synced": SyncStatus.SYNCED})
+    finally:
+        ledger.close()
+    if sub is None:
+        return _row(check, "ok", "no enabled line synced yet: nothing to log in with")
+    try:
+        password = decrypt(sub["password_enc"], cfg.secrets.secret_key)
+    except Exception:  # a key that does not open this ledger's passwords
+        return _row(check, "warn", f"subscription {sub['id']}: password does not decrypt with this key")
+    server = cfg.panels[panel].links.server
+    login = player_login(server, sub["username"], password, timeout_s=cfg.panels[panel].timeout_s)
+    where = f"subscription {sub['id']} via {server}"
+    return _row(check, "ok" if login.playable else "warn", f"{where}: {login.detail}")
 
 
 def check_email(cfg: Config) -> list[dict]:
