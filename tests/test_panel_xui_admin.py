@@ -234,3 +234,21 @@ def test_api_key_and_passwords_never_travel_in_the_url(fake, panel):
     panel.update(panel.create(spec_for()), spec_for(enabled=False))
     panel.health()
     assert fake.queries and all(API_KEY not in q and PASSWORD not in q for q in fake.queries)
+
+
+def test_disabling_refreshes_the_line_cache_players_read():
+    """With the cache on, disable_line leaves player_api answering from the stale cache
+    (api/admin/index.php:754-767; live XC_VM); the adapter disables through edit_line, which
+    refreshes it (admin_api.php:6968)."""
+    from iptvsync.panels.player_api import player_login
+
+    with FakeXuiAdmin(api_key=API_KEY, enable_cache=True) as fake:
+        panel = XuiAdminPanel("main", fake.url, API_KEY, timeout_s=2)
+        line = panel.create(spec_for())
+        assert player_login(fake.root, line.username, PASSWORD).playable
+        requests.post(fake.url + "/", params={"action": "disable_line"}, timeout=2,
+                      data={"api_key": API_KEY, "id": line.line_id})
+        assert player_login(fake.root, line.username, PASSWORD).playable  # stale: the quirk
+        panel.update(panel.get(line.username, PASSWORD, line.line_id), spec_for(enabled=False))
+        assert fake.count("disable_line") == 1  # only the raw call above
+        assert not player_login(fake.root, line.username, PASSWORD).playable
