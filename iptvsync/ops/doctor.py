@@ -95,8 +95,8 @@ def check_player_login(cfg: Config, panel: str) -> dict:
     ledger = Ledger(cfg.ledger_path, migrate=False)
     try:
         sub = ledger.one("SELECT id, username, password_enc FROM subscriptions WHERE panel = :panel"
-                         " AND sync_status = :synced AND applied_enabled = 1 AND password_enc IS NOT NULL"
-                         " ORDER BY applied_at DESC LIMIT 1", {"panel": panel, "synced": SyncStatus.SYNCED})
+                         " AND sync_status = :status AND applied_enabled = 1 AND password_enc IS NOT NULL"
+                         " ORDER BY applied_at DESC LIMIT 1", {"panel": panel, "status": SyncStatus.SYNCED})
     finally:
         ledger.close()
     if sub is None:
