@@ -201,9 +201,15 @@ def test_a_first_charge_is_stored_with_the_fields_the_engine_needs(receiver, con
         "buyer_email": "maria@example.com", "paid_at": "2026-11-20T17:37:57Z", "status": "pending"}
 
 
-def test_the_monetizze_test_button_is_answered_200_and_stored_as_ignored(receiver):
+@pytest.mark.parametrize("marker", ["X-Wing", "no sale code nor buyer"])
+def test_the_monetizze_test_button_is_answered_200_and_stored_as_ignored(receiver, marker):
     payload = json.loads(fixture_body("approved-first-charge.json"))
-    payload["produto"]["nome"] = "X-Wing"
+    if marker == "X-Wing":
+        payload["produto"]["nome"] = "X-Wing"
+    else:  # renamed sample product: still nobody's purchase
+        payload["produto"]["nome"] = "Produto exemplo"
+        payload["venda"]["codigo"] = payload["codigo_venda"] = "0"
+        payload["comprador"]["email"] = ""
     response = receiver.post(build_form(payload, json_field=False))  # the button sends no `json`
 
     assert response.status_code == 200
