@@ -178,6 +178,20 @@ def test_outputs_narrowed_in_the_config_are_sent_and_verified(tmp_path):
         assert fake.lines[line["id"]]["allowed_outputs"] == [1, 2]
 
 
+def test_dry_run_plans_one_package_per_renewal_and_buys_nothing(tmp_path):
+    from iptvsync.engine.plan import plan_process
+
+    with FakeXuiReseller() as fake:
+        cfg = panel_install(tmp_path, "xui-reseller", fake.url)
+        ledger = Ledger(cfg.ledger_path)
+        deliver(ledger, payload(2, paid=paid_now()))
+        run_process(cfg)
+        deliver(ledger, payload(2, sale="51000777", parcela=2, paid=paid_now()))
+        plan = plan_process(cfg)
+        assert plan["sync_failures"] == 0 and [c["call"] for c in plan["calls"]] == ["update"]
+        assert fake.credits == 9 and fake.count("edit_line") == 0
+
+
 def test_refund_disables_the_line(installed):
     kind, fake, cfg, ledger = installed
     deliver(ledger, payload(2, paid=paid_now()))

@@ -44,6 +44,9 @@ class RecordingPanel:
                            f"expires {line.expires_at}->{spec.expires_at}"})
         return replace(self._line(spec, line.line_id), username=line.username, password=line.password)
 
+    def shortfall_slack_s(self, spec):  # package panels: as the real adapter decides
+        return self.real.shortfall_slack_s(spec)
+
     def health(self):
         return self.real.health()
 
