@@ -159,3 +159,19 @@ def test_a_create_without_every_not_null_column_fails_only_on_strict_mysql(stric
                          {"result": True, "created_id": 1, "username": "u1", "password": "p1"})
         panel = XtreamCodesPanel("main", fake.url, API_PASS, timeout_s=2)
         assert panel.create(spec_for()).enabled  # the adapter sends all four, so both modes work
+
+
+@pytest.mark.parametrize("garbled", [False, True])
+def test_a_created_line_plays_through_player_api_even_with_the_inverted_status(garbled):
+    """XC29 player_api.php:196-206 as decoded says "Expired" for an active line: the login
+    check decides from exp_date, so the line still counts as playable (outputs 1-3 from
+    api.php:204, :232-233)."""
+    from iptvsync.panels.player_api import player_login
+
+    with FakeXtreamCodes(api_pass=API_PASS, garbled_status=garbled) as fake:
+        panel = XtreamCodesPanel("main", fake.url, API_PASS, timeout_s=2)
+        line = panel.create(spec_for())
+        login = player_login(fake.root, line.username, PASSWORD)
+        assert login.playable and login.outputs == ("m3u8", "ts", "rtmp")
+        assert login.status == ("Expired" if garbled else "Active")
+        assert not player_login(fake.root, line.username, "wrong-password").playable  # auth 0

@@ -220,6 +220,10 @@ def test_the_fake_reads_php_datetime_texts_like_the_panel():
                      "@1801353600"):
             assert fake.parse_date(text) == 1801353600
         assert fake.parse_date("1801353600") is None  # STATUS_INVALID_DATE
+        line_id = fake.add_line(username="u", exp_date=1801353600)
+        requests.post(fake.url + "/", params={"action": "edit_line"}, timeout=2,
+                      data={"api_key": "k", "id": line_id, "username": "u", "exp_date": ""})
+        assert fake.lines[line_id]["exp_date"] == 0  # stored as 0: expired (live XC_VM)
 
 
 def test_a_line_created_without_outputs_reads_back_as_unplayable(fake, panel):
