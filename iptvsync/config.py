@@ -7,8 +7,12 @@ holds no secrets; secrets come only from the environment or ``.env``. Every prob
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import os
 import re
+import string
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -316,6 +320,9 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config file: {exc.strerror or exc}") from None
+    if not raw:
+        raise ConfigError(f"{file}: the config file is empty (run 'iptvsync init' in an empty folder for a"
+                          " complete one)")
     env_path = file.parent / ".env"
     try:
         dotenv = {k: v for k, v in dotenv_values(env_path).items() if v is not None} if env_path.exists() else {}
@@ -351,9 +358,13 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
                           f"{origin.get(('policy', 'grace_days'), '')}{origin.get(('policy', 'reminder_days'), '')}")
     if not sections["receiver"]["path"].startswith("/"):
         raise ConfigError(f"{file}: [receiver] path must start with '/'{origin.get(('receiver', 'path'), '')}")
+    _check_receiver(sections["receiver"], file, origin)
 
     panels = _panels(raw.get("panels", {}), file)
     products = _products(raw.get("products", {}), panels, file)
+    if not products:
+        raise ConfigError(f"{file}: no [products.<code>]: add one per Monetizze product you sell"
+                          " (see config.example.toml)")
     secrets = Secrets(
         chave_unica=merged_env.get("MONETIZZE_CHAVE_UNICA", ""),
         consumer_key=merged_env.get("MONETIZZE_CONSUMER_KEY", ""),
@@ -362,8 +373,72 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
         smtp_password=merged_env.get("SMTP_PASSWORD", ""),
         panel_api_keys={n: merged_env.get(_panel_env_name(n), "") for n in panels},
     )
+    _check_secrets(secrets, panels, env_path, environ)
     return Config(path=file, env_path=env_path, panels=panels, products=products, secrets=secrets,
                   **{name: _build(SECTIONS[name], values) for name, values in sections.items()})
+
+
+def _check_receiver(values: dict, file: Path, origin: dict) -> None:
+    """What `serve` would otherwise only find out with a traceback."""
+    if not 0 <= values["port"] <= 65535:
+        raise ConfigError(f"{file}: [receiver] port must be between 1 and 65535, got {values['port']}"
+                          f"{origin.get(('receiver', 'port'), '')}")
+    for key in ("allowed_ips", "trusted_proxies"):
+        for cidr in values[key]:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ConfigError(f"{file}: [receiver] {key} has {cidr!r}, which is not an IP address or CIDR"
+                                  f" such as \"203.0.113.0/24\"{origin.get(('receiver', key), '')}") from None
+
+
+#: what a link template may use; ``server`` is the ``server`` link itself
+LINK_PLACEHOLDERS = {"server": (), "m3u": ("server", "username", "password"),
+                     "epg": ("server", "username", "password")}
+
+
+def _check_links(links: dict, where: str, file: Path) -> None:
+    """Every placeholder known, every brace balanced: a bad one would fail every buyer's email."""
+    for key, allowed in LINK_PLACEHOLDERS.items():
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(links[key]) if name is not None]
+        except ValueError as exc:
+            raise ConfigError(f"{file}: [{where}.links] {key} is not a valid template ({exc}); write a literal"
+                              " brace as {{ or }}") from None
+        for name in names:
+            if name not in allowed:
+                known = ", ".join("{" + a + "}" for a in allowed) or "no placeholders"
+                raise ConfigError(f"{file}: [{where}.links] {key} has an unknown placeholder {{{name}}}"
+                                  f" (known: {known})")
+    if not _has_scheme(links["server"]):
+        raise ConfigError(f"{file}: [{where}.links] server must start with http:// or https://,"
+                          f" got {links['server']!r}")
+
+
+def _has_scheme(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
+def _check_secrets(secrets: Secrets, panels: dict[str, PanelConfig], env_path: Path,
+                   environ: dict[str, str]) -> None:
+    def source(name: str) -> str:
+        return "the environment" if name in environ else str(env_path)
+
+    if secrets.secret_key and not _is_fernet_key(secrets.secret_key):
+        raise ConfigError(f"{source('IPTVSYNC_SECRET_KEY')}: IPTVSYNC_SECRET_KEY is not a valid key (44 characters"
+                          " of url-safe base64; `iptvsync init` in an empty folder writes a fresh one)")
+    for name, panel in panels.items():
+        if panel.caps.real and not secrets.panel_api_keys.get(name):
+            raise ConfigError(f"{env_path}: {_panel_env_name(name)} is not set (environment or .env): the"
+                              f" API key of [panels.{name}]")
+
+
+def _is_fernet_key(key: str) -> bool:
+    """What ``cryptography.fernet.Fernet`` accepts, without importing it on every command."""
+    try:
+        return len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return False
 
 
 def _panels(raw: dict, file: Path) -> dict[str, PanelConfig]:
@@ -384,6 +459,9 @@ def _panels(raw: dict, file: Path) -> dict[str, PanelConfig]:
                               f"got {values['kind']!r}") from None
         if caps.needs_url and not values["url"]:
             raise ConfigError(f"{file}: missing required key 'url' in [{where}]")
+        if values["url"] and not _has_scheme(values["url"]):
+            raise ConfigError(f"{file}: [{where}] url must start with http:// or https://, got {values['url']!r}")
+        _check_links(links, where, file)
         if values["max_concurrency"] < 1:
             raise ConfigError(f"{file}: [{where}] max_concurrency must be at least 1")
         panels[name] = PanelConfig(name=name, kind=values["kind"], url=values["url"],
@@ -391,6 +469,16 @@ def _panels(raw: dict, file: Path) -> dict[str, PanelConfig]:
                                    timeout_s=values["timeout_s"], links=Links(**links), caps=caps,
                                    outputs=_outputs(values["outputs"], where, file))
     return panels
+
+
+def _check_amounts(values: dict, where: str, file: Path) -> None:
+    if values.get("days", 0) < 0:
+        raise ConfigError(f"{file}: [{where}] days must be positive (or omitted to derive it from the plan),"
+                          f" got {values['days']}")
+    if values.get("max_connections", 1) < 1:
+        raise ConfigError(f"{file}: [{where}] max_connections must be at least 1, got {values['max_connections']}")
+    if values.get("package", 0) < 0:
+        raise ConfigError(f"{file}: [{where}] package must be a package id, got {values['package']}")
 
 
 def _products(raw: dict, panels: dict[str, PanelConfig], file: Path) -> dict[str, ProductConfig]:
@@ -410,10 +498,12 @@ def _products(raw: dict, panels: dict[str, PanelConfig], file: Path) -> dict[str
             raise ConfigError(f"{file}: missing required key 'package' in [{where}] ({panel.kind} panel)")
         if not isinstance(plans_raw, dict):
             raise ConfigError(f"{file}: [{where}] plans must be a table of [{where}.plans.<plan>]")
+        _check_amounts(values, where, file)
         plans = {}
         for plan, pbody in plans_raw.items():
             pv = {k: v for k, v in _section(pbody, PLAN_SCHEMA, f"{where}.plans.{plan}", file).items()
                   if k in pbody}
+            _check_amounts(pv, f"{where}.plans.{plan}", file)
             days, months = _period(pv.get("days"), pv.get("period"), f"{where}.plans.{plan}", file)
             plans[str(plan)] = PlanOverride(
                 days=days, months=months, max_connections=pv.get("max_connections"),

@@ -285,7 +285,7 @@ def test_reseller_product_with_package_and_dry_run_panel_without_url_load(tmp_pa
     toml = ('[panels.res]\nkind = "xui-reseller"\nurl = "http://panel.example/abc"\n'
             '[panels.test]\nkind = "dry-run"\n'
             '[products.1]\npanel = "res"\npackage = 7\n[products.2]\npanel = "test"\n')
-    cfg = load_config(write_install(tmp_path, toml))
+    cfg = load_config(write_install(tmp_path, toml, {"PANEL_RES_API_KEY": "k"}))
     assert cfg.products["1"].package == 7
     assert cfg.panels["test"].url == ""
 
@@ -444,3 +444,66 @@ def test_unreadable_dotenv_is_one_line_naming_it(tmp_path):
         load_config(config)
     assert_one_line(str(info.value), str(tmp_path / ".env"))
     assert "cora" not in str(info.value)
+
+
+# --- issue 11: mistakes caught at load time, one line naming the key and the file ----------------------
+
+PANEL = '[panels.main]\nkind = "dry-run"\n'
+PRODUCT = '[products.1]\npanel = "main"\n'
+
+
+@pytest.mark.parametrize(("toml", "fragments"), [
+    (PANEL + '[panels.main.links]\nm3u = "{server}/get.php?u={user}"\n' + PRODUCT,
+     ("[panels.main.links] m3u", "{user}", "{username}")),
+    (PANEL + '[panels.main.links]\nepg = "{server}/xmltv.php?u={username"\n' + PRODUCT,
+     ("[panels.main.links] epg", "{{")),
+    (PANEL + '[panels.main.links]\nepg = "{}/xmltv.php"\n' + PRODUCT, ("[panels.main.links] epg", "{}")),
+    (PANEL + '[panels.main.links]\nserver = "http://tv/{username}"\n' + PRODUCT,
+     ("[panels.main.links] server", "{username}")),
+    (PANEL + '[panels.main.links]\nserver = "tv.example.com:8080"\n' + PRODUCT,
+     ("[panels.main.links] server", "http://")),
+    ('[panels.main]\nkind = "xtream-codes"\nurl = "panel.example.com:25500"\n' + PRODUCT,
+     ("[panels.main] url", "http://")),
+    (PANEL + PRODUCT + "days = -1\n", ("[products.1] days", "-1")),
+    (PANEL + PRODUCT + "max_connections = 0\n", ("[products.1] max_connections",)),
+    (PANEL + PRODUCT + "[products.1.plans.P]\ndays = -30\n", ("[products.1.plans.P] days",)),
+    ("", ("empty",)),
+    ("# only a comment\n", ("empty",)),
+    (PANEL, ("[products.<code>]",)),
+    (PANEL + PRODUCT + "[receiver]\nport = 99999\n", ("[receiver] port", "99999")),
+    (PANEL + PRODUCT + "[receiver]\nport = -1\n", ("[receiver] port",)),
+    (PANEL + PRODUCT + '[receiver]\nallowed_ips = ["300.1.1.1/24"]\n', ("[receiver] allowed_ips", "300.1.1.1/24")),
+    (PANEL + PRODUCT + '[receiver]\ntrusted_proxies = ["localhost"]\n', ("[receiver] trusted_proxies",)),
+])
+def test_mistakes_caught_at_load(tmp_path, toml, fragments):
+    message, config = config_error(tmp_path, toml)
+    assert_one_line(message, *fragments, str(config))
+
+
+def test_every_link_placeholder_that_the_email_fills_loads(tmp_path):
+    toml = (PANEL + '[panels.main.links]\nserver = "https://tv.loja.example"\n'
+            'm3u = "{server}/get.php?username={username}&password={password}&x={{literal}}"\n' + PRODUCT)
+    cfg = load_config(write_install(tmp_path, toml))
+    assert cfg.panels["main"].links.m3u.format(server="s", username="u", password="p") == \
+        "s/get.php?username=u&password=p&x={literal}"
+
+
+def test_port_given_on_the_command_line_is_checked_too(tmp_path):
+    config = write_install(tmp_path, PANEL + PRODUCT)
+    with pytest.raises(ConfigError) as info:
+        load_config(config, overrides={"receiver.port": 70000})
+    assert_one_line(str(info.value), "[receiver] port", "70000")
+
+
+def test_a_real_panel_without_its_api_key_is_named(tmp_path):
+    toml = '[panels.main]\nkind = "xui-admin"\nurl = "http://panel.example/abc"\n' + PRODUCT
+    message, config = config_error(tmp_path, toml)
+    assert_one_line(message, "PANEL_MAIN_API_KEY", str(config.parent / ".env"))
+    assert load_config(write_install(tmp_path, toml, {"PANEL_MAIN_API_KEY": "k"})).panels["main"].caps.real
+
+
+@pytest.mark.parametrize("key", ["not-a-fernet-key", "a" * 44, "c2hvcnQ="])
+def test_invalid_secret_key(tmp_path, key):
+    message, config = config_error(tmp_path, PANEL + PRODUCT, {"IPTVSYNC_SECRET_KEY": key})
+    assert_one_line(message, "IPTVSYNC_SECRET_KEY", str(config.parent / ".env"))
+    assert key not in message

@@ -223,7 +223,7 @@ def test_every_kind_through_a_lifecycle_as_the_buyer_reads_it(tmp_path):
     for received in server.received:
         msg = received.message()
         by_kind.setdefault(kinds[msg["Message-ID"]], []).append((received.rcpt_tos, msg))
-    assert sorted(by_kind) == ["activation", "cancellation", "expired", "payment_failed", "refund", "reminder",
+    assert sorted(by_kind) == ["access_ended", "activation", "expired", "payment_failed", "refund", "reminder",
                                "renewal"]
     for kind, messages in by_kind.items():
         for _rcpt, msg in messages:
@@ -238,7 +238,7 @@ def test_every_kind_through_a_lifecycle_as_the_buyer_reads_it(tmp_path):
     assert "get.php?username=" in text("renewal")
     assert "19/01/2027" in text("payment_failed") or "22/01/2027" in text("payment_failed")  # + grace
     # cancelled after paid_until, during the overdue grace: access ends at once, and it says so
-    assert "22/01/2027 09:00" in text("cancellation")
+    assert "22/01/2027 09:00" in text("access_ended") and "continua" not in text("access_ended")
     assert "20/12/2026 14:37" in text("reminder", "joao@example.com")
     assert "Senha" not in text("refund", "ana@example.com")
     assert "20/12/2026" in text("expired", "joao@example.com")  # the one-off ran out

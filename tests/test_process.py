@@ -187,7 +187,9 @@ def test_subscription_cancelled(tmp_path, policy, enabled_after_cancel):
         run_process(cfg)
         sub = sub_row(ledger)
         assert sub["desired_enabled"] == enabled_after_cancel
-        assert ("cancellation", "cancel", "sent") in emails(ledger)
+        # access that ends now gets "access ended", never "you keep access until"
+        kind = "cancellation" if enabled_after_cancel else "access_ended"
+        assert [e for e in emails(ledger) if e[1] == "cancel"] == [(kind, "cancel", "sent")]
         if policy == "end_of_period":  # no grace after a cancellation: access ends at paid_until
             assert sub["desired_expires_at"] == int((PAID + timedelta(days=30)).timestamp())
     with freeze_time("2026-12-21T12:00:00Z"):  # past paid_until

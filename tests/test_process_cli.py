@@ -123,7 +123,7 @@ def test_subs_grant_extend_suspend_resume_cancel(install, cfg, ledger):
     invoke(install, "subs", "cancel", str(out["id"]), "--immediately")
     invoke(install, "process")
     shown = json.loads(invoke(install, "subs", "show", str(out["id"]), "--json").stdout)
-    assert shown["applied_enabled"] == 0 and [e["kind"] for e in shown["emails"]] == ["activation", "cancellation"]
+    assert shown["applied_enabled"] == 0 and [e["kind"] for e in shown["emails"]] == ["activation", "access_ended"]
     actions = [r["action"] for r in json.loads(invoke(install, "logs", "--subscription", str(out["id"]),
                                                        "--json").stdout)]
     assert "grant.added" in actions and "subscription.suspended" in actions

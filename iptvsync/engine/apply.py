@@ -219,10 +219,9 @@ def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postba
         conn.execute("UPDATE subscriptions SET cancelled_at = COALESCE(cancelled_at, :now),"
                      " cancel_mode = COALESCE(cancel_mode, :mode) WHERE id = :id",
                      {"now": iso(now), "mode": mode, "id": sub["id"]})
-        _, want = recompute(conn, sub["id"], cfg, now)
+        before, want = recompute(conn, sub["id"], cfg, now)
         ledger.audit("subscription.cancelled", actor="process", mode=mode, enabled=want.enabled, **who)
-        queue(conn, subscription_id=sub["id"], kind="cancellation", cycle="cancel", to_addr=sub["buyer_email"],
-              now=now, context={"access_until": iso(want.access_until) if want.enabled else iso(now)})
+        queue_cancellation(conn, before, want, now)
         return _joined(charged, f"subscription cancelled ({mode})")
 
     if pb.kind == "sub_overdue":
@@ -256,6 +255,22 @@ def _hold_if_second_line(conn: sqlite3.Connection, pb: Postback, key: str) -> No
         raise Held(f"recurring plan without assinatura: {pb.buyer_email} already holds subscription "
                    f"{held['id']} ({held['key']}) of product {pb.product_code}; "
                    f"`iptvsync inbox attach <id> {held['id']}` to renew it")
+
+
+def queue_cancellation(conn, before: dict, want, now: datetime) -> bool:
+    """The email a cancellation owes the buyer, from what it did to the line.
+
+    Access runs on: "cancellation" (access until ...). Access ended by this cancellation:
+    "access_ended". Access was already off (refunded, expired, disputed, suspended): the buyer
+    was told then, so nothing.
+    """
+    if want.enabled:
+        return queue(conn, subscription_id=before["id"], kind="cancellation", cycle="cancel",
+                     to_addr=before["buyer_email"], now=now, context={"access_until": iso(want.access_until)})
+    if before["desired_enabled"]:
+        return queue(conn, subscription_id=before["id"], kind="access_ended", cycle="cancel",
+                     to_addr=before["buyer_email"], now=now, context={"access_until": iso(now)})
+    return False
 
 
 def _charge_key(pb: Postback) -> str:

@@ -59,7 +59,8 @@ def email_context(cfg: Config, sub: dict, row: dict) -> dict:
         "support": cfg.email.support, "username": fill["username"], "password": password,
         "server": server, "m3u": panel.links.m3u.format(**fill) if panel else "",
         "epg": panel.links.epg.format(**fill) if panel else "",
-        "expires_at": expires, **{k: v for k, v in frozen.items() if k != "access_until"},
+        "expires_at": expires, "recurring": bool(sub["recurring"]),
+        **{k: v for k, v in frozen.items() if k != "access_until"},
     }
 
 
@@ -105,8 +106,9 @@ def send_outbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = 
             _failed(ledger, cfg, row, exc, now)
             counts[MailStatus.FAILED] += 1
             continue
-        except Exception as exc:  # a broken template override must not stop the other mail
-            log.exception("outbox %s could not be rendered", row["id"])
+        except Exception as exc:  # a broken template override fails this email only, never the others
+            log.warning("outbox %s (%s) could not be rendered: %s: %s", row["id"], row["kind"], type(exc).__name__,
+                        exc)
             _failed(ledger, cfg, row, MailError(f"{type(exc).__name__}: {exc}", permanent=True), now)
             counts[MailStatus.FAILED] += 1
             continue

@@ -14,6 +14,7 @@ from ..config import Config
 from ..ledger.db import Ledger
 from ..ledger.outbox import queue
 from .derive import recompute
+from .model import PAYING
 
 
 def sweep(ledger: Ledger, cfg: Config, now: datetime) -> dict[str, int]:
@@ -39,7 +40,11 @@ def sweep(ledger: Ledger, cfg: Config, now: datetime) -> dict[str, int]:
         {"h": iso(horizon), "now": iso(now)})
     for sub in candidates:
         until = parse_iso(sub["paid_until"])
-        due = [d for d in days if now >= until - timedelta(days=d)]
+        # a reminder whose moment came before the period was paid (a 2-day grant with a 3-day
+        # reminder) would land next to the activation email that just told the same expiry
+        started = _last_period_start(ledger, sub["id"])
+        due = [d for d in days if now >= until - timedelta(days=d) and (started is None or
+                                                                        until - timedelta(days=d) > started)]
         if not due:
             continue
         d = min(due)  # only the nearest reminder, even if the earlier ones were missed
@@ -52,3 +57,12 @@ def sweep(ledger: Ledger, cfg: Config, now: datetime) -> dict[str, int]:
                 ledger.audit("email.reminder_queued", actor="process", subscription_id=sub["id"],
                              buyer_email=sub["buyer_email"], days_before=d)
     return counts
+
+
+def _last_period_start(ledger: Ledger, sub_id: int) -> datetime | None:
+    """When the subscription's latest paid period (charge or grant) began."""
+    marks = ", ".join("?" for _ in PAYING)
+    row = ledger.one(f"SELECT MAX(t) AS t FROM (SELECT paid_at AS t FROM charges WHERE subscription_id = ?"
+                     f" AND status IN ({marks}) UNION ALL SELECT granted_at FROM grants WHERE subscription_id = ?)",
+                     (sub_id, *PAYING, sub_id))
+    return parse_iso(row["t"]) if row else None

@@ -14,7 +14,9 @@ every kind
     expected), ``expires_at`` (aware datetime or ISO-8601 UTC text such as
     ``2026-12-20T17:37:57Z``): the expiry for activation, renewal and reminder, the
     access-until date for cancellation and payment_failed, the moment access ended for
-    refund and expired.
+    access_ended (cancelled with immediate effect), refund and expired.
+    Optional: ``recurring`` (bool, default true): false for a manual grant, whose
+    cancellation emails then say nothing about charges.
 activation
     also ``password``.
 reminder
@@ -36,7 +38,7 @@ import jinja2
 
 from iptvsync.clock import SAO_PAULO, parse_iso
 
-KINDS = ("activation", "renewal", "cancellation", "refund", "payment_failed", "reminder", "expired")
+KINDS = ("activation", "renewal", "cancellation", "access_ended", "refund", "payment_failed", "reminder", "expired")
 DEFAULT_LANGUAGE = "pt-BR"
 
 COMMON_KEYS = ("buyer_name", "product_name", "support", "username", "server", "m3u", "epg", "expires_at")

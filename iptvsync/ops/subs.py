@@ -7,6 +7,7 @@ from datetime import datetime
 
 from ..clock import iso, now
 from ..config import Config
+from ..engine.apply import queue_cancellation
 from ..engine.derive import recompute
 from ..errors import IptvsyncError
 from ..ledger.db import Ledger
@@ -131,10 +132,9 @@ def cancel(ledger: Ledger, cfg: Config, ref: str, immediately: bool) -> dict:
     with ledger.tx() as conn:
         conn.execute("UPDATE subscriptions SET cancelled_at = COALESCE(cancelled_at, :t), cancel_mode = :m"
                      " WHERE id = :id", {"t": iso(t), "m": mode, "id": sub["id"]})
-        _, want = recompute(conn, sub["id"], cfg, t)
+        before, want = recompute(conn, sub["id"], cfg, t)
         ledger.audit("subscription.cancelled", subscription_id=sub["id"], buyer_email=sub["buyer_email"], mode=mode)
-        queue(conn, subscription_id=sub["id"], kind="cancellation", cycle="cancel", to_addr=sub["buyer_email"],
-              now=t, context={"access_until": iso(want.access_until) if want.enabled else iso(t)})
+        queue_cancellation(conn, before, want, t)
     return find(ledger, str(sub["id"]))
 
 
