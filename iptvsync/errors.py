@@ -9,6 +9,10 @@ class ConfigError(IptvsyncError):
     """A config file, key or secret is wrong or missing (exit code 2)."""
 
 
+class UsageError(IptvsyncError):
+    """A command was asked for something that cannot be: no such row, an unknown product (exit code 2)."""
+
+
 class LedgerError(IptvsyncError):
     """The ledger cannot be opened or written."""
 

@@ -293,10 +293,10 @@ def test_inbox_show_never_prints_the_chave_unica_even_if_stored(install, cfg):
         assert "51000001" in result.output
 
 
-def test_inbox_show_unknown_id_exits_1(filled):
+def test_inbox_show_unknown_id_is_a_usage_error(filled):
     config, _ = filled
     result = invoke("--config", config, "inbox", "show", "999", "--json")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stdout == ""
     assert "999" in result.stderr and len(result.stderr.splitlines()) == 1
 

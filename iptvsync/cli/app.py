@@ -13,14 +13,14 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from ..errors import ConfigError, IptvsyncError
+from ..errors import ConfigError, IptvsyncError, UsageError
 
 
 class _Group(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
+        except (ConfigError, UsageError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         except IptvsyncError as exc:

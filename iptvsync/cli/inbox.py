@@ -32,9 +32,13 @@ def list_cmd(ctx: typer.Context,
              limit: int = typer.Option(50, help="At most this many rows."),
              as_json: bool = JSON_OPTION):
     """List stored postbacks, newest first."""
+    from ..errors import UsageError
     from ..ledger import inbox
+    from ..ledger.queue import InboxStatus
     from ..timeparse import since_to_datetime
 
+    if status is not None and status not in set(InboxStatus):
+        raise UsageError(f"--status must be one of {', '.join(InboxStatus)}, got {status!r}")
     rows = inbox.list_inbox(_ledger(ctx), status=status, sale=sale, email=email,
                             since=since_to_datetime(since), limit=limit)
     emit(rows, COLUMNS, as_json=as_json, title="inbox")
@@ -51,8 +55,9 @@ def show(ctx: typer.Context, inbox_id: int = typer.Argument(..., help="Inbox row
     cfg = load(ctx)
     row = inbox.get(Ledger(cfg.ledger_path), inbox_id)
     if row is None:
-        typer.echo(f"error: no inbox row {inbox_id}", err=True)
-        raise typer.Exit(1)
+        from ..errors import UsageError
+
+        raise UsageError(f"no stored postback with id {inbox_id} (see `iptvsync inbox list`)")
     body = row.pop("body")
     body = body if isinstance(body, bytes) else str(body or "").encode()
     # the receiver stores bodies blanked; blank again for rows that came any other way
@@ -94,5 +99,5 @@ def replay(ctx: typer.Context, ids: list[int] = typer.Argument(..., help="Row id
     """Apply already-applied postbacks again (safe: every effect is keyed)."""
     from ..ledger import inbox
 
-    count = inbox.retry(_ledger(ctx), ids)
+    count = inbox.retry(_ledger(ctx), ids, action="inbox.replay")
     typer.echo(f"{count} postback(s) queued for replay; run `iptvsync process`")

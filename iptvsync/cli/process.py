@@ -34,7 +34,10 @@ def process(ctx: typer.Context,
     try:
         summary = run_process(cfg, limit=limit)
     except AlreadyRunning as exc:
-        typer.echo(f"{exc}; exiting", err=True)
+        if as_json:
+            typer.echo(json.dumps({"skipped": "locked", "reason": str(exc)}, indent=2))
+        else:
+            typer.echo(f"{exc}; exiting", err=True)
         return
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

@@ -84,7 +84,10 @@ def suspend(ctx: typer.Context, ref: str = REF):
     from ..ops import subs
 
     cfg, ledger = _open(ctx)
-    sub = subs.set_hold(ledger, cfg, ref, "suspended")
+    sub, changed = subs.set_hold(ledger, cfg, ref, "suspended")
+    if not changed:
+        typer.echo(f"subscription {sub['id']} is already suspended: nothing changed")
+        return
     typer.echo(f"subscription {sub['id']} suspended; the line is disabled on the next `process`")
 
 
@@ -94,7 +97,10 @@ def resume(ctx: typer.Context, ref: str = REF):
     from ..ops import subs
 
     cfg, ledger = _open(ctx)
-    sub = subs.set_hold(ledger, cfg, ref, "resumed")
+    sub, changed = subs.set_hold(ledger, cfg, ref, "resumed")
+    if not changed:
+        typer.echo(f"subscription {sub['id']} is not suspended: nothing changed")
+        return
     typer.echo(f"subscription {sub['id']} resumed (enabled: {bool(sub['desired_enabled'])})")
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ..clock import iso, now
+from ..errors import UsageError
 from ..monetizze.postback import NOT_PAYMENT, UNCLASSIFIED, Postback
 from .db import Ledger
 from .queue import INBOX, InboxStatus, not_in, requeue
@@ -89,15 +90,25 @@ def get(ledger: Ledger, inbox_id: int) -> dict[str, Any] | None:
     return ledger.one("SELECT * FROM inbox WHERE id = :id", {"id": inbox_id})
 
 
-def retry(ledger: Ledger, ids: list[int] | None = None) -> int:
-    """Put failed/unmapped rows (or the given ids, unless pending) back in the queue now; how many."""
+def retry(ledger: Ledger, ids: list[int] | None = None, *, action: str = "inbox.retry") -> int:
+    """Put failed/unmapped rows (or the given ids, unless pending) back in the queue now; how many.
+
+    ``action`` names the audit row: ``inbox.retry``, or ``inbox.replay`` for applied rows
+    applied again. An id with no row is a ``UsageError``.
+    """
     with ledger.tx() as conn:
         if ids:
+            marks = ", ".join(str(int(i)) for i in ids)
+            found = {r[0] for r in conn.execute(f"SELECT id FROM inbox WHERE id IN ({marks})")}
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise UsageError(f"no stored postback with id {', '.join(map(str, missing))}"
+                                 " (see `iptvsync inbox list`)")
             count = requeue(conn, INBOX, ids=ids, where=not_in(INBOX, InboxStatus.PENDING))
         else:
             count = requeue(conn, INBOX)
         if count:
-            ledger.audit("inbox.retry", ids=ids, count=count)
+            ledger.audit(action, ids=ids, count=count)
     return count
 
 

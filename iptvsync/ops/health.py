@@ -46,8 +46,9 @@ def health(cfg: Config) -> dict:
     if facts["outbox_dead"]:
         problems.append(f"{facts['outbox_dead']} email(s) dead or rejected: `iptvsync subs list --json`")
     if facts["inbox_failed"] or facts["inbox_unmapped"]:
-        problems.append(f"{facts['inbox_failed']} failed and {facts['inbox_unmapped']} unmapped postback(s):"
-                        " `iptvsync inbox list --status failed`")
+        hints = " and ".join(f"`iptvsync inbox list --status {s}`" for s in (InboxStatus.FAILED, InboxStatus.UNMAPPED)
+                             if facts[f"inbox_{s}"])
+        problems.append(f"{facts['inbox_failed']} failed and {facts['inbox_unmapped']} unmapped postback(s): {hints}")
     if facts["inbox_held"]:
         problems.append(f"{facts['inbox_held']} postback(s) held for an operator: " + " | ".join(reasons))
     oldest = parse_iso(facts["inbox_oldest_pending"])

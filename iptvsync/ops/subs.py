@@ -8,8 +8,8 @@ from datetime import datetime
 from ..clock import iso, now
 from ..config import Config
 from ..engine.apply import queue_cancellation
-from ..engine.derive import recompute
-from ..errors import IptvsyncError
+from ..engine.derive import facts, recompute
+from ..errors import UsageError
 from ..ledger.db import Ledger
 from ..ledger.outbox import queue
 from ..ledger.queue import OUTBOX, SYNC, SyncStatus, not_in, requeue
@@ -18,8 +18,8 @@ LIST_COLUMNS = ("id, key, product_code, buyer_email, paid_until, desired_enabled
                 " username, attempts, last_error, cancelled_at, hold")
 
 
-class NotFound(IptvsyncError):
-    pass
+class NotFound(UsageError):
+    """No subscription answers to that reference (exit code 2, like any usage error)."""
 
 
 def find(ledger: Ledger, ref: str) -> dict:
@@ -84,7 +84,7 @@ def _actor() -> str:
 def extend(ledger: Ledger, cfg: Config, ref: str, days: int, key: str, note: str | None = None) -> tuple[dict, bool]:
     """Add ``days`` to an existing subscription, once per operator ``key``."""
     if days <= 0:
-        raise IptvsyncError("--days must be positive")
+        raise UsageError(f"--days must be positive, got {days}")
     sub = find(ledger, ref)
     with ledger.tx() as conn:
         added = _grant(conn, ledger, cfg, sub["id"], days, f"manual:{key}", note, now())
@@ -95,9 +95,10 @@ def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, k
           note: str | None = None) -> tuple[dict, bool]:
     """A new manual subscription (a gift, a sale outside Monetizze), once per operator ``key``."""
     if product not in cfg.products:
-        raise IptvsyncError(f"product {product} is not in [products] of {cfg.path}")
+        raise UsageError(f"--product {product} is not a [products.<code>] of {cfg.path}"
+                         f" (known: {', '.join(cfg.products)})")
     if days <= 0:
-        raise IptvsyncError("--days must be positive")
+        raise UsageError(f"--days must be positive, got {days}")
     p = cfg.products[product]
     t = now()
     with ledger.tx() as conn:
@@ -113,16 +114,29 @@ def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, k
     return find(ledger, str(sub_id)), added
 
 
-def set_hold(ledger: Ledger, cfg: Config, ref: str, hold: str) -> dict:
+def set_hold(ledger: Ledger, cfg: Config, ref: str, hold: str) -> tuple[dict, bool]:
+    """Suspend (``hold="suspended"``) or resume (``"resumed"``) a line. Returns the subscription
+    and whether anything changed: suspending twice, or resuming what is not suspended, writes
+    nothing and audits nothing."""
     sub = find(ledger, ref)
     t = now()
     with ledger.tx() as conn:
+        if not _hold_changes(conn, cfg, sub, hold):
+            return sub, False
         conn.execute("UPDATE subscriptions SET hold = :h, hold_at = :t WHERE id = :id",
                      {"h": hold, "t": iso(t), "id": sub["id"]})
         _, want = recompute(conn, sub["id"], cfg, t)
         ledger.audit(f"subscription.{hold}", subscription_id=sub["id"], buyer_email=sub["buyer_email"],
                      enabled=want.enabled)
-    return find(ledger, str(sub["id"]))
+    return find(ledger, str(sub["id"])), True
+
+
+def _hold_changes(conn: sqlite3.Connection, cfg: Config, sub: dict, hold: str) -> bool:
+    if hold == "suspended":
+        return sub["hold"] != "suspended"
+    # resume lifts an operator's suspension, or a dispute's (policy on_dispute = "suspend")
+    f = facts(conn, sub, cfg)
+    return sub["hold"] == "suspended" or (f.disputed and f.on_dispute == "suspend" and sub["hold"] != "resumed")
 
 
 def cancel(ledger: Ledger, cfg: Config, ref: str, immediately: bool) -> dict:

@@ -1,0 +1,115 @@
+"""Issue 11: commands that do what they say (hints, --json, exit codes, idempotent holds)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from freezegun import freeze_time
+from support.postbacks import deliver, payload
+from typer.testing import CliRunner
+
+from iptvsync.cli import _register, app
+from iptvsync.engine.runner import process_lock
+from iptvsync.ledger.db import Ledger
+
+_register()
+T0 = "2026-11-20T18:00:00Z"
+
+
+def invoke(install, *args):
+    return CliRunner().invoke(app, ["--config", str(install), *map(str, args)], catch_exceptions=False)
+
+
+@pytest.fixture
+def ledger(cfg):
+    led = Ledger(cfg.ledger_path)
+    yield led
+    led.close()
+
+
+def audit_actions(ledger) -> list[str]:
+    return [r["action"] for r in ledger.query("SELECT action FROM audit ORDER BY id")]
+
+
+def test_status_names_the_unmapped_filter_for_unmapped_postbacks(install, ledger):
+    deliver(ledger, payload(2, product="999"))
+    invoke(install, "process")
+    report = json.loads(invoke(install, "status", "--json").stdout)
+    [problem] = [p for p in report["problems"] if "unmapped" in p]
+    assert "`iptvsync inbox list --status unmapped`" in problem
+    assert "--status failed" not in problem
+
+
+def test_process_json_when_another_run_holds_the_lock(install, cfg):
+    with process_lock(cfg.ledger_path):
+        result = invoke(install, "process", "--json")
+    assert result.exit_code == 0
+    out = json.loads(result.stdout)
+    assert out["skipped"] == "locked" and "lock" in out["reason"]
+
+
+@pytest.mark.parametrize("args", [
+    ("inbox", "list", "--status", "bogus"),
+    ("inbox", "replay", "999"),
+    ("inbox", "retry", "999"),
+    ("inbox", "show", "999"),
+    ("subs", "grant", "--email", "a@example.com", "--product", "999", "--days", "3", "--key", "k"),
+    ("subs", "grant", "--email", "a@example.com", "--product", "145388", "--days", "0", "--key", "k"),
+    ("subs", "show", "nobody@example.com"),
+    ("subs", "resend", "1", "--kind", "bogus"),
+])
+def test_usage_errors_exit_2_with_one_line(install, args):
+    result = invoke(install, *args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+
+
+@freeze_time(T0)
+def test_suspend_twice_and_resume_unsuspended_write_one_audit_row_each(install, ledger):
+    deliver(ledger, payload(2))
+    invoke(install, "process")
+    first = invoke(install, "subs", "resume", "maria@example.com")
+    assert first.exit_code == 0 and "not suspended" in first.stdout
+    assert invoke(install, "subs", "suspend", "maria@example.com").exit_code == 0
+    again = invoke(install, "subs", "suspend", "maria@example.com")
+    assert again.exit_code == 0 and "already suspended" in again.stdout
+    assert "resumed" in invoke(install, "subs", "resume", "maria@example.com").stdout
+    assert "not suspended" in invoke(install, "subs", "resume", "maria@example.com").stdout
+    actions = audit_actions(ledger)
+    assert actions.count("subscription.suspended") == 1 and actions.count("subscription.resumed") == 1
+
+
+@freeze_time(T0)
+def test_resume_lifts_a_dispute(install, ledger):
+    deliver(ledger, payload(2))
+    deliver(ledger, payload(5))
+    invoke(install, "process")
+    result = invoke(install, "subs", "resume", "maria@example.com")
+    assert "resumed (enabled: True)" in result.stdout
+    assert audit_actions(ledger).count("subscription.resumed") == 1
+
+
+def test_inbox_replay_is_audited_as_replay(install, ledger):
+    deliver(ledger, payload(2))
+    invoke(install, "process")
+    assert "1 postback(s) queued for replay" in invoke(install, "inbox", "replay", "1").stdout
+    assert audit_actions(ledger)[-1] == "inbox.replay"
+    assert "inbox.retry" not in audit_actions(ledger)
+
+
+def test_subs_retry_counts_an_email_not_a_subscription(tmp_path):
+    from support.install import BASE_TOML, write_install
+
+    templates = tmp_path / "tpl"
+    templates.mkdir()
+    (templates / "activation.txt").write_text("{{ no_such_value }}\n", "utf-8")
+    install = write_install(tmp_path / "i", BASE_TOML.replace(
+        'maildir = "mail/"', f'maildir = "mail/"\ntemplates_dir = "{templates}"'))
+    ledger = Ledger(install.parent / "iptvsync.db")
+    deliver(ledger, payload(2))
+    invoke(install, "process")
+    result = invoke(install, "subs", "retry")
+    assert result.stdout.strip() == "0 subscription(s) and 1 email(s) queued again"
