@@ -224,6 +224,33 @@ class Config:
     def ledger_path(self) -> Path:
         return self.resolve(self.ledger.path)
 
+    def tls_files(self, certfile: str | None = None, keyfile: str | None = None) -> tuple[Path, Path | None] | None:
+        """The receiver's certificate and key (``--certfile``/``--keyfile`` over ``[receiver]``),
+        checked to exist and to load; None for plain HTTP. One ``ConfigError`` line naming the
+        setting otherwise, so `serve`, `status` and `doctor` say the same thing."""
+        import ssl
+
+        cert, key = certfile or self.receiver.certfile, keyfile or self.receiver.keyfile
+        if not cert and not key:
+            return None
+
+        def where(name: str, option: str | None) -> str:
+            return f"--{name}" if option else f"{self.path}: [receiver] {name}"
+
+        if not cert:
+            raise ConfigError(f"{where('keyfile', keyfile)} is set but [receiver] certfile is empty")
+        paths = {"certfile": self.resolve(cert), "keyfile": self.resolve(key) if key else None}
+        for name, path in paths.items():
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{where(name, certfile if name == 'certfile' else keyfile)}: {path} does not exist")
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                str(paths["certfile"]), str(paths["keyfile"]) if paths["keyfile"] else None)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"{where('certfile', certfile)}: {paths['certfile']} and its key do not load as a PEM"
+                              f" certificate and private key ({getattr(exc, 'reason', None) or exc})") from None
+        return paths["certfile"], paths["keyfile"]
+
     def require(self, env_name: str) -> str:
         """A secret that this command cannot run without."""
         value = {

@@ -113,3 +113,74 @@ def test_subs_retry_counts_an_email_not_a_subscription(tmp_path):
     invoke(install, "process")
     result = invoke(install, "subs", "retry")
     assert result.stdout.strip() == "0 subscription(s) and 1 email(s) queued again"
+
+
+# --- serve: one line naming the setting, never a traceback -----------------------------------------------
+
+def one_error_line(result) -> str:
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_serve_on_a_busy_port_exits_1(install):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = invoke(install, "serve", "--port", busy.getsockname()[1])
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "port" in line and "already in use" in line
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (("serve", "--port", "99999"), ("[receiver] port", "99999")),
+    (("serve", "--certfile", "/nowhere/cert.pem"), ("--certfile", "/nowhere/cert.pem", "does not exist")),
+])
+def test_serve_bad_settings_exit_2(install, args, fragments):
+    result = invoke(install, *args)
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert all(f in line for f in fragments), line
+
+
+def test_missing_certfile_is_flagged_by_serve_status_and_doctor(tmp_path):
+    from support.install import BASE_TOML, write_install
+
+    install = write_install(tmp_path / "i", BASE_TOML.replace(
+        'path = "/monetizze/postback/s3cr3tpath"', 'path = "/monetizze/postback/s3cr3tpath"\ncertfile = "tls/cert.pem"'
+        '\nkeyfile = "tls/key.pem"'))
+    invoke(install, "init")
+    result = invoke(install, "serve")
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert "[receiver] certfile" in line and str(install) in line and "cert.pem does not exist" in line
+    status = invoke(install, "status", "--json")
+    assert status.exit_code == 1
+    assert any("[receiver] certfile" in p for p in json.loads(status.stdout)["problems"])
+    rows = json.loads(invoke(install, "doctor", "--json").stdout)
+    [tls] = [r for r in rows if r["check"] == "receiver TLS"]
+    assert tls["status"] == "fail" and "[receiver] certfile" in tls["detail"]
+
+
+def test_serve_with_bad_allowed_ips_exits_2(tmp_path):
+    from support.install import BASE_TOML, write_install
+
+    install = write_install(tmp_path / "i", BASE_TOML.replace('port = 0', 'port = 0\nallowed_ips = ["300.1.1.1/24"]'))
+    for command in ("serve", "status", "doctor"):
+        result = invoke(install, command)
+        assert result.exit_code == 2
+        assert "[receiver] allowed_ips" in one_error_line(result)
+
+
+def test_doctor_warns_about_example_values(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    CliRunner().invoke(app, ["init"], catch_exceptions=False)
+    rows = json.loads(CliRunner().invoke(app, ["doctor", "--json"]).stdout)
+    [row] = [r for r in rows if r["check"] == "example values"]
+    assert row["status"] == "warn"
+    assert "[panels.main.links] server" in row["detail"] and "[email] from" in row["detail"]
+    assert "[email] support" in row["detail"]

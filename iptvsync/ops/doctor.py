@@ -142,7 +142,12 @@ def check_tls(cfg: Config) -> list[dict]:
         return [_row("receiver TLS", "warn", "plain HTTP: put it behind a TLS proxy or set certfile/keyfile")]
     from cryptography import x509
 
-    path = cfg.resolve(cfg.receiver.certfile)
+    from ..errors import ConfigError
+
+    try:
+        path = cfg.tls_files()[0]
+    except ConfigError as exc:
+        return [_row("receiver TLS", "fail", f"`serve` will not start: {exc}")]
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError) as exc:
@@ -154,8 +159,21 @@ def check_tls(cfg: Config) -> list[dict]:
     return [_row("receiver TLS", status, f"certificate valid until {cert.not_valid_after_utc:%Y-%m-%d}")]
 
 
+#: values of the shipped config.example.toml that mean "not filled in yet": buyers would see them
+EXAMPLE_VALUES = ("tv.example.com", "no-reply@example.com", "90000-0000")
+
+
+def check_example_values(cfg: Config) -> list[dict]:
+    found = [f"[panels.{name}.links] server" for name, p in cfg.panels.items() if EXAMPLE_VALUES[0] in p.links.server]
+    found += [f"[email] {key}" for key, value in (("from", cfg.email.from_addr), ("support", cfg.email.support))
+              if any(example in value for example in EXAMPLE_VALUES)]
+    if not found:
+        return [_row("example values", "ok", "none left in the config")]
+    return [_row("example values", "warn", f"still the example's, buyers would see them: {', '.join(found)}")]
+
+
 def doctor(cfg: Config) -> list[dict]:
     rows = [_row("config", "ok", str(cfg.path))]
-    for check in (check_secrets, check_ledger, check_panels, check_email, check_tls):
+    for check in (check_example_values, check_secrets, check_ledger, check_panels, check_email, check_tls):
         rows.extend(check(cfg))
     return rows

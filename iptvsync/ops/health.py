@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from ..clock import now, parse_iso
 from ..config import Config
+from ..errors import ConfigError
 from ..ledger.db import Ledger
 from ..ledger.queue import INBOX, OUTBOX, SYNC, InboxStatus, MailStatus, SyncStatus, count
 
@@ -57,4 +58,8 @@ def health(cfg: Config) -> dict:
     last = parse_iso(facts["last_run"])
     if facts["inbox_pending"] and (last is None or t - last > STALE_RUN):
         problems.append("postbacks are waiting and `process` has not run recently")
+    try:
+        cfg.tls_files()
+    except ConfigError as exc:
+        problems.append(f"`serve` cannot start: {exc}")
     return {"facts": facts, "problems": problems}

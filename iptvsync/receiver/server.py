@@ -6,13 +6,16 @@ requests finish before the writer drains.
 
 from __future__ import annotations
 
+import errno
 import logging
+import re
 import signal
 import socket
 import threading
 from collections.abc import Callable
 
 from ..config import Config
+from ..errors import IptvsyncError
 from .app import ReceiverApp
 from .writer import Writer
 
@@ -70,7 +73,9 @@ def _server_class():
 
 def make_server(config: Config, *, host: str | None = None, port: int | None = None,
                 certfile: str | None = None, keyfile: str | None = None):
-    """A ready (not started) cheroot server and its writer."""
+    """A ready (not started) cheroot server and its writer; ``ConfigError`` for a missing or
+    unloadable certificate (checked before anything starts)."""
+    tls = config.tls_files(certfile, keyfile)
     writer = Writer(config.ledger_path, ledger_timeout_s=config.receiver.ledger_timeout_s)
     app = ReceiverApp(config, writer)
     bind = (host or config.receiver.host, port if port is not None else config.receiver.port)
@@ -79,13 +84,28 @@ def make_server(config: Config, *, host: str | None = None, port: int | None = N
                              # cheroot's default listen backlog is 5: a burst of new connections beyond
                              # it has SYNs dropped and waits a second or more for the retransmission
                              request_queue_size=socket.SOMAXCONN, server_name="iptvsync")
-    certfile = certfile or config.receiver.certfile
-    keyfile = keyfile or config.receiver.keyfile
-    if certfile:
+    if tls:
         from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-        server.ssl_adapter = BuiltinSSLAdapter(str(config.resolve(certfile)), str(config.resolve(keyfile)))
+        cert, key = tls
+        server.ssl_adapter = BuiltinSSLAdapter(str(cert), str(key) if key else None)
     return server, writer
+
+
+class ReceiverError(IptvsyncError):
+    """The receiver could not start listening (exit code 1)."""
+
+
+def _bind_reason(text: str) -> str:
+    match = re.search(r"\[Errno (\d+)\] ([^)]*)", text)
+    if not match:
+        return text
+    code, reason = int(match.group(1)), match.group(2)
+    if code == errno.EADDRINUSE:
+        return "the port is already in use (another `iptvsync serve`, or another program)"
+    if code == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges; use a higher port behind a proxy)"
+    return reason
 
 
 def serve(config: Config, *, host=None, port=None, certfile=None, keyfile=None,
@@ -106,7 +126,13 @@ def serve(config: Config, *, host=None, port=None, certfile=None, keyfile=None,
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    server.prepare()
+    try:
+        server.prepare()
+    except OSError as exc:  # cheroot wraps the bind error: "No socket could be created -- (... [Errno 98] ...)"
+        writer.close()
+        host_port = f"{server.bind_addr[0]}:{server.bind_addr[1]}"
+        raise ReceiverError(f"cannot listen on {host_port} ([receiver] host and port, or --host/--port): "
+                            f"{_bind_reason(str(exc))}") from None
     bound = server.bind_addr
     scheme = "https" if server.ssl_adapter else "http"
     url = f"{scheme}://{bound[0]}:{bound[1]}"
