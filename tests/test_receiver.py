@@ -434,6 +434,24 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def test_simulate_against_a_self_signed_receiver_suggests_insecure(start, tmp_path):
+    cert, key = self_signed_certificate(tmp_path)
+    config = install_with(tmp_path, receiver='certfile = "../cert.pem"\nkeyfile = "../key.pem"\n')
+    receiver = start(config)
+
+    def simulate(*extra):
+        return subprocess.run([sys.executable, "-m", "iptvsync", "--config", str(config), "simulate", "purchase",
+                               "--url", receiver.url + PATH, *extra], capture_output=True, text=True,
+                              timeout=WAIT_S)
+
+    refused = simulate()
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().count("\n") == 0 and "--insecure" in refused.stderr
+    accepted = simulate("--insecure")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "HTTP 200" in accepted.stdout and "Warning" not in accepted.stderr, accepted.stderr
+
+
 @pytest.mark.parametrize("via", ["config", "options"])
 def test_tls(start, tmp_path, via):
     cert, key = self_signed_certificate(tmp_path)

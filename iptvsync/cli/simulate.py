@@ -12,7 +12,10 @@ app.add_typer(sim_app, name="simulate")
 
 def _post(ctx: typer.Context, kind: str, email: str, product: str | None, sale: str | None,
           subscription: str | None, parcela: int, url: str | None, insecure: bool) -> None:
+    import warnings
+
     import requests
+    import urllib3
 
     from ..monetizze.simulate import build_postback
 
@@ -29,8 +32,15 @@ def _post(ctx: typer.Context, kind: str, email: str, product: str | None, sale: 
         host = "127.0.0.1" if r.host in ("0.0.0.0", "::", "") else r.host
         url = f"{scheme}://{host}:{r.port}{r.path}"
     try:
-        resp = requests.post(url, data=body, timeout=15, verify=not insecure,
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+        with warnings.catch_warnings():
+            if insecure:  # asked for: urllib3's InsecureRequestWarning would only repeat the option back
+                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            resp = requests.post(url, data=body, timeout=15, verify=not insecure,
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    except requests.exceptions.SSLError:
+        typer.echo(f"error: the receiver's TLS certificate at {url} is not trusted (self-signed?); for a test,"
+                   " pass --insecure", err=True)
+        raise typer.Exit(1) from None
     except requests.RequestException as exc:
         typer.echo(f"error: could not reach the receiver ({type(exc).__name__}); is `iptvsync serve` running?",
                    err=True)
