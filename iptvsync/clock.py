@@ -26,3 +26,30 @@ def parse_iso(text: str | None) -> datetime | None:
 
 def epoch(dt: datetime) -> int:
     return int(dt.timestamp())
+
+
+def human(value: datetime | int | str | None, *, same_day_as: datetime | int | str | None = None) -> str:
+    """What an operator reads: São Paulo time with its UTC offset, e.g. ``2027-01-30 12:00 -03``.
+
+    Takes an aware datetime, unix seconds or ISO-8601 UTC text. With ``same_day_as`` (and the
+    same local date) only the time is shown: ``15:00 -03``.
+    """
+    local = _local(value)
+    if local is None:
+        return ""
+    offset = local.strftime("%z")  # -0300
+    zone = offset[:3] if offset.endswith("00") else f"{offset[:3]}:{offset[3:]}"
+    other = _local(same_day_as)
+    if other is not None and other.date() == local.date():
+        return f"{local:%H:%M} {zone}"
+    return f"{local:%Y-%m-%d %H:%M} {zone}"
+
+
+def _local(value: datetime | int | str | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = parse_iso(value)
+    elif isinstance(value, int | float):
+        value = datetime.fromtimestamp(value, UTC)
+    return value.astimezone(SAO_PAULO)

@@ -17,6 +17,17 @@ from ..errors import ConfigError, IptvsyncError, UsageError
 
 
 class _Group(TyperGroup):
+    def main(self, *args, **kwargs):
+        from .help import polish
+
+        polish(self)
+        return super().main(*args, **kwargs)
+
+    def list_commands(self, ctx):
+        from .help import command_order
+
+        return sorted(super().list_commands(ctx), key=command_order)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -28,8 +39,15 @@ class _Group(TyperGroup):
             raise typer.Exit(1) from None
 
 
+def _examples() -> str:
+    from .help import EXAMPLES
+
+    return EXAMPLES
+
+
 app = typer.Typer(cls=_Group, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  add_completion=False, help="Monetizze postbacks in, IPTV lines and buyer emails out.")
+                  add_completion=False, help="Monetizze postbacks in, IPTV lines and buyer emails out.",
+                  epilog=_examples())
 
 
 @app.callback()

@@ -8,7 +8,7 @@ import typer
 
 from ..ledger.queue import InboxStatus
 from .app import app, load
-from .output import JSON_OPTION, emit, emit_one
+from .output import JSON_OPTION, WIDE_OPTION, emit, emit_one
 
 inbox_app = typer.Typer(no_args_is_help=True, help="Stored postbacks and their outcome.")
 app.add_typer(inbox_app, name="inbox")
@@ -30,18 +30,17 @@ def list_cmd(ctx: typer.Context,
              email: str = typer.Option(None, help="Buyer email."),
              since: str = typer.Option(None, help="Only newer than this, e.g. 2d, 12h."),
              limit: int = typer.Option(50, help="At most this many rows."),
-             as_json: bool = JSON_OPTION):
+             as_json: bool = JSON_OPTION, wide: bool = WIDE_OPTION):
     """List stored postbacks, newest first."""
     from ..errors import UsageError
     from ..ledger import inbox
-    from ..ledger.queue import InboxStatus
     from ..timeparse import since_to_datetime
 
     if status is not None and status not in set(InboxStatus):
         raise UsageError(f"--status must be one of {', '.join(InboxStatus)}, got {status!r}")
     rows = inbox.list_inbox(_ledger(ctx), status=status, sale=sale, email=email,
                             since=since_to_datetime(since), limit=limit)
-    emit(rows, COLUMNS, as_json=as_json, title="inbox")
+    emit(rows, COLUMNS, as_json=as_json, title="inbox", wide=wide)
 
 
 @inbox_app.command("show")

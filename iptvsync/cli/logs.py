@@ -8,7 +8,7 @@ import time
 import typer
 
 from .app import app, load
-from .output import JSON_OPTION, emit
+from .output import JSON_OPTION, WIDE_OPTION, emit, text
 
 COLUMNS = ("id", "at", "actor", "action", "subscription_id", "sale_code", "buyer_email", "detail")
 
@@ -19,8 +19,10 @@ def logs(ctx: typer.Context, since: str = typer.Option(None, help="e.g. 2d, 12h,
          email: str = typer.Option(None, help="Buyer email."),
          subscription: int = typer.Option(None, help="Subscription id."),
          action: str = typer.Option(None, help="Action prefix, e.g. panel, email, charge."),
-         limit: int = typer.Option(200), follow: bool = typer.Option(False, "--follow", "-f"),
-         as_json: bool = JSON_OPTION):
+         limit: int = typer.Option(200, metavar="N", help="At most N rows."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new rows as they come (Ctrl-C"
+                                                                   " stops)."),
+         as_json: bool = JSON_OPTION, wide: bool = WIDE_OPTION):
     """The audit trail, oldest first."""
     from ..ledger.audit import query_audit
     from ..ledger.db import Ledger
@@ -30,12 +32,12 @@ def logs(ctx: typer.Context, since: str = typer.Option(None, help="e.g. 2d, 12h,
     filters = dict(since=since_to_datetime(since), sale=sale, email=email, subscription=subscription,
                    action=action)
     rows = query_audit(ledger, limit=limit, **filters)
-    emit(rows, COLUMNS, as_json=as_json, title="audit")
+    emit(rows, COLUMNS, as_json=as_json, title="audit", wide=wide)
     last = rows[-1]["id"] if rows else 0
     while follow:
         time.sleep(1)
         for row in query_audit(ledger, after_id=last, limit=limit, **filters):
             typer.echo(json.dumps(row, default=str) if as_json else
-                       f"{row['at']} {row['actor']} {row['action']} sub={row['subscription_id']} "
-                       f"sale={row['sale_code']} {row['buyer_email'] or ''} {row['detail']}")
+                       f"{text(row['at'])} {row['actor']} {row['action']} sub={row['subscription_id']} "
+                       f"sale={row['sale_code']} {row['buyer_email'] or ''} {text(row['detail'])}")
             last = row["id"]

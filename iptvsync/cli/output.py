@@ -1,39 +1,128 @@
-"""One way to print lists: a rich table for people, ``--json`` for scripts."""
+"""One way to print: for people, a table (or a record per item when a table would not fit);
+for scripts, ``--json``.
+
+People read over SSH at 80 columns, often through a pipe: every value is printed as text,
+never as rich markup (a buyer named "[b]Ana" stays that); times are São Paulo time with the
+UTC offset; nothing is cut to "maria@…": a row that does not fit becomes a record, and a long
+value wraps. ``--wide`` keeps the table whatever its width. JSON is the data as stored
+(ISO-8601 UTC times), whatever the layout.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+from ..clock import human
+
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON (times in ISO-8601 UTC) instead of a table.")
+WIDE_OPTION = typer.Option(False, "--wide", help="Keep the table however wide it gets (default: a record per row"
+                                                " when it does not fit the terminal).")
+
+#: a UTC time as the ledger stores it (``...Z``) or as Python prints one (``... +00:00``)
+ISO_UTC = re.compile(r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|\+00:00)")
+NATURAL_WIDTH = 100_000  # measure a table as if the terminal were endless
 
 
-def emit(rows: Iterable[dict], columns: Sequence[str], *, as_json: bool, title: str | None = None) -> None:
+def console(width: int | None = None) -> Console:
+    """No markup, no highlighting, no emoji: what is printed is exactly the text."""
+    return Console(markup=False, highlight=False, emoji=False, width=width)
+
+
+def text(value, key: str = "") -> str:
+    """A value as an operator reads it: ISO times (also inside text) and unix expiry seconds in
+    São Paulo time, booleans as yes/no, structures as compact JSON, None as nothing."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int) and key.endswith("expires_at") and value > 0:
+        return human(value)
+    if isinstance(value, str) and value.startswith("{"):  # an audit row's detail
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass
+    if isinstance(value, dict):
+        return "  ".join(f"{k}={text(v, k)}" for k, v in value.items() if v is not None)
+    if isinstance(value, list | tuple):
+        value = json.dumps(value, default=str, ensure_ascii=False, separators=(", ", ": "))
+    return ISO_UTC.sub(lambda m: human(m.group(0).replace(" ", "T").replace("+00:00", "Z")), str(value))
+
+
+def print_json(data) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def emit(rows: Iterable[dict], columns: Sequence[str], *, as_json: bool, title: str | None = None,
+         wide: bool = False) -> None:
     rows = list(rows)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2, default=str, ensure_ascii=False))
+        print_json(rows)
         return
-    table = Table(title=title, show_lines=False)
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    Console().print(table)
+    out = console()
     if not rows:
-        typer.echo("(none)")
+        out.print(Text(f"{title}: (none)" if title else "(none)"))
+        return
+    table = Table(title=Text(title) if title else None, show_lines=False)
+    for col in columns:
+        table.add_column(Text(col), overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(text(row.get(c), c)) for c in columns))
+    needed = out.measure(table, options=out.options.update(width=NATURAL_WIDTH, max_width=NATURAL_WIDTH)).maximum
+    if wide:
+        console(width=max(needed, out.width)).print(table)
+    elif needed <= out.width:
+        out.print(table)
+    else:
+        _records(out, rows, columns, title)
+
+
+def _records(out: Console, rows: list[dict], columns: Sequence[str], title: str | None) -> None:
+    """A block per row, ``name  value`` lines, empty values left out; values wrap, never cut."""
+    if title:
+        out.print(Text(f"{title} ({len(rows)})"))
+    for row in rows:
+        out.print(Text("─" * min(out.width, 40)))
+        _fields(out, [(c, row.get(c)) for c in columns])
+
+
+def _fields(out: Console, items: list[tuple[str, object]]) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for key, value in items:
+        shown = text(value, key)
+        if shown != "":
+            grid.add_row(Text(key), Text(shown))
+    out.print(grid)
 
 
 def emit_one(row: dict, *, as_json: bool) -> None:
+    """One item as ``name  value`` lines; lists of records (charges, emails) as indented lines."""
     if as_json:
-        typer.echo(json.dumps(row, indent=2, default=str, ensure_ascii=False))
+        print_json(row)
         return
-    table = Table(show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    out = console()
+    flat = [(k, v) for k, v in row.items() if not _is_records(v)]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for key, value in flat:
+        grid.add_row(Text(key), Text(text(value, key)))
+    out.print(grid)
     for key, value in row.items():
-        table.add_row(key, "" if value is None else str(value))
-    Console().print(table)
+        if _is_records(value):
+            out.print(Text(f"{key} ({len(value)})"))
+            for item in value:
+                out.print(Text("  - " + text(item)), overflow="fold")
+
+
+def _is_records(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)

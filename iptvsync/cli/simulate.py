@@ -58,7 +58,8 @@ def _command(kind: str, doc: str):
                 subscription: str = typer.Option(None, help="Subscription code (renewal/cancel: the purchase's)."),
                 parcela: int = typer.Option(1, help="Charge number (2 for the first renewal)."),
                 url: str = typer.Option(None, help="Receiver URL (default: from [receiver])."),
-                insecure: bool = typer.Option(False, help="Do not verify the TLS certificate.")):
+                insecure: bool = typer.Option(False, "--insecure",
+                                              help="Do not verify the TLS certificate (a self-signed one).")):
         _post(ctx, kind, email, product, sale, subscription, parcela, url, insecure)
 
     command.__doc__ = doc

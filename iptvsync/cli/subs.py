@@ -5,12 +5,12 @@ from __future__ import annotations
 import typer
 
 from .app import app, load
-from .output import JSON_OPTION, emit, emit_one
+from .output import JSON_OPTION, WIDE_OPTION, emit, emit_one
 
 subs_app = typer.Typer(no_args_is_help=True, help="Subscriptions and manual management.")
 app.add_typer(subs_app, name="subs")
 
-COLUMNS = ("id", "key", "product_code", "buyer_email", "paid_until", "enabled", "sync_status", "username",
+COLUMNS = ("id", "state", "buyer_email", "paid_until", "product_code", "key", "sync_status", "username",
            "last_error")
 REF = typer.Argument(..., help="Subscription id, key, username or buyer email.")
 
@@ -23,24 +23,31 @@ def _open(ctx):
 
 
 @subs_app.command("list")
-def list_cmd(ctx: typer.Context, email: str = typer.Option(None, help="Buyer email."),
+def list_cmd(ctx: typer.Context, email: str = typer.Option(None, help="Only this buyer's subscriptions."),
+             state: str = typer.Option(None, metavar="STATE",
+                                       help="Only subscriptions in this state: active, grace, suspended, disputed,"
+                                            " cancelled, expired, refunded or unpaid."),
              dead: bool = typer.Option(False, "--dead", help="Only subscriptions whose panel work is dead."),
-             limit: int = typer.Option(100), as_json: bool = JSON_OPTION):
-    """List subscriptions, newest first."""
+             limit: int = typer.Option(100, metavar="N", help="At most N subscriptions."),
+             as_json: bool = JSON_OPTION, wide: bool = WIDE_OPTION):
+    """List subscriptions, newest first, with their state."""
     from ..ops import subs
 
-    _, ledger = _open(ctx)
-    emit(subs.list_subs(ledger, email=email, dead=dead, limit=limit), COLUMNS, as_json=as_json,
-         title="subscriptions")
+    cfg, ledger = _open(ctx)
+    emit(subs.list_subs(ledger, cfg, email=email, dead=dead, state=state, limit=limit), COLUMNS, as_json=as_json,
+         title="subscriptions", wide=wide)
 
 
 @subs_app.command()
 def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OPTION):
-    """One subscription with its charges, grants and emails (never the password)."""
+    """One subscription with its state, charges, grants and emails (never the password).
+
+    paid_until is what was paid; access_until adds the grace days while a renewal may come.
+    """
     from ..ops import subs
 
-    _, ledger = _open(ctx)
-    emit_one(subs.show(ledger, ref), as_json=as_json)
+    cfg, ledger = _open(ctx)
+    emit_one(subs.show(ledger, cfg, ref), as_json=as_json)
 
 
 @subs_app.command()
@@ -48,7 +55,8 @@ def grant(ctx: typer.Context, email: str = typer.Option(..., help="Buyer email."
           product: str = typer.Option(..., help="Product code from [products]."),
           days: int = typer.Option(..., help="Days of access."),
           key: str = typer.Option(..., help="Your unique key for this grant (re-running with it is a no-op)."),
-          name: str = typer.Option(None, help="Buyer name."), note: str = typer.Option(None),
+          name: str = typer.Option(None, help="Buyer name."),
+          note: str = typer.Option(None, help="Why, for the audit trail."),
           as_json: bool = JSON_OPTION):
     """Create a manual subscription (a line + activation email on the next `process`)."""
     from ..ops import subs
@@ -61,7 +69,7 @@ def grant(ctx: typer.Context, email: str = typer.Option(..., help="Buyer email."
 @subs_app.command()
 def extend(ctx: typer.Context, ref: str = REF, days: int = typer.Option(..., help="Days to add."),
            key: str = typer.Option(..., help="Your unique key for this extension (re-running is a no-op)."),
-           note: str = typer.Option(None), as_json: bool = JSON_OPTION):
+           note: str = typer.Option(None, help="Why, for the audit trail."), as_json: bool = JSON_OPTION):
     """Add days to a subscription, once per --key."""
     from ..ops import subs
 

@@ -207,8 +207,11 @@ def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postba
         before, after = _upsert_charge(conn, sub["id"], pb, charge_kind, paid_at, days, months, now)
         _, want = recompute(conn, sub["id"], cfg, now)
         extra = {"paid_at_from": paid_from} if paid_from else {}
+        paid = conn.execute("SELECT paid_until FROM subscriptions WHERE id = ?", (sub["id"],)).fetchone()[0]
+        # paid_until as `subs show` has it (no grace); access_until is when the line stops (with grace)
         ledger.audit(f"charge.{after}", actor="process", event=pb.event, parcela=pb.parcela,
-                     previous=before, paid_until=want.access_until, enabled=want.enabled, **extra, **who)
+                     previous=before, paid_until=paid, access_until=want.access_until, enabled=want.enabled,
+                     **extra, **who)
         _queue_charge_emails(conn, cfg, sub, pb, before, after, want, now)
         charged = f"charge {_charge_key(pb)}: {before or 'new'} -> {after}"
         if pb.kind in KIND_TO_CHARGE:

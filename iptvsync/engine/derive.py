@@ -33,7 +33,8 @@ def facts(conn: sqlite3.Connection, sub: dict, cfg: Config) -> SubFacts:
     return SubFacts(
         paid_until=paid_until(periods), recurring=bool(sub["recurring"]),
         cancelled=sub["cancelled_at"] is not None, cancel_mode=sub["cancel_mode"], disputed=disputed,
-        hold=sub["hold"], grace_days=cfg.policy.grace_days, on_dispute=cfg.policy.on_dispute)
+        hold=sub["hold"], grace_days=cfg.policy.grace_days, on_dispute=cfg.policy.on_dispute,
+        refunded=any(c["status"] == "refunded" for c in charges))
 
 
 def recompute(conn: sqlite3.Connection, sub_id: int, cfg: Config, now: datetime) -> tuple[dict, Desired]:

@@ -63,6 +63,7 @@ class SubFacts:
     hold: str | None  # operator: suspended | resumed
     grace_days: int
     on_dispute: str  # suspend | ignore
+    refunded: bool = False  # some charge was refunded
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,35 @@ def access_until(f: SubFacts) -> datetime | None:
     if f.recurring and not f.cancelled:
         return f.paid_until + timedelta(days=f.grace_days)
     return f.paid_until
+
+
+#: what ``subs list`` shows and filters by; ``subscription_state`` picks one
+STATES = ("active", "grace", "suspended", "disputed", "cancelled", "expired", "refunded", "unpaid")
+
+
+def subscription_state(f: SubFacts, now: datetime) -> str:
+    """One word for where a subscription stands, for operators (the line follows ``desired_state``).
+
+    active: paid and running; grace: past ``paid_until``, inside ``grace_days`` while a renewal
+    may still come; suspended: by an operator; disputed: a chargeback not settled by a later
+    payment (nor resumed by an operator); cancelled: no more renewals, access to the end of the
+    period (or cut at once); expired: the paid time ran out; refunded: nothing paid remains
+    after a refund; unpaid: nothing was ever paid (a boleto or Pix still waiting).
+    """
+    until = access_until(f)
+    if until is None:
+        return "refunded" if f.refunded else "unpaid"
+    if f.hold == "suspended":
+        return "suspended"
+    if f.disputed and f.hold != "resumed":
+        return "disputed"
+    if f.cancelled and (f.cancel_mode == "immediately" or now < until):
+        return "cancelled"
+    if now >= until:
+        return "expired"
+    if f.paid_until is not None and now >= f.paid_until:
+        return "grace"
+    return "active"
 
 
 def desired_state(f: SubFacts, now: datetime) -> Desired:

@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from ..clock import now
+from ..clock import human, now
 from ..config import Config
 from ..ledger.db import Ledger
 from ..ledger.queue import OUTBOX, InboxStatus, MailStatus, count
@@ -35,13 +35,14 @@ class RecordingPanel:
 
     def create(self, spec):
         self.calls.append({"subscription": spec.notes.removeprefix("iptvsync "), "panel": self.name,
-                           "call": "create", "why": f"new line {spec.username}, enabled={spec.enabled}"})
+                           "call": "create", "why": f"new line {spec.username}, enabled={spec.enabled},"
+                           f" expires {human(spec.expires_at)}"})
         return self._line(spec)
 
     def update(self, line, spec):
         self.calls.append({"subscription": spec.notes.removeprefix("iptvsync "), "panel": self.name,
                            "call": "update", "why": f"enabled {line.enabled}->{spec.enabled}, "
-                           f"expires {line.expires_at}->{spec.expires_at}"})
+                           f"expires {human(line.expires_at) or 'never'} -> {human(spec.expires_at)}"})
         return replace(self._line(spec, line.line_id), username=line.username, password=line.password)
 
     def shortfall_slack_s(self, spec):  # package panels: as the real adapter decides

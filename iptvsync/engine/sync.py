@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..clock import epoch, iso, parse_iso
+from ..clock import epoch, human, iso, parse_iso
 from ..config import Config
 from ..credentials import decrypt, encrypt, new_password, username_for
 from ..errors import PanelError
@@ -59,6 +59,19 @@ def spec_for(sub: dict, cfg: Config, username: str, password: str, now: datetime
         notes=f"iptvsync {sub['key']}")
 
 
+def expiry_mismatch(want: int, got: int) -> str:
+    """"expiry 2027-01-30 12:00 -03, panel has 15:00 -03: 3 h off, check the API user's timezone"."""
+    off = got - want
+    text = f"expiry {human(want)}, panel has {human(got, same_day_as=want)}"
+    hours, rest = divmod(abs(off), 3600)
+    if hours and min(rest, 3600 - rest) <= EXPIRY_TOLERANCE_S and abs(off) <= 14 * 3600:
+        hours = round(abs(off) / 3600)
+        return f"{text}: {hours} h off, check the API user's timezone (expiries are sent in UTC)"
+    days = abs(off) / 86400
+    return f"{text}: {days:.1f} days {'later' if off > 0 else 'earlier'}" if days >= 1 else \
+        f"{text}: {abs(off) // 60} min off"
+
+
 def mismatch(line: Line, spec: LineSpec, by_package: bool, slack_s: int = RESELLER_SLACK_S) -> str | None:
     """Why ``line`` is not yet what ``spec`` asks, or None when it is.
 
@@ -77,12 +90,12 @@ def mismatch(line: Line, spec: LineSpec, by_package: bool, slack_s: int = RESELL
         return "line has no output format (the buyer's app cannot play it)"
     if by_package:
         if spec.expires_at - line.expires_at > slack_s:
-            return f"expiry {line.expires_at} short of {spec.expires_at}"
+            return f"expiry {human(spec.expires_at)}, panel has {human(line.expires_at)}: short by a package or more"
         return None
     if line.outputs is not None and spec.outputs and set(line.outputs) != set(spec.outputs):
         return f"outputs {list(line.outputs)}, want {list(spec.outputs)}"
     if abs(line.expires_at - spec.expires_at) > EXPIRY_TOLERANCE_S:
-        return f"expiry {line.expires_at}, want {spec.expires_at}"
+        return expiry_mismatch(spec.expires_at, line.expires_at)
     if line.max_connections is not None and line.max_connections != spec.max_connections:
         return f"max_connections {line.max_connections}, want {spec.max_connections}"
     if line.bouquets is not None and spec.bouquets and sorted(line.bouquets) != sorted(spec.bouquets):

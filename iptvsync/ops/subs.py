@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ..clock import iso, now
 from ..config import Config
 from ..engine.apply import queue_cancellation
 from ..engine.derive import facts, recompute
+from ..engine.model import STATES, subscription_state
 from ..errors import UsageError
 from ..ledger.db import Ledger
 from ..ledger.outbox import queue
@@ -39,20 +40,46 @@ def find(ledger: Ledger, ref: str) -> dict:
     return row
 
 
-def list_subs(ledger: Ledger, *, email: str | None = None, dead: bool = False, limit: int = 100) -> list[dict]:
-    where, params = ["1=1"], {"limit": limit}
+def list_subs(ledger: Ledger, cfg: Config, *, email: str | None = None, dead: bool = False,
+              state: str | None = None, limit: int = 100) -> list[dict]:
+    """Subscriptions, newest first, each with its ``state`` (``engine.model.subscription_state``)."""
+    if state is not None and state not in STATES:
+        raise UsageError(f"--state must be one of {', '.join(STATES)}, got {state!r}")
+    where, params = ["1=1"], {"limit": -1 if state else limit}
     if email:
         where.append("buyer_email = :email")
         params["email"] = email.strip().lower()
     if dead:
         where.append(f"sync_status = '{SyncStatus.DEAD}'")
-    return ledger.query(f"SELECT {LIST_COLUMNS} FROM subscriptions WHERE {' AND '.join(where)}"
+    rows = ledger.query(f"SELECT {LIST_COLUMNS} FROM subscriptions WHERE {' AND '.join(where)}"
                         " ORDER BY id DESC LIMIT :limit", params)
+    t, out = now(), []
+    for row in rows:
+        row = {"id": row["id"], "state": state_of(ledger, cfg, row["id"], t), **row}
+        if state is None or row["state"] == state:
+            out.append(row)
+        if len(out) >= limit:
+            break
+    return out
 
 
-def show(ledger: Ledger, ref: str) -> dict:
+def state_of(ledger: Ledger, cfg: Config, sub_id: int, at: datetime) -> str:
+    sub = ledger.one("SELECT * FROM subscriptions WHERE id = ?", (sub_id,))
+    return subscription_state(facts(ledger.conn, sub, cfg), at)
+
+
+def show(ledger: Ledger, cfg: Config, ref: str) -> dict:
+    """One subscription with its state, charges, grants and emails (never the password).
+
+    ``paid_until`` is what was paid (no grace); ``access_until`` is when the line stops:
+    ``paid_until`` plus ``grace_days`` while a renewal may still come, the same value the
+    audit's ``access_until`` carries.
+    """
     sub = find(ledger, ref)
     sub.pop("password_enc", None)
+    sub = {"id": sub["id"], "state": state_of(ledger, cfg, sub["id"], now()), **sub,
+           "access_until": iso(datetime.fromtimestamp(sub["desired_expires_at"], UTC))
+           if sub["desired_expires_at"] else None}
     sub["charges"] = ledger.query("SELECT charge_key, status, paid_at, days FROM charges WHERE subscription_id = ?"
                                   " ORDER BY paid_at", (sub["id"],))
     sub["grants"] = ledger.query("SELECT grant_key, days, granted_at, actor, note FROM grants"
