@@ -1,0 +1,329 @@
+"""What the operator reads, as they read it: help and error texts at 80 columns (COLUMNS=80,
+TERM=dumb, not a terminal), each expected text inline below so a reviewer sees them in one
+place. The install's folder prints as <install>; trailing spaces are dropped.
+
+When a text changes on purpose, update it here: the diff is the review.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+import typer
+from support.install import BASE_TOML, write_install
+from support.postbacks import deliver, payload
+from typer.testing import CliRunner
+
+from iptvsync.cli import _register, app
+from iptvsync.cli.help import PANELS
+from iptvsync.ledger.db import Ledger
+
+_register()
+ENV = {"COLUMNS": "80", "TERM": "dumb", "NO_COLOR": "1"}
+
+
+def render(*args, install=None) -> str:
+    argv = (["--config", str(install)] if install else []) + [str(a) for a in args]
+    result = CliRunner().invoke(app, argv, env=ENV, catch_exceptions=False, prog_name="iptvsync")
+    text = result.output
+    if install:
+        text = text.replace(str(install.parent), "<install>")
+    lines = [line.rstrip() for line in text.splitlines()]
+    while lines and not lines[0]:  # rich starts help with an empty line
+        lines.pop(0)
+    return "\n".join(lines).rstrip() + f"\n[exit {result.exit_code}]"
+
+
+def install_with(tmp_path, toml: str = BASE_TOML, env: dict | None = None):
+    return write_install(tmp_path / "install", toml, env)
+
+
+# --- help ----------------------------------------------------------------------------------------------
+
+TOP_HELP = """\
+ Usage: iptvsync [OPTIONS] COMMAND [ARGS]...
+
+ Monetizze postbacks in, IPTV lines and buyer emails out.
+
+╭─ Options ────────────────────────────────────────────────────────────────────╮
+│ --config   -c      CONFIG  config.toml to use (default ./config.toml).       │
+│                            [env var: IPTVSYNC_CONFIG]                        │
+│ --verbose  -v              Log debug details.                                │
+│ --help                     Show this message and exit.                       │
+╰──────────────────────────────────────────────────────────────────────────────╯
+╭─ Daily ──────────────────────────────────────────────────────────────────────╮
+│ status     Queue depth, oldest pending, dead items, last run; exit 1 when    │
+│            unhealthy.                                                        │
+│ logs       The audit trail, oldest first.                                    │
+│ subs       Subscriptions and manual management.                              │
+│ inbox      Stored postbacks and their outcome.                               │
+╰──────────────────────────────────────────────────────────────────────────────╯
+╭─ Setup ──────────────────────────────────────────────────────────────────────╮
+│ init       Write config.toml and .env with fresh secrets if missing; create  │
+│            or migrate the ledger.                                            │
+│ doctor     Check config, ledger, panels (and reseller credits), SMTP login   │
+│            and the TLS certificate.                                          │
+│ simulate   Post realistic postbacks to the running receiver.                 │
+╰──────────────────────────────────────────────────────────────────────────────╯
+╭─ Machinery ──────────────────────────────────────────────────────────────────╮
+│ serve      Run the postback receiver until SIGTERM.                          │
+│ process    Apply postbacks, sync panels, send emails, sweep expiries.        │
+│ reconcile  Compare the ledger with Monetizze and the panels.                 │
+│ backup     Online, consistent copy of the ledger.                            │
+│ audit      The audit trail's integrity.                                      │
+╰──────────────────────────────────────────────────────────────────────────────╯
+
+ Examples:
+
+ iptvsync status                          healthy? (exit 1 if not)
+
+ iptvsync logs --email maria@example.com  what happened to one buyer
+
+ iptvsync subs list --state grace         who is past paid_until, in grace
+[exit 0]"""
+
+SUBS_LIST_HELP = """\
+ Usage: iptvsync subs list [OPTIONS]
+
+ List subscriptions, newest first, with their state.
+
+╭─ Options ────────────────────────────────────────────────────────────────────╮
+│ --email        EMAIL  Only this buyer's subscriptions.                       │
+│ --state        STATE  Only subscriptions in this state: active, grace,       │
+│                       suspended, disputed, cancelled, expired, refunded or   │
+│                       unpaid.                                                │
+│ --dead                Only subscriptions whose panel work is dead.           │
+│ --limit        N      At most N subscriptions. [default: 100]                │
+│ --json                Print JSON (times in ISO-8601 UTC) instead of a table. │
+│ --wide                Keep the table however wide it gets (default: a record │
+│                       per row when it does not fit the terminal).            │
+│ --help                Show this message and exit.                            │
+╰──────────────────────────────────────────────────────────────────────────────╯
+[exit 0]"""
+
+SIMULATE_HELP = """\
+ Usage: iptvsync simulate purchase [OPTIONS]
+
+ A paid first charge of a new subscription.
+
+╭─ Options ────────────────────────────────────────────────────────────────────╮
+│ --email               EMAIL         Buyer email.                             │
+│                                     [default: comprador@example.com]         │
+│ --product             PRODUCT       Product code (default: the first in      │
+│                                     [products]).                             │
+│ --sale                SALE          Sale code (default: a fresh SIM… code).  │
+│ --subscription        SUBSCRIPTION  Subscription code (renewal/cancel: the   │
+│                                     purchase's).                             │
+│ --parcela             PARCELA       Charge number (2 for the first renewal). │
+│                                     [default: 1]                             │
+│ --url                 URL           Receiver URL (default: from [receiver]). │
+│ --insecure                          Do not verify the TLS certificate (a     │
+│                                     self-signed one).                        │
+│ --help                              Show this message and exit.              │
+╰──────────────────────────────────────────────────────────────────────────────╯
+[exit 0]"""
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ((), TOP_HELP.replace("[exit 0]", "[exit 2]")),  # no command: the same help, exit 2 (a usage error)
+    (("--help",), TOP_HELP),
+    (("subs", "list", "--help"), SUBS_LIST_HELP),
+    (("simulate", "purchase", "--help"), SIMULATE_HELP),
+], ids=["no-arguments", "top", "subs-list", "simulate-purchase"])
+def test_help_texts(args, expected):
+    assert render(*args) == expected
+
+
+def walk(command, path=()):
+    yield path, command
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from walk(sub, (*path, name))
+
+
+def test_every_help_page_has_no_type_labels_and_every_option_explains_itself():
+    from iptvsync.cli.help import polish
+
+    root = typer.main.get_command(app)
+    polish(root)
+    for path, command in walk(root):
+        for param in command.params:
+            if getattr(param, "param_type_name", "") == "option":
+                assert (param.help or "").strip(), f"iptvsync {' '.join(path)} {param.opts[0]} has no help"
+        text = render(*path, "--help")
+        assert text.endswith("[exit 0]"), (path, text)
+        for label in ("<bool>", "<str>", "<int>", "<float>", "<path>", "<list"):
+            assert label not in text, (path, label, text)
+
+
+def test_every_bracket_in_help_is_shown():
+    """Help is rich markup to Typer: "[products]" would vanish unless escaped."""
+    for path, command in walk(typer.main.get_command(app)):
+        text = " ".join(render(*path, "--help").split())
+        for param in command.params:
+            for word in (param.help or "").split():
+                if "[" in word:
+                    assert word in text, (path, word)
+
+
+def test_the_top_level_help_groups_every_command():
+    root = typer.main.get_command(app)
+    assert set(root.commands) <= set(PANELS), set(root.commands) - set(PANELS)
+
+
+# --- errors: one line naming the key and the file, the right exit code ------------------------------------
+
+PANEL = '[panels.main]\nkind = "dry-run"\n'
+PRODUCT = '[products.145388]\npanel = "main"\n'
+
+
+@pytest.mark.parametrize(("toml", "env", "expected"), [
+    (PANEL + '[panels.main.links]\nm3u = "{server}/get.php?u={user}"\n' + PRODUCT, None,
+     "error: <install>/config.toml: [panels.main.links] m3u has an unknown placeholder {user} (known:"
+     " {server}, {username}, {password})\n[exit 2]"),
+    (PANEL + PRODUCT + "days = -1\n", None,
+     "error: <install>/config.toml: [products.145388] days must be positive (or omitted to derive it from the"
+     " plan), got -1\n[exit 2]"),
+    ("", None,
+     "error: <install>/config.toml: the config file is empty (run 'iptvsync init' in an empty folder for a"
+     " complete one)\n[exit 2]"),
+    (PANEL, None,
+     "error: <install>/config.toml: no [products.<code>]: add one per Monetizze product you sell (see"
+     " config.example.toml)\n[exit 2]"),
+    ('[panels.main]\nkind = "xtream-codes"\nurl = "panel.example.com:25500"\n' + PRODUCT, None,
+     "error: <install>/config.toml: [panels.main] url must start with http:// or https://, got"
+     " 'panel.example.com:25500'\n[exit 2]"),
+    ('[panels.main]\nkind = "xtream-codes"\nurl = "http://panel.example.com:25500"\n' + PRODUCT, None,
+     "error: <install>/.env: PANEL_MAIN_API_KEY is not set (environment or .env): the API key of"
+     " [panels.main]\n[exit 2]"),
+    (PANEL + PRODUCT, {"IPTVSYNC_SECRET_KEY": "not-a-key"},
+     "error: <install>/.env: IPTVSYNC_SECRET_KEY is not a valid key (44 characters of url-safe base64;"
+     " `iptvsync init` in an empty folder writes a fresh one)\n[exit 2]"),
+    (PANEL + PRODUCT + "[receiver]\nport = 99999\n", None,
+     "error: <install>/config.toml: [receiver] port must be between 1 and 65535, got 99999\n[exit 2]"),
+    (PANEL + PRODUCT + '[receiver]\nallowed_ips = ["300.1.1.1/24"]\n', None,
+     "error: <install>/config.toml: [receiver] allowed_ips has '300.1.1.1/24', which is not an IP address or"
+     ' CIDR such as "203.0.113.0/24"\n[exit 2]'),
+], ids=["placeholder", "days", "empty", "no-products", "url-scheme", "api-key", "secret-key", "port", "cidr"])
+def test_config_errors(tmp_path, toml, env, expected):
+    install = install_with(tmp_path, toml, env)
+    assert render("status", install=install) == expected
+    assert render("doctor", install=install) == expected
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("inbox", "list", "--status", "bogus"),
+     "error: --status must be one of pending, applied, ignored, unmapped, failed, got 'bogus'\n[exit 2]"),
+    (("inbox", "replay", "999"), "error: no stored postback with id 999 (see `iptvsync inbox list`)\n[exit 2]"),
+    (("subs", "grant", "--email", "a@example.com", "--product", "999", "--days", "3", "--key", "k"),
+     "error: --product 999 is not a [products.<code>] of <install>/config.toml (known: 145388)\n[exit 2]"),
+    (("subs", "list", "--state", "late"),
+     "error: --state must be one of active, grace, suspended, disputed, cancelled, expired, refunded, unpaid,"
+     " got 'late'\n[exit 2]"),
+    (("serve", "--certfile", "/nowhere/cert.pem"), "error: --certfile: /nowhere/cert.pem does not exist\n[exit 2]"),
+], ids=["inbox-status", "inbox-replay", "subs-grant-product", "subs-state", "serve-certfile"])
+def test_usage_errors(tmp_path, args, expected):
+    assert render(*args, install=install_with(tmp_path)) == expected
+
+
+def test_serve_on_a_busy_port(tmp_path):
+    install = install_with(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        got = render("serve", "--port", port, install=install).replace(str(port), "<port>")
+    assert got == ("error: cannot listen on 127.0.0.1:<port> ([receiver] host and port, or --host/--port): the port"
+                   " is already in use (another `iptvsync serve`, or another program)\n[exit 1]")
+
+
+def test_status_hint_for_unmapped_postbacks(tmp_path):
+    install = install_with(tmp_path)
+    ledger = Ledger(install.parent / "iptvsync.db")
+    deliver(ledger, payload(2, product="999"))
+    render("process", install=install)
+    got = render("status", install=install)
+    assert got.splitlines()[-2:] == [
+        "UNHEALTHY: 0 failed and 1 unmapped postback(s): `iptvsync inbox list --status unmapped`", "[exit 1]"]
+
+
+# --- lists and records at 80 columns, not a terminal -------------------------------------------------------
+
+LONG_EMAIL = "maria.aparecida.dos.santos.oliveira@provedor-exemplo.com.br"
+
+SUBS_LIST = """\
+subscriptions (2)
+────────────────────────────────────────
+id            2
+state         active
+buyer_email   maria.aparecida.dos.santos.oliveira@provedor-exemplo.com.br
+paid_until    2026-12-20 15:00 -03
+product_code  145388
+key           manual:gift-2
+sync_status   pending
+────────────────────────────────────────
+id            1
+state         active
+buyer_email   joao@example.com
+paid_until    2026-11-22 15:00 -03
+product_code  145388
+key           manual:gift-1
+sync_status   pending
+[exit 0]"""
+
+
+@pytest.fixture
+def two_grants(tmp_path):
+    from freezegun import freeze_time
+
+    install = install_with(tmp_path)
+    with freeze_time("2026-11-20T18:00:00Z"):
+        render("subs", "grant", "--email", "joao@example.com", "--product", "145388", "--days", "2", "--key",
+               "gift-1", install=install)
+        render("subs", "grant", "--email", LONG_EMAIL, "--product", "145388", "--days", "30", "--key", "gift-2",
+               "--name", "[bold]Maria[/bold] [products.999]", install=install)
+    return install
+
+
+def test_subs_list_at_80_columns_is_a_record_per_row_that_never_cuts_an_email(two_grants):
+    from freezegun import freeze_time
+
+    with freeze_time("2026-11-21T12:00:00Z"):
+        assert render("subs", "list", install=two_grants) == SUBS_LIST
+        wide = render("subs", "list", "--wide", install=two_grants)
+        by_state = render("subs", "list", "--state", "grace", install=two_grants)
+    assert max(len(line) for line in wide.splitlines()) > 80
+    assert any(LONG_EMAIL in line and "2026-12-20 15:00 -03" in line for line in wide.splitlines())
+    assert by_state == "subscriptions: (none)\n[exit 0]"
+
+
+def test_a_buyer_name_with_brackets_is_printed_as_written(two_grants):
+    shown = render("subs", "show", LONG_EMAIL, install=two_grants)
+    assert "buyer_name          [bold]Maria[/bold] [products.999]" in shown
+    assert "paid_until          2026-12-20 15:00 -03" in shown
+    assert "access_until        2026-12-20 15:00 -03" in shown  # a grant does not renew: no grace
+
+
+def test_json_keeps_iso_utc(two_grants):
+    import json
+
+    result = CliRunner().invoke(app, ["--config", str(two_grants), "subs", "list", "--json"], env=ENV)
+    rows = json.loads(result.stdout)
+    assert [r["paid_until"] for r in rows] == ["2026-12-20T18:00:00Z", "2026-11-22T18:00:00Z"]
+    assert rows[0]["buyer_email"] == LONG_EMAIL and rows[0]["state"] == "active"
+
+
+def test_inbox_list_and_logs_at_80_columns_show_whole_emails_and_actions(tmp_path):
+    install = install_with(tmp_path)
+    ledger = Ledger(install.parent / "iptvsync.db")
+    deliver(ledger, payload(2, email=LONG_EMAIL))
+    render("process", install=install)
+    for args in (("inbox", "list"), ("logs",)):
+        lines = render(*args, install=install).splitlines()
+        assert not any("…" in line for line in lines), (args, lines)
+        assert any(LONG_EMAIL in line for line in lines), (args, lines)
+        assert all(len(line) <= 80 for line in lines), (args, lines)
+    logs = render("logs", install=install)
+    assert "email.sent" in logs and "panel.created" in logs
+    assert " -03" in logs and not re.search(r"\d{4}-\d\d-\d\dT\d\d", logs)  # São Paulo, never raw ISO
