@@ -455,7 +455,7 @@ def _check_secrets(secrets: Secrets, panels: dict[str, PanelConfig], env_path: P
         raise ConfigError(f"{source('IPTVSYNC_SECRET_KEY')}: IPTVSYNC_SECRET_KEY is not a valid key (44 characters"
                           " of url-safe base64; `iptvsync init` in an empty folder writes a fresh one)")
     for name, panel in panels.items():
-        if panel.caps.real and not secrets.panel_api_keys.get(name):
+        if panel.caps.real and panel.caps.needs_api_key and not secrets.panel_api_keys.get(name):
             raise ConfigError(f"{env_path}: {_panel_env_name(name)} is not set (environment or .env): the"
                               f" API key of [panels.{name}]")
 

@@ -194,7 +194,7 @@ PRODUCT = '[products.145388]\npanel = "main"\n'
     ('[panels.main]\nkind = "xtream-codes"\nurl = "panel.example.com:25500"\n' + PRODUCT, None,
      "error: <install>/config.toml: [panels.main] url must start with http:// or https://, got"
      " 'panel.example.com:25500'\n[exit 2]"),
-    ('[panels.main]\nkind = "xtream-codes"\nurl = "http://panel.example.com:25500"\n' + PRODUCT, None,
+    ('[panels.main]\nkind = "xui-admin"\nurl = "http://panel.example.com/abc"\n' + PRODUCT, None,
      "error: <install>/.env: PANEL_MAIN_API_KEY is not set (environment or .env): the API key of"
      " [panels.main]\n[exit 2]"),
     (PANEL + PRODUCT, {"IPTVSYNC_SECRET_KEY": "not-a-key"},

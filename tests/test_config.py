@@ -507,3 +507,8 @@ def test_invalid_secret_key(tmp_path, key):
     message, config = config_error(tmp_path, PANEL + PRODUCT, {"IPTVSYNC_SECRET_KEY": key})
     assert_one_line(message, "IPTVSYNC_SECRET_KEY", str(config.parent / ".env"))
     assert key not in message
+
+
+def test_a_panel_whose_key_is_optional_loads_without_one(tmp_path):
+    toml = '[panels.main]\nkind = "xtream-codes"\nurl = "http://panel.example:25500"\n' + PRODUCT
+    assert load_config(write_install(tmp_path, toml)).panels["main"].caps.real

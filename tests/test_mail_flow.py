@@ -246,10 +246,11 @@ def test_every_kind_through_a_lifecycle_as_the_buyer_reads_it(tmp_path):
 
 def test_message_ids_differ_between_installs(tmp_path):
     """Row 1 of two ledgers must not share a Message-ID: a mail client would hide the second."""
+    from cryptography.fernet import Fernet
     from support.install import write_install as make
 
     ids = []
-    for name, secret in (("a", "x" * 44), ("b", "y" * 44)):
+    for name, secret in (("a", Fernet.generate_key().decode()), ("b", Fernet.generate_key().decode())):
         cfg = load_config(make(tmp_path / name, BASE_TOML, env={"IPTVSYNC_SECRET_KEY": secret}))
         ledger = Ledger(cfg.ledger_path)
         deliver(ledger, payload(2, paid=paid_now()))

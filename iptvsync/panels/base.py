@@ -20,6 +20,9 @@ class Capabilities:
     real: bool = True
     #: Needs ``url`` in ``[panels.<name>]``.
     needs_url: bool = True
+    #: A real panel that cannot work without ``PANEL_<NAME>_API_KEY`` (False: the key is
+    #: optional, e.g. an ``api.php`` open to this host's IP without ``api_pass``).
+    needs_api_key: bool = True
     #: The panel, not iptvsync, decides the expiry: one ``update`` buys one package period, so
     #: a product on such a panel needs ``package``, and the engine extends only while short.
     extends_by_package: bool = False

@@ -51,7 +51,8 @@ class XtreamCodesPanel:
     """Xtream Codes v2 ``api.php``: lines identified by their username+password pair."""
 
     kind = "xtream-codes"
-    caps = Capabilities(has_player_api=True)
+    # api_pass is optional: api.php may trust the caller's IP instead
+    caps = Capabilities(has_player_api=True, needs_api_key=False)
 
     def __init__(self, name: str, url: str, api_key: str, timeout_s: float = 15,
                  max_concurrency: int = 4):
