@@ -327,3 +327,12 @@ def test_inbox_list_and_logs_at_80_columns_show_whole_emails_and_actions(tmp_pat
     logs = render("logs", install=install)
     assert "email.sent" in logs and "panel.created" in logs
     assert " -03" in logs and not re.search(r"\d{4}-\d\d-\d\dT\d\d", logs)  # São Paulo, never raw ISO
+
+
+def test_doctor_at_80_columns_stays_a_table_with_its_detail_wrapped(tmp_path):
+    install = install_with(tmp_path)
+    render("init", install=install)
+    lines = render("doctor", install=install).splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert any(line.startswith("┃ check") for line in lines)
+    assert "│ example values         │ warn   │ still the example's, buyers would see      │" in lines

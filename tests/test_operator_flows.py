@@ -143,3 +143,19 @@ def test_subs_retry_requeues_failed_emails_and_counts_them(tmp_path):
         (templates / "activation.txt").unlink()  # the operator fixed the template
         assert run_process(cfg)["mail"]["sent"] == 1
         assert subs.retry(ledger) == (0, 0)
+
+
+@freeze_time(T0)
+def test_the_audit_and_subs_show_agree_on_paid_until_and_say_which_has_grace(cfg, ledger):
+    import json
+
+    deliver(ledger, payload(2))
+    run_process(cfg)
+    shown = subs.show(ledger, cfg, "maria@example.com")
+    [row] = ledger.query("SELECT detail FROM audit WHERE action = 'charge.paid'")
+    detail = json.loads(row["detail"])
+    assert shown["paid_until"] == "2026-12-20T17:37:57Z" and detail["paid_until"] == shown["paid_until"]
+    # access_until is paid_until + grace_days (3) while a renewal may still come
+    assert shown["access_until"] == "2026-12-23T17:37:57Z"
+    assert detail["access_until"].startswith("2026-12-23 17:37:57")
+    assert shown["state"] == "active"

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -27,7 +28,7 @@ WIDE_OPTION = typer.Option(False, "--wide", help="Keep the table however wide it
 
 #: a UTC time as the ledger stores it (``...Z``) or as Python prints one (``... +00:00``)
 ISO_UTC = re.compile(r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|\+00:00)")
-NATURAL_WIDTH = 100_000  # measure a table as if the terminal were endless
+MIN_WRAPPED = 30  # the narrowest a wrapping column may get before rows become records
 
 
 def console(width: int | None = None) -> Console:
@@ -70,18 +71,29 @@ def emit(rows: Iterable[dict], columns: Sequence[str], *, as_json: bool, title: 
     if not rows:
         out.print(Text(f"{title}: (none)" if title else "(none)"))
         return
-    table = Table(title=Text(title) if title else None, show_lines=False)
-    for col in columns:
-        table.add_column(Text(col), overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(text(row.get(c), c)) for c in columns))
-    needed = out.measure(table, options=out.options.update(width=NATURAL_WIDTH, max_width=NATURAL_WIDTH)).maximum
-    if wide:
-        console(width=max(needed, out.width)).print(table)
-    elif needed <= out.width:
-        out.print(table)
+    cells = [[text(row.get(c), c) for c in columns] for row in rows]
+    widths = [max(cell_len(col), *(cell_len(r[i]) for r in cells)) for i, col in enumerate(columns)]
+    needed = sum(widths) + 3 * len(columns) + 1  # one space each side of a cell, one rule between
+    if wide or needed <= out.width:
+        _table(console(width=max(needed, out.width)) if wide else out, cells, columns, title, wrap=None)
+        return
+    # Too wide: the table still reads well when only its widest column has to wrap, and that
+    # column keeps a fair width (a doctor's detail, an error); else a record per row.
+    widest = widths.index(max(widths))
+    if needed - widths[widest] + MIN_WRAPPED <= out.width:
+        _table(out, cells, columns, title, wrap=widest)
     else:
         _records(out, rows, columns, title)
+
+
+def _table(out: Console, cells: list[list[str]], columns: Sequence[str], title: str | None,
+           wrap: int | None) -> None:
+    table = Table(title=Text(title) if title else None, show_lines=False)
+    for i, col in enumerate(columns):
+        table.add_column(Text(col), overflow="fold", no_wrap=wrap is not None and i != wrap)
+    for row in cells:
+        table.add_row(*(Text(cell) for cell in row))
+    out.print(table)
 
 
 def _records(out: Console, rows: list[dict], columns: Sequence[str], title: str | None) -> None:
