@@ -5,8 +5,6 @@ at the end of the top-level help.
 
 from __future__ import annotations
 
-from rich.markup import escape
-
 #: top-level command -> its panel in ``iptvsync --help``, in the order shown
 PANELS = {
     "status": "Daily", "logs": "Daily", "subs": "Daily", "inbox": "Daily",
@@ -33,6 +31,8 @@ def command_order(name: str) -> tuple[int, int]:
 
 def polish(command, *, top: bool = True) -> None:
     """Prepare a Click command tree (as Typer built it) for help, once."""
+    from rich.markup import escape
+
     if getattr(command, "_iptvsync_polished", False):
         return
     command._iptvsync_polished = True
