@@ -153,7 +153,8 @@ STATUSES = {str(s) for enum in (InboxStatus, SyncStatus, MailStatus) for s in en
 SQL_STATUS = re.compile(r"'(" + "|".join(sorted(STATUSES)) + r")'")
 #: where a status word means something else: the postback kind of a non-payment event, and the
 #: `reconcile monetizze --json` field counting sales of unmapped products (an output contract)
-OTHER_MEANINGS = {("iptvsync.monetizze.postback", "ignored"), ("iptvsync.ops.reconcile", "unmapped")}
+OTHER_MEANINGS = {("iptvsync.monetizze.postback", "ignored"), ("iptvsync.ops.reconcile", "unmapped"),
+                  ("iptvsync.cli.process", "skipped")}  # process --json: {"skipped": "locked"}, a run skipped
 
 
 EXEMPT = ("iptvsync.ledger.queue", "iptvsync.ledger.migrations")  # the vocabulary; shipped migrations
