@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from collections.abc import Iterable, Sequence
 
 import typer
@@ -97,23 +98,37 @@ def _table(out: Console, cells: list[list[str]], columns: Sequence[str], title: 
 
 
 def _records(out: Console, rows: list[dict], columns: Sequence[str], title: str | None) -> None:
-    """A block per row, ``name  value`` lines, empty values left out; values wrap, never cut."""
-    if title:
-        out.print(Text(f"{title} ({len(rows)})"))
+    """A block per row, ``name  value`` lines, empty values left out; values wrap, never cut.
+    Plain text (no rich rendering): a hundred records print in milliseconds."""
+    lines = [f"{title} ({len(rows)})"] if title else []
     for row in rows:
-        out.print(Text("─" * min(out.width, 40)))
-        _fields(out, [(c, row.get(c)) for c in columns])
+        lines.append("─" * min(out.width, 40))
+        lines += _field_lines([(c, row.get(c)) for c in columns], out.width, skip_empty=True)
+    typer.echo("\n".join(lines))
 
 
-def _fields(out: Console, items: list[tuple[str, object]]) -> None:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(no_wrap=True)
-    grid.add_column(overflow="fold")
-    for key, value in items:
-        shown = text(value, key)
-        if shown != "":
-            grid.add_row(Text(key), Text(shown))
-    out.print(grid)
+def _field_lines(items: list[tuple[str, object]], width: int, *, skip_empty: bool) -> list[str]:
+    shown = [(key, text(value, key)) for key, value in items]
+    shown = [(key, value) for key, value in shown if value != "" or not skip_empty]
+    if not shown:
+        return []
+    key_width = max(cell_len(key) for key, _ in shown)
+    room = max(MIN_WRAPPED, width - key_width - 2)
+    lines = []
+    for key, value in shown:
+        chunks = _wrap(value, room)
+        lines.append(f"{key.ljust(key_width)}  {chunks[0]}".rstrip())
+        lines += [" " * (key_width + 2) + chunk for chunk in chunks[1:]]
+    return lines
+
+
+def _wrap(value: str, width: int, indent: str = "") -> list[str]:
+    """Wrap at spaces; a word longer than the line (an email, a Message-ID) is folded, not cut."""
+    out = []
+    for paragraph in value.splitlines() or [""]:
+        out += textwrap.wrap(paragraph, width, subsequent_indent=indent, break_long_words=True,
+                             break_on_hyphens=False) or [""]
+    return out
 
 
 def emit_one(row: dict, *, as_json: bool) -> None:
@@ -121,19 +136,14 @@ def emit_one(row: dict, *, as_json: bool) -> None:
     if as_json:
         print_json(row)
         return
-    out = console()
-    flat = [(k, v) for k, v in row.items() if not _is_records(v)]
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(no_wrap=True)
-    grid.add_column(overflow="fold")
-    for key, value in flat:
-        grid.add_row(Text(key), Text(text(value, key)))
-    out.print(grid)
+    width = console().width
+    lines = _field_lines([(k, v) for k, v in row.items() if not _is_records(v)], width, skip_empty=False)
     for key, value in row.items():
         if _is_records(value):
-            out.print(Text(f"{key} ({len(value)})"))
+            lines.append(f"{key} ({len(value)})")
             for item in value:
-                out.print(Text("  - " + text(item)), overflow="fold")
+                lines += _wrap("  - " + text(item), width, indent="    ")
+    typer.echo("\n".join(lines))
 
 
 def _is_records(value) -> bool:
