@@ -214,7 +214,7 @@ def test_config_errors(tmp_path, toml, env, expected):
 
 @pytest.mark.parametrize(("args", "expected"), [
     (("inbox", "list", "--status", "bogus"),
-     "error: --status must be one of pending, applied, ignored, unmapped, failed, got 'bogus'\n[exit 2]"),
+     "error: --status must be one of pending, applied, ignored, unmapped, failed, held, got 'bogus'\n[exit 2]"),
     (("inbox", "replay", "999"), "error: no stored postback with id 999 (see `iptvsync inbox list`)\n[exit 2]"),
     (("subs", "grant", "--email", "a@example.com", "--product", "999", "--days", "3", "--key", "k"),
      "error: --product 999 is not a [products.<code>] of <install>/config.toml (known: 145388)\n[exit 2]"),

@@ -157,7 +157,7 @@ def test_whole_lifecycle_with_the_quirks_on(installed):
     sub = sub_row(ledger)
     assert sub["cancelled_at"] and sub["sync_status"] == "synced" and int(fake.lines[line_id]["enabled"]) == 0
     assert len(fake.lines) == 1
-    assert sent(ledger) == ["activation", "renewal", "refund", "cancellation"]
+    assert sent(ledger) == ["activation", "renewal", "refund"]  # revoked: no cancellation email on top
 
 
 def test_outputs_narrowed_in_the_config_are_sent_and_verified(tmp_path):
