@@ -336,3 +336,15 @@ def test_doctor_at_80_columns_stays_a_table_with_its_detail_wrapped(tmp_path):
     assert all(len(line) <= 80 for line in lines), lines
     assert any(line.startswith("┃ check") for line in lines)
     assert "│ example values         │ warn   │ still the example's, buyers would see      │" in lines
+
+
+def test_status_problems_read_in_sao_paulo_time(tmp_path):
+    from freezegun import freeze_time
+
+    install = install_with(tmp_path)
+    ledger = Ledger(install.parent / "iptvsync.db")
+    with freeze_time("2026-11-20T18:00:00Z"):
+        deliver(ledger, payload(2))
+    with freeze_time("2026-11-20T19:00:00Z"):
+        got = render("status", install=install)
+    assert "UNHEALTHY: oldest pending postback is from 2026-11-20 15:00 -03: is cron running process?" in got

@@ -69,6 +69,7 @@ def emit(rows: Iterable[dict], columns: Sequence[str], *, as_json: bool, title: 
         print_json(rows)
         return
     out = console()
+    title = text(title) if title else None
     if not rows:
         out.print(Text(f"{title}: (none)" if title else "(none)"))
         return

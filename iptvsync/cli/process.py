@@ -7,7 +7,7 @@ import json
 import typer
 
 from .app import app, load
-from .output import JSON_OPTION, emit
+from .output import JSON_OPTION, emit, text
 
 
 @app.command()
@@ -59,7 +59,7 @@ def status(ctx: typer.Context, as_json: bool = JSON_OPTION):
         emit([{"check": k, "value": v} for k, v in report["facts"].items()], ("check", "value"), as_json=False,
              title="iptvsync status")
         for problem in report["problems"]:
-            typer.echo(f"UNHEALTHY: {problem}", err=True)
+            typer.echo(f"UNHEALTHY: {text(problem)}", err=True)
         if not report["problems"]:
             typer.echo("healthy")
     if report["problems"]:
