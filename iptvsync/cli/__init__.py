@@ -15,7 +15,7 @@ __all__ = ["app", "main"]
 
 def _register() -> None:
     # commands register themselves on the app when their module is imported
-    from . import doctor, inbox, logs, process, reconcile, setup, simulate, subs  # noqa: F401
+    from . import deploy, doctor, inbox, logs, mail, maintenance, process, reconcile, setup, simulate, subs  # noqa: F401
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from ..clock import iso, now
 from ..config import Config
 from ..ledger.db import Ledger
 from ..ledger.queue import MailStatus, SyncStatus
+from ..ledger.retention import prune
 from ..panels.registry import build_panel
 from .apply import apply_inbox
 from .mail_stage import send_outbox
@@ -72,6 +73,7 @@ def run_process(cfg: Config, *, limit: int | None = None, panels: dict | None = 
             with ledger.tx() as conn:
                 conn.execute("INSERT INTO runs (started_at, finished_at, summary) VALUES (?, ?, ?)",
                              (summary["started_at"], summary["finished_at"], json.dumps(summary)))
+                prune(conn, now())
             return summary
         finally:
             ledger.close()

@@ -10,6 +10,7 @@ import contextlib
 import getpass
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +26,7 @@ from ..errors import LedgerError
 from .migrations import migrations
 
 GENESIS = "0" * 64
+log = logging.getLogger("iptvsync.ledger")
 
 
 def os_user() -> str:
@@ -83,10 +85,20 @@ class Ledger:
         migration runs in a savepoint, so none may be ``transactional=False``.)"""
         if not self.pending_migrations():
             return []
+        if "inbox" in self.db.table_names():  # an existing ledger: keep a copy of it as it was
+            self.backup_before_migrating()
         with self.tx():
             pending = self.pending_migrations()
             migrations.apply(self.db)
         return pending
+
+    def backup_before_migrating(self) -> Path:
+        """A dated copy in ``backups/`` next to the ledger, made before an upgrade changes the schema."""
+        from .backups import backup_into
+
+        target, _ = backup_into(self, self.path.parent / "backups")
+        log.warning("ledger schema upgrade: backup written to %s", target)
+        return target
 
     def close(self) -> None:
         self.conn.close()

@@ -167,3 +167,9 @@ def m004_calendar_months_and_attach(db):
     db.execute("ALTER TABLE charges ADD COLUMN months INTEGER NOT NULL DEFAULT 0")
     # The subscription an operator attached a held postback to (`inbox attach`).
     db.execute("ALTER TABLE inbox ADD COLUMN attached_to TEXT")
+
+
+@migrations()
+def m005_retention_indexes(db):
+    # `process` prunes old run summaries every run (ledger/retention.py): find them by date
+    db.execute("CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from ..config import Config
 from ..errors import IptvsyncError
 from .app import ReceiverApp
+from .tls import CertReloader
 from .writer import Writer
 
 log = logging.getLogger("iptvsync.receiver")
@@ -89,6 +90,7 @@ def make_server(config: Config, *, host: str | None = None, port: int | None = N
 
         cert, key = tls
         server.ssl_adapter = BuiltinSSLAdapter(str(cert), str(key) if key else None)
+        server.cert_reloader = CertReloader(server.ssl_adapter, cert, key)
     return server, writer
 
 
@@ -126,6 +128,11 @@ def serve(config: Config, *, host=None, port=None, certfile=None, keyfile=None,
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    reloader = getattr(server, "cert_reloader", None)
+    if reloader:  # a renewed certificate without a restart (receiver/tls.py)
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: reloader.reload("SIGHUP"))
+    else:  # `systemctl reload` must not kill a plain-HTTP receiver
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: log.info("SIGHUP: no TLS certificate to reload"))
     try:
         server.prepare()
     except OSError as exc:  # cheroot wraps the bind error: "No socket could be created -- (... [Errno 98] ...)"
@@ -133,6 +140,8 @@ def serve(config: Config, *, host=None, port=None, certfile=None, keyfile=None,
         host_port = f"{server.bind_addr[0]}:{server.bind_addr[1]}"
         raise ReceiverError(f"cannot listen on {host_port} ([receiver] host and port, or --host/--port): "
                             f"{_bind_reason(str(exc))}") from None
+    if reloader:
+        threading.Thread(target=reloader.watch, args=(stop,), name="cert-watch", daemon=True).start()
     bound = server.bind_addr
     scheme = "https" if server.ssl_adapter else "http"
     url = f"{scheme}://{bound[0]}:{bound[1]}"

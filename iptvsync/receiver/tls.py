@@ -1,0 +1,68 @@
+"""A renewed certificate without a restart: the receiver's TLS context is swapped in place.
+
+On SIGHUP, or when the certificate or key file changes on disk (checked every
+``POLL_S`` seconds: certbot and Caddy replace files, they do not signal us), a new
+``SSLContext`` is built from the files and swapped into the running adapter. Connections
+already open keep the context they were accepted with, so nothing in flight is dropped; new
+handshakes get the new certificate. A pair that does not load (half-written, key not matching)
+leaves the old context serving and is retried at the next change.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+log = logging.getLogger("iptvsync.receiver")
+
+POLL_S = 2.0
+
+
+def _stamp(path: Path | None) -> tuple | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)  # follows symlinks: certbot's live/ links point at new archive files
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class CertReloader:
+    def __init__(self, adapter, certfile: str | Path, keyfile: str | Path | None):
+        """``keyfile`` None: the key is in ``certfile``."""
+        self.adapter = adapter
+        self.certfile = Path(certfile)
+        self.keyfile = Path(keyfile) if keyfile else None
+        self._seen = (_stamp(self.certfile), _stamp(self.keyfile))
+        self._lock = threading.Lock()
+        self.reloads = 0
+
+    def reload(self, why: str) -> bool:
+        """Build a context from the files and swap it in; False (old one kept) if they don't load."""
+        from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+        with self._lock:
+            seen = (_stamp(self.certfile), _stamp(self.keyfile))
+            try:
+                fresh = BuiltinSSLAdapter(str(self.certfile), str(self.keyfile) if self.keyfile else None)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                log.error("TLS reload (%s) failed, still serving the previous certificate: %s", why, exc)
+                return False
+            self.adapter.context = fresh.context
+            self.adapter._server_env = fresh._server_env
+            self._seen = seen
+            self.reloads += 1
+        log.info("TLS certificate reloaded (%s) from %s", why, self.certfile)
+        return True
+
+    def changed(self) -> bool:
+        return (_stamp(self.certfile), _stamp(self.keyfile)) != self._seen
+
+    def watch(self, stop: threading.Event, every_s: float = POLL_S) -> None:
+        """Reload whenever the files change, until ``stop`` is set."""
+        while not stop.wait(every_s):
+            if self.changed():
+                self.reload("file changed")

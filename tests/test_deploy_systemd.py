@@ -1,0 +1,107 @@
+"""`iptvsync deploy systemd`: units rendered for this install, checked by systemd-analyze verify."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from support.binaries import need
+from support.install import BASE_TOML, write_install
+
+IPTVSYNC = str(Path(sys.executable).parent / "iptvsync")
+
+
+def cli(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([IPTVSYNC, "--config", str(config), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=config.parent)
+
+
+def render(tmp_path: Path, *args: str, env: dict | None = None) -> tuple[Path, Path, dict[str, str]]:
+    config = write_install(tmp_path / "install", BASE_TOML, env=env)
+    assert cli(config, "init").returncode == 0
+    units = tmp_path / "units"
+    result = cli(config, "deploy", "systemd", "--output", str(units), *args)
+    assert result.returncode == 0, result.stderr
+    return config, units, {p.name: p.read_text() for p in sorted(units.iterdir())}
+
+
+def verify(units: Path) -> None:
+    result = subprocess.run([need("systemd-analyze"), "verify", *sorted(map(str, units.iterdir()))],
+                            capture_output=True, text=True, timeout=60)
+    # unknown keys and bad values are only warnings with exit 0: stderr must be empty too
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+
+
+def test_units_for_this_install_pass_systemd_analyze_verify(tmp_path):
+    config, units, files = render(tmp_path)
+    assert sorted(files) == ["iptvsync-backup.service", "iptvsync-backup.timer", "iptvsync-process.service",
+                             "iptvsync-process.timer", "iptvsync-serve.service", "iptvsync-status.service",
+                             "iptvsync-status.timer"]
+    verify(units)
+    serve = files["iptvsync-serve.service"]
+    for line in ("User=iptvsync", "Restart=always", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                 "PrivateTmp=yes", f"ReadWritePaths={config.parent}",
+                 f"ExecStart={IPTVSYNC} --config {config} serve", "ExecReload=/bin/kill -HUP $MAINPID"):
+        assert line in serve.splitlines(), line
+    # no StandardOutput= anywhere: everything goes to the journal
+    assert not any("StandardOutput" in text for text in files.values())
+    assert "OnCalendar=*-*-* *:*:00" in files["iptvsync-process.timer"]
+
+
+def test_every_unit_kind_with_reconcile_and_alerts_passes_verify(tmp_path):
+    _, units, files = render(tmp_path, "--user", "shop", "--keep", "7", "--alert-email", "ops@loja.example",
+                             env={"MONETIZZE_CONSUMER_KEY": "token"})
+    assert {"iptvsync-reconcile.timer", "iptvsync-reconcile-daily.service", "iptvsync-alert@.service"} <= set(files)
+    verify(units)
+    assert "OnFailure=iptvsync-alert@%n.service" in files["iptvsync-process.service"]
+    assert "User=shop" in files["iptvsync-backup.service"] and "--keep 7" in files["iptvsync-backup.service"]
+
+
+def test_the_units_command_lines_run_against_this_install(tmp_path):
+    """What systemd would run (ExecStart=, no %/$ specifiers in them) works here."""
+    config, _, files = render(tmp_path)
+    for name in ("iptvsync-process.service", "iptvsync-backup.service", "iptvsync-status.service"):
+        for line in re.findall(r"^ExecStart=(.*)$", files[name], re.M):
+            result = subprocess.run(shlex.split(line), capture_output=True, text=True, timeout=60,
+                                    cwd=config.parent)
+            assert result.returncode == 0, (name, result.stderr)
+    assert len(list((config.parent / "backups").glob("iptvsync-*.db"))) == 1
+
+
+def test_stdout_prints_the_units_and_writes_nothing(tmp_path):
+    config = write_install(tmp_path / "install")
+    result = cli(config, "deploy", "systemd", "--stdout", "--output", str(tmp_path / "units"))
+    assert result.returncode == 0 and "# ---- iptvsync-serve.service" in result.stdout
+    assert not (tmp_path / "units").exists()
+
+
+def test_a_receiver_on_port_443_may_bind_it(tmp_path):
+    config = write_install(tmp_path / "install", BASE_TOML.replace("port = 0", "port = 443"))
+    serve = cli(config, "deploy", "systemd", "--stdout").stdout.split("# ---- ")[1]
+    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in serve
+
+
+def test_logrotate_file_for_the_cron_path(tmp_path):
+    """deploy/logrotate/iptvsync rotates the cron jobs' logs (a tmp copy, run as the caller)."""
+    import getpass
+    import grp
+    import os
+
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "process.log").write_text("x\n" * 1000)
+    user, group = getpass.getuser(), grp.getgrgid(os.getgid()).gr_name
+    text = (Path(__file__).parent.parent / "deploy" / "logrotate" / "iptvsync").read_text()
+    assert "/var/log/iptvsync/*.log" in text and "maxsize" in text
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(text.replace("/var/log/iptvsync", str(logs)).replace("iptvsync iptvsync", f"{user} {group}"))
+    conf.chmod(0o644)
+    logrotate = need("logrotate")
+    state = tmp_path / "state"
+    result = subprocess.run([logrotate, "-f", "-s", str(state), str(conf)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    rotated = [p.name for p in logs.iterdir() if p.name.startswith("process.log-")]
+    assert len(rotated) == 1 and (logs / "process.log").stat().st_size == 0
