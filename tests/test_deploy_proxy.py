@@ -1,0 +1,195 @@
+"""deploy/nginx/iptvsync.conf and deploy/caddy/Caddyfile, run for real in front of a real
+`iptvsync serve` on loopback, with TLS from a certificate made here.
+
+Clients connect from other loopback addresses (127.0.0.2, 127.0.0.3) so the proxy's own
+address (127.0.0.1) and the client's differ: the receiver must see the client's address, and
+only because the proxy is in trusted_proxies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.binaries import need
+from support.install import BASE_TOML, wait_for, write_install
+from support.serve import free_port, post, postback_body, serving
+from support.tls import make_cert
+
+from iptvsync.ledger.db import Ledger
+
+DEPLOY = Path(__file__).parent.parent / "deploy"
+PATH = "/monetizze/postback/s3cr3tpath"
+
+
+def install(tmp_path: Path, *, trusted: bool, allowed: str = "127.0.0.2/32") -> Path:
+    toml = BASE_TOML.replace('path = "/monetizze/postback/s3cr3tpath"',
+                             f'path = "{PATH}"\nallowed_ips = ["{allowed}"]\n'
+                             f'trusted_proxies = [{chr(34) + "127.0.0.1/32" + chr(34) if trusted else ""}]')
+    return write_install(tmp_path / "install", toml)
+
+
+def nginx_conf(prefix: Path, upstream: int, port80: int, port443: int, cert: Path, key: Path) -> Path:
+    site = (DEPLOY / "nginx" / "iptvsync.conf").read_text()
+    for old, new in [("/etc/letsencrypt/live/DOMAIN/fullchain.pem", str(cert)),
+                     ("/etc/letsencrypt/live/DOMAIN/privkey.pem", str(key)),
+                     ("/var/log/nginx", str(prefix / "logs")), ("/var/www/letsencrypt", str(prefix / "www")),
+                     ("DOMAIN", "localhost"), ("/monetizze/postback/CHANGE-ME", PATH),
+                     ("server 127.0.0.1:8080", f"server 127.0.0.1:{upstream}"),
+                     ("listen [::]:80;", ""), ("listen [::]:443 ssl http2;", ""),
+                     ("listen 80;", f"listen 127.0.0.1:{port80};"),
+                     ("listen 443 ssl http2;", f"listen 127.0.0.1:{port443} ssl http2;")]:
+        assert old in site, old
+        site = site.replace(old, new)
+    (prefix / "site.conf").write_text(site)
+    temp = "\n".join(f"    {kind}_temp_path {prefix}/tmp/{kind};" for kind in
+                     ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"""{'user root root;' if os.geteuid() == 0 else ''}
+pid {prefix}/logs/nginx.pid;
+error_log {prefix}/logs/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {prefix}/logs/access.log;
+{temp}
+    include {prefix}/site.conf;
+}}
+""")
+    for d in ("logs", "tmp", "www"):
+        (prefix / d).mkdir(exist_ok=True)
+    return conf
+
+
+@pytest.fixture
+def cert(tmp_path):
+    return make_cert(tmp_path / "tls")
+
+
+def client_context(cert_path: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(cert_path))
+
+
+def remote_of_last_postback(config: Path) -> str:
+    ledger = Ledger(config.parent / "iptvsync.db")
+    try:
+        return ledger.one("SELECT remote_addr FROM inbox ORDER BY id DESC LIMIT 1")["remote_addr"]
+    finally:
+        ledger.close()
+
+
+def stored(config: Path) -> int:
+    ledger = Ledger(config.parent / "iptvsync.db")
+    try:
+        return ledger.one("SELECT COUNT(*) AS n FROM inbox")["n"]
+    finally:
+        ledger.close()
+
+
+def run_nginx(prefix: Path, conf: Path):
+    nginx = need("nginx")
+    args = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "logs" / "error.log")]
+    check = subprocess.run([*args, "-t"], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen([*args, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return proc
+
+
+def wait_listening(port: int, proc) -> None:
+    import socket
+
+    def up():
+        assert proc.poll() is None, proc.stderr.read()
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+    wait_for(up, f"a listener on port {port}", timeout=30)
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_nginx_in_front_of_serve(tmp_path, cert, trusted):
+    config = install(tmp_path, trusted=trusted)
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    with serving(config) as (url, _):
+        upstream = int(url.rsplit(":", 1)[1])
+        port80, port443 = free_port(), free_port()
+        proc = run_nginx(prefix, nginx_conf(prefix, upstream, port80, port443, *cert))
+        try:
+            wait_listening(port443, proc)
+            ctx = client_context(cert[0])
+            status, body = post("127.0.0.1", port443, PATH, postback_body(), source="127.0.0.2", context=ctx)
+            if trusted:
+                # the proxy is trusted: X-Forwarded-For names the client, allowed_ips lets it in
+                assert status == 200 and b'"stored"' in body, body
+                assert remote_of_last_postback(config) == "127.0.0.2"
+                # a client outside allowed_ips, even one claiming an allowed address, is refused
+                status, _ = post("127.0.0.1", port443, PATH, postback_body("x@example.com"), source="127.0.0.3",
+                                 context=ctx, headers={"X-Forwarded-For": "127.0.0.2"})
+                assert status == 403
+            else:
+                # untrusted proxy: the receiver sees the proxy (127.0.0.1), outside allowed_ips
+                assert status == 403
+            # plain HTTP is redirected to HTTPS; oversized bodies stop at the proxy
+            status, _ = post("127.0.0.1", port80, PATH, b"x")
+            assert status == 301
+            status, _ = post("127.0.0.1", port443, PATH, b"a" * 300_000, source="127.0.0.2", context=ctx)
+            assert status == 413
+            assert stored(config) == (1 if trusted else 0)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert PATH.rsplit("/", 1)[1] not in (prefix / "logs" / "iptvsync.access.log").read_text()
+
+
+def caddyfile(prefix: Path, upstream: int, port443: int, cert: Path, key: Path) -> Path:
+    text = (DEPLOY / "caddy" / "Caddyfile").read_text()
+    for old, new in [("\temail admin@DOMAIN\n", f"\tadmin off\n\tauto_https off\n"
+                                                f"\tstorage file_system {prefix}/data\n"),
+                     ("DOMAIN {", f"https://127.0.0.1:{port443} {{\n\tbind 127.0.0.1\n\ttls {cert} {key}"),
+                     ("/var/log/caddy", str(prefix)), ("/monetizze/postback/CHANGE-ME", PATH),
+                     ("# request_buffers 256KiB", "request_buffers 256KiB"),
+                     ("127.0.0.1:8080", f"127.0.0.1:{upstream}")]:
+        assert old in text, old
+        text = text.replace(old, new)
+    (prefix / "Caddyfile").write_text(text)
+    return prefix / "Caddyfile"
+
+
+def test_caddy_in_front_of_serve(tmp_path, cert):
+    caddy = need("caddy")
+    config = install(tmp_path, trusted=True)
+    prefix = tmp_path / "caddy"
+    prefix.mkdir()
+    env = {**os.environ, "HOME": str(prefix), "XDG_DATA_HOME": str(prefix / "data"),
+           "XDG_CONFIG_HOME": str(prefix / "config")}
+    with serving(config) as (url, _):
+        port443 = free_port()
+        file = caddyfile(prefix, int(url.rsplit(":", 1)[1]), port443, *cert)
+        check = subprocess.run([caddy, "validate", "--config", str(file), "--adapter", "caddyfile"], env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0, check.stderr[-2000:]
+        proc = subprocess.Popen([caddy, "run", "--config", str(file), "--adapter", "caddyfile"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_listening(port443, proc)
+            ctx = client_context(cert[0])
+            status, body = post("127.0.0.1", port443, PATH, postback_body(), source="127.0.0.2", context=ctx)
+            assert status == 200 and b'"stored"' in body, body
+            assert remote_of_last_postback(config) == "127.0.0.2"
+            # Caddy replaces a client-sent X-Forwarded-For: no spoofing an allowed address
+            status, _ = post("127.0.0.1", port443, PATH, postback_body("x@example.com"), source="127.0.0.3",
+                             context=ctx, headers={"X-Forwarded-For": "127.0.0.2"})
+            assert status == 403
+            # Caddy's limit and the receiver's own Content-Length check race: whichever refuses
+            # first, the answer is 413, or 502 when the receiver closed while Caddy still sent
+            status, _ = post("127.0.0.1", port443, PATH, b"a" * 300_000, source="127.0.0.2", context=ctx)
+            assert status in (413, 502)
+            assert stored(config) == 1
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert PATH.rsplit("/", 1)[1] not in (prefix / "iptvsync.access.log").read_text()
+    shutil.rmtree(prefix / "data", ignore_errors=True)
