@@ -92,7 +92,7 @@ def serve(ctx: typer.Context,
 
 @app.command()
 def backup(ctx: typer.Context,
-           path: Path = typer.Argument(..., help="A new file, or a folder (ends with /) for a dated copy."),
+           path: str = typer.Argument(..., help="A new file, or a folder (ends with /) for a dated copy."),
            keep: int = typer.Option(None, "--keep", metavar="N",
                                     help="Into a folder: keep the N newest dated copies, delete older ones.")):
     """Online, consistent copy of the ledger; into a folder with dated names and --keep N rotation."""
@@ -101,11 +101,11 @@ def backup(ctx: typer.Context,
 
     cfg = load(ctx)
     ledger = Ledger(cfg.ledger_path)
-    if path.is_dir() or str(path).endswith("/") or keep is not None:
-        target, pruned = backup_into(ledger, path, keep)
+    if Path(path).is_dir() or path.endswith("/") or keep is not None:
+        target, pruned = backup_into(ledger, Path(path), keep)
         typer.echo(f"backup written to {target}" + (f"; deleted {len(pruned)} older" if pruned else ""))
         return
-    typer.echo(f"backup written to {ledger.backup(path)}")
+    typer.echo(f"backup written to {ledger.backup(Path(path))}")
 
 
 @audit_app.command("verify")
