@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import sqlite_utils
 from dotenv import dotenv_values
 from freezegun import freeze_time
 from support.install import BASE_TOML, FIXTURES, write_install
+from support.ops import IPTVSYNC, cli, facts, panel_calls
 from support.postbacks import deliver, payload
 from support.serve import serving
 from support.smtp import _self_signed, smtp_server
@@ -27,29 +26,8 @@ from iptvsync.ledger.db import Ledger
 from iptvsync.ledger.migrations import migrations
 from iptvsync.ops import rekey as rekey_mod
 
-IPTVSYNC = str(Path(sys.executable).parent / "iptvsync")
 FIRST_SCHEMA = FIXTURES / "ledgers" / "v0.1.0"
 FIRST_SCHEMA_KEY = "ZmFrZS10ZXN0LWtleS1mb3ItdGhlLXYwLjEuMC1maXg="  # committed with the fixture
-
-
-def cli(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([IPTVSYNC, "--config", str(config), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=config.parent)
-
-
-def panel_calls(folder: Path) -> list[str]:
-    log = folder / "dry-run-main.log"
-    return [json.loads(line)["call"] for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def facts(folder: Path) -> dict:
-    conn = sqlite3.connect(folder / "iptvsync.db")
-    try:
-        return {"subs": conn.execute("SELECT key, paid_until, sync_status FROM subscriptions ORDER BY id").fetchall(),
-                "sent": conn.execute("SELECT kind, cycle, status FROM outbox ORDER BY id").fetchall(),
-                "migrations": [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY name")]}
-    finally:
-        conn.close()
 
 
 def bought(tmp_path: Path, n: int = 3, env: dict | None = None) -> Path:

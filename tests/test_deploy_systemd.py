@@ -5,18 +5,11 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 from support.binaries import need
 from support.install import BASE_TOML, write_install
-
-IPTVSYNC = str(Path(sys.executable).parent / "iptvsync")
-
-
-def cli(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([IPTVSYNC, "--config", str(config), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=config.parent)
+from support.ops import IPTVSYNC, cli
 
 
 def render(tmp_path: Path, *args: str, env: dict | None = None) -> tuple[Path, Path, dict[str, str]]:
