@@ -10,22 +10,47 @@ sim_app = typer.Typer(no_args_is_help=True, help="Post realistic postbacks to th
 app.add_typer(sim_app, name="simulate")
 
 
+def _confirm_real(cfg, product: str, kind: str, email: str, yes: bool) -> None:
+    """Plain simulate on a real panel changes a real line: say so, and ask (or need --yes)."""
+    import sys
+
+    panel = cfg.panels.get(cfg.products[product].panel) if product in cfg.products else None
+    if panel is None or not panel.caps.real or yes:
+        return
+    typer.echo(f"warning: panel {panel.name} is a real {panel.kind} panel: this {kind} changes a REAL line "
+               f"and emails {email}. For a rehearsal that disables the line afterwards, use "
+               "`simulate purchase --live --email YOUR-ADDRESS`.", err=True)
+    if not sys.stdin.isatty():
+        typer.echo("error: not confirmed (pass --yes to go ahead)", err=True)
+        raise typer.Exit(1)
+    if not typer.confirm("go ahead?", err=True):
+        raise typer.Exit(1)
+
+
 def _post(ctx: typer.Context, kind: str, email: str, product: str | None, sale: str | None,
-          subscription: str | None, parcela: int, url: str | None, insecure: bool) -> None:
+          subscription: str | None, parcela: int, url: str | None, insecure: bool, yes: bool = False,
+          live: bool = False, wait: float = 300) -> None:
     import warnings
 
     import requests
     import urllib3
 
     from ..monetizze.simulate import build_postback
+    from ..ops.rehearsal import REHEARSAL_NAME
 
     cfg = load(ctx)
     product = product or next(iter(cfg.products), None)
     if product is None:
         typer.echo(f"error: no [products.<code>] in {cfg.path}", err=True)
         raise typer.Exit(2)
+    if live and email == DEFAULT_EMAIL:
+        typer.echo("error: --live sends a real email: pass --email with your own address", err=True)
+        raise typer.Exit(2)
+    if not live:
+        _confirm_real(cfg, product, kind, email, yes)
     payload, body = build_postback(kind, chave_unica=cfg.require("MONETIZZE_CHAVE_UNICA"), product=product,
-                                   email=email, sale=sale, subscription=subscription, parcela=parcela)
+                                   email=email, sale=sale, subscription=subscription, parcela=parcela,
+                                   **({"name": REHEARSAL_NAME} if live else {}))
     if url is None:
         r = cfg.receiver
         scheme = "https" if r.certfile else "http"
@@ -49,24 +74,50 @@ def _post(ctx: typer.Context, kind: str, email: str, product: str | None, sale: 
                f"parcela {parcela} -> HTTP {resp.status_code} {resp.text.strip()}")
     if resp.status_code != 200:
         raise typer.Exit(1)
+    if live:
+        from ..ops.rehearsal import follow
+
+        typer.echo(f"rehearsal: waiting up to {wait:.0f}s for the line and the email (running `process`)")
+        for line in follow(cfg, payload["venda"]["codigo"], timeout_s=wait):
+            typer.echo(f"rehearsal: {line}")
+
+
+DEFAULT_EMAIL = "comprador@example.com"
 
 
 def _command(kind: str, doc: str):
-    def command(ctx: typer.Context, email: str = typer.Option("comprador@example.com", help="Buyer email."),
+    def command(ctx: typer.Context, email: str = typer.Option(DEFAULT_EMAIL, help="Buyer email."),
                 product: str = typer.Option(None, help="Product code (default: the first in [products])."),
                 sale: str = typer.Option(None, help="Sale code (default: a fresh SIM… code)."),
                 subscription: str = typer.Option(None, help="Subscription code (renewal/cancel: the purchase's)."),
                 parcela: int = typer.Option(1, help="Charge number (2 for the first renewal)."),
                 url: str = typer.Option(None, help="Receiver URL (default: from [receiver])."),
                 insecure: bool = typer.Option(False, "--insecure",
-                                              help="Do not verify the TLS certificate (a self-signed one).")):
-        _post(ctx, kind, email, product, sale, subscription, parcela, url, insecure)
+                                              help="Do not verify the TLS certificate (a self-signed one)."),
+                yes: bool = typer.Option(False, "--yes", help="Do not ask before changing a line on a real panel.")):
+        _post(ctx, kind, email, product, sale, subscription, parcela, url, insecure, yes)
 
     command.__doc__ = doc
     sim_app.command(kind)(command)
 
 
-_command("purchase", "A paid first charge of a new subscription.")
+@sim_app.command("purchase")
+def purchase(ctx: typer.Context, email: str = typer.Option(DEFAULT_EMAIL, help="Buyer email (--live: yours)."),
+             product: str = typer.Option(None, help="Product code (default: the first in [products])."),
+             sale: str = typer.Option(None, help="Sale code (default: a fresh SIM… code)."),
+             subscription: str = typer.Option(None, help="Subscription code (default: a fresh SIM… code)."),
+             parcela: int = typer.Option(1, help="Charge number."),
+             url: str = typer.Option(None, help="Receiver URL (default: from [receiver])."),
+             insecure: bool = typer.Option(False, "--insecure",
+                                           help="Do not verify the TLS certificate (a self-signed one)."),
+             yes: bool = typer.Option(False, "--yes", help="Do not ask before changing a line on a real panel."),
+             live: bool = typer.Option(False, "--live", help="Rehearsal: follow it through panel and email, "
+                                                            "then disable the test line."),
+             wait: float = typer.Option(300, metavar="SECONDS", help="--live: how long to wait for each step.")):
+    """A paid first charge of a new subscription (--live: a marked rehearsal on the live system)."""
+    _post(ctx, "purchase", email, product, sale, subscription, parcela, url, insecure, yes, live, wait)
+
+
 _command("renewal", "A paid renewal charge (pass --subscription and --parcela 2).")
 _command("cancel", "A subscription cancellation (pass --subscription).")
 _command("refund", "A refund of a sale (pass --sale and --subscription).")
