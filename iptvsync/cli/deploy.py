@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from . import app, load
+from .app import app, load
 
 deploy_app = typer.Typer(no_args_is_help=True, help="Service files rendered for this install.")
 app.add_typer(deploy_app, name="deploy")

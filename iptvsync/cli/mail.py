@@ -6,7 +6,7 @@ import socket
 
 import typer
 
-from . import app, load
+from .app import app, load
 
 mail_app = typer.Typer(no_args_is_help=True, help="Check the email setup; operator alerts.")
 app.add_typer(mail_app, name="mail")

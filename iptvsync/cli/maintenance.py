@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from . import app, load
+from .app import app, load
 
 
 @app.command()

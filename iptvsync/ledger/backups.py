@@ -73,17 +73,20 @@ def check_copy(path: Path) -> int:
 def restore(copy: Path, ledger_path: Path) -> Path | None:
     """Put ``copy`` in place of the ledger. The current ledger (if any) is first backed up next to
     it as ``<name>.before-restore-<stamp>`` (returned). Run with serve and process stopped."""
-    from .db import Ledger
-
     check_copy(copy)
     aside = None
     if ledger_path.exists():
         aside = ledger_path.with_name(f"{ledger_path.name}.before-restore-{now().strftime('%Y%m%d-%H%M%S')}")
-        current = Ledger(ledger_path, migrate=False)
         try:
-            current.backup(aside)  # includes what is still in the -wal
-        finally:
-            current.close()
+            os.close(os.open(aside, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            current, dest = sqlite3.connect(ledger_path), sqlite3.connect(aside)
+            try:
+                current.backup(dest)  # includes what is still in the -wal
+            finally:
+                dest.close()
+                current.close()
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(f"{ledger_path}: cannot keep the current ledger aside: {exc}") from None
     tmp = ledger_path.with_name(f".{ledger_path.name}.restoring")
     try:
         fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
