@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pwd
 import re
 import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
+from support import binaries
 from support.binaries import need
 from support.install import BASE_TOML, write_install
 from support.ops import IPTVSYNC, cli
@@ -98,3 +101,18 @@ def test_logrotate_file_for_the_cron_path(tmp_path):
     assert result.returncode == 0, result.stderr
     rotated = [p.name for p in logs.iterdir() if p.name.startswith("process.log-")]
     assert len(rotated) == 1 and (logs / "process.log").stat().st_size == 0
+
+
+def test_deploy_systemd_names_what_would_stop_the_units_here(tmp_path):
+    config = write_install(tmp_path / "install")
+    missing = cli(config, "deploy", "systemd", "--output", str(tmp_path / "u"), "--user", "no-such-user-here")
+    assert "note: user no-such-user-here does not exist: useradd --system" in missing.stdout
+    other = next(p.pw_name for p in pwd.getpwall() if p.pw_uid != config.stat().st_uid)
+    wrong_owner = cli(config, "deploy", "systemd", "--output", str(tmp_path / "u"), "--user", other)
+    assert f"is not owned by {other}: chown -R {other}:" in wrong_owner.stdout
+
+
+def test_a_missing_binary_fails_with_the_command_that_installs_it(monkeypatch):
+    monkeypatch.setitem(binaries.INSTALL, "iptvsync-no-such-tool", "apt-get install -y iptvsync-no-such-tool")
+    with pytest.raises(pytest.fail.Exception, match="install it with: apt-get install -y iptvsync-no-such-tool"):
+        binaries.need("iptvsync-no-such-tool")

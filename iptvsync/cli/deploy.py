@@ -35,13 +35,15 @@ def systemd(ctx: typer.Context,
             alert_email: str = typer.Option(None, "--alert-email",
                                             help="Email this address when a job fails (OnFailure=).")):
     """Write systemd units: the receiver service and process/reconcile/backup/status timers."""
-    from ..ops.deploy import systemd_units
+    from ..ops.deploy import preflight, systemd_units
 
     cfg = load(ctx)
     files = systemd_units(cfg, user=user, group=group, keep=keep, alert_email=alert_email)
     _emit(files, output, stdout)
     if stdout:
         return
+    for note in preflight(cfg, user):
+        typer.echo(f"note: {note}")
     timers = " ".join(f.name for f in files if f.name.endswith(".timer"))
     typer.echo(f"next: systemctl daemon-reload && systemctl enable --now iptvsync-serve.service {timers}")
     if not cfg.secrets.consumer_key:

@@ -141,6 +141,23 @@ def litestream_files(cfg: Config, *, replica_dir: Path, config_out: Path, user: 
                      _fill(template("iptvsync-litestream.service"), {**values, "SANDBOX": sandbox}))]
 
 
+def preflight(cfg: Config, user: str) -> list[str]:
+    """What would stop the units at run time on this machine, as notes for the operator."""
+    import pwd
+
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        return [f"user {user} does not exist: useradd --system --home-dir {cfg.ledger_path.parent} "
+                f"--create-home --shell /usr/sbin/nologin {user}"]
+    notes = []
+    for path in (cfg.ledger_path.parent, cfg.path, cfg.env_path):
+        if path.exists() and path.stat().st_uid != account.pw_uid:
+            notes.append(f"{path} is not owned by {user}: chown -R {user}: {cfg.ledger_path.parent}")
+            break
+    return notes
+
+
 def write_all(files: list[Rendered], folder: Path) -> list[tuple[Path, str]]:
     """Write each file into ``folder``; returns (path, "wrote" | "unchanged")."""
     from ..fsutil import write_atomically
