@@ -19,19 +19,32 @@ from ..errors import IptvsyncError
 
 #: folders that ``ProtectHome=yes`` hides from a unit
 HOME_DIRS = (Path("/home"), Path("/root"), Path("/run/user"))
-#: (name, description, command lines, start timeout, calendar, human "when", delay, persistent)
+@dataclass(frozen=True)
+class Job:
+    """A oneshot service and the timer that starts it."""
+
+    name: str
+    description: str
+    commands: tuple[str, ...]  # iptvsync sub-commands, one ExecStart= each
+    timeout: str
+    calendar: str  # OnCalendar=
+    when: str  # the same, for people
+    delay_s: int = 0  # RandomizedDelaySec=
+    persistent: bool = True  # catch up a run missed while the machine was off
+
+
 JOBS = (
-    ("iptvsync-process", "iptvsync process: apply postbacks, sync panels, send emails",
-     ("process",), "10min", "*-*-* *:*:00", "every minute", "0", "false"),
-    ("iptvsync-reconcile", "iptvsync reconcile: missed Monetizze sales (last 2 days)",
-     ("reconcile monetizze --since 2d",), "15min", "*-*-* *:00/30:00", "every 30 minutes", "60", "true"),
-    ("iptvsync-reconcile-daily", "iptvsync daily reconcile: Monetizze 35 days + panel drift",
-     ("reconcile monetizze --since 35d", "reconcile panel --fix"), "15min", "*-*-* 02:40:00", "daily 02:40",
-     "300", "true"),
-    ("iptvsync-backup", "iptvsync nightly online backup of the ledger (dated, rotated)",
-     ("backup @BACKUP_DIR@ --keep @KEEP@",), "15min", "*-*-* 03:15:00", "daily 03:15", "300", "true"),
-    ("iptvsync-status", "iptvsync status: fails when the install is unhealthy",
-     ("status",), "5min", "*-*-* *:00/5:00", "every 5 minutes", "0", "false"),
+    Job("iptvsync-process", "iptvsync process: apply postbacks, sync panels, send emails", ("process",),
+        "10min", "*-*-* *:*:00", "every minute", persistent=False),
+    Job("iptvsync-reconcile", "iptvsync reconcile: missed Monetizze sales (last 2 days)",
+        ("reconcile monetizze --since 2d",), "15min", "*-*-* *:00/30:00", "every 30 minutes", 60),
+    Job("iptvsync-reconcile-daily", "iptvsync daily reconcile: Monetizze 35 days + panel drift",
+        ("reconcile monetizze --since 35d", "reconcile panel --fix"), "15min", "*-*-* 02:40:00", "daily 02:40",
+        300),
+    Job("iptvsync-backup", "iptvsync nightly online backup of the ledger (dated, rotated)",
+        ("backup @BACKUP_DIR@ --keep @KEEP@",), "15min", "*-*-* 03:15:00", "daily 03:15", 300),
+    Job("iptvsync-status", "iptvsync status: fails when the install is unhealthy", ("status",), "5min",
+        "*-*-* *:00/5:00", "every 5 minutes", persistent=False),
 )
 #: jobs that need the Monetizze API token
 NEEDS_CONSUMER_KEY = ("iptvsync-reconcile", "iptvsync-reconcile-daily")
@@ -110,15 +123,16 @@ def systemd_units(cfg: Config, *, user: str = "iptvsync", group: str | None = No
                       _fill(template("iptvsync-serve.service"),
                             {**common, "SANDBOX": _fill(sandbox, {"CAPS": caps})}))]
     job_sandbox = _fill(sandbox, {"CAPS": ""})
-    for name, description, commands, timeout, calendar, when, delay, persistent in JOBS:
-        if name in NEEDS_CONSUMER_KEY and not cfg.secrets.consumer_key:
+    for job in JOBS:
+        if job.name in NEEDS_CONSUMER_KEY and not cfg.secrets.consumer_key:
             continue
-        exec_lines = "\n".join(f"ExecStart={exe} --config {cfg.path} {_fill(c, common)}" for c in commands)
-        values = {**common, "NAME": name, "DESCRIPTION": description, "EXEC": exec_lines, "TIMEOUT": timeout,
-                  "CALENDAR": calendar, "WHEN": when, "DELAY": delay, "PERSISTENT": persistent,
-                  "ON_FAILURE": on_failure, "SANDBOX": job_sandbox}
-        units.append(Rendered(f"{name}.service", _fill(template("iptvsync-job.service"), values)))
-        units.append(Rendered(f"{name}.timer", _fill(template("iptvsync-job.timer"), values)))
+        exec_lines = "\n".join(f"ExecStart={exe} --config {cfg.path} {_fill(c, common)}" for c in job.commands)
+        values = {**common, "NAME": job.name, "DESCRIPTION": job.description, "EXEC": exec_lines,
+                  "TIMEOUT": job.timeout, "CALENDAR": job.calendar, "WHEN": job.when, "DELAY": str(job.delay_s),
+                  "PERSISTENT": "true" if job.persistent else "false", "ON_FAILURE": on_failure,
+                  "SANDBOX": job_sandbox}
+        units.append(Rendered(f"{job.name}.service", _fill(template("iptvsync-job.service"), values)))
+        units.append(Rendered(f"{job.name}.timer", _fill(template("iptvsync-job.timer"), values)))
     if alert_email:
         units.append(Rendered("iptvsync-alert@.service",
                               _fill(template("iptvsync-alert@.service"), {**common, "SANDBOX": job_sandbox})))
