@@ -19,6 +19,8 @@ from ..errors import IptvsyncError
 
 #: folders that ``ProtectHome=yes`` hides from a unit
 HOME_DIRS = (Path("/home"), Path("/root"), Path("/run/user"))
+
+
 @dataclass(frozen=True)
 class Job:
     """A oneshot service and the timer that starts it."""
@@ -46,6 +48,7 @@ JOBS = (
     Job("iptvsync-status", "iptvsync status: fails when the install is unhealthy", ("status",), "5min",
         "*-*-* *:00/5:00", "every 5 minutes", persistent=False),
 )
+
 #: jobs that need the Monetizze API token
 NEEDS_CONSUMER_KEY = ("iptvsync-reconcile", "iptvsync-reconcile-daily")
 
