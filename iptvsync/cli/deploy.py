@@ -72,4 +72,6 @@ def litestream(ctx: typer.Context,
         return
     _emit([yml], config_out.parent, stdout=False)
     _emit([unit], output, stdout=False)
+    if not replica.is_dir():
+        typer.echo(f"note: make the replica folder, owned by {user}: mkdir -p {replica} && chown {user}: {replica}")
     typer.echo("next: systemctl daemon-reload && systemctl enable --now iptvsync-litestream.service")

@@ -151,7 +151,8 @@ def litestream_files(cfg: Config, *, replica_dir: Path, config_out: Path, user: 
               "USER": user, "GROUP": group or user, "LITESTREAM": str(exe),
               "LITESTREAM_CONFIG": str(config_out.absolute())}
     sandbox = _fill(template("sandbox.inc"), {
-        "RW_PATHS": " ".join(str(p) for p in dict.fromkeys([data_dir, replica_dir.absolute()])),
+        # "-": a replica folder not made yet must not stop the unit (the note in `deploy litestream`)
+        "RW_PATHS": f"{data_dir} -{replica_dir.absolute()}",
         "PROTECT_HOME": "read-only" if _under_home([exe, data_dir, replica_dir]) else "yes", "CAPS": ""})
     return [Rendered(config_out.name, _fill(template("litestream.yml"), values)),
             Rendered("iptvsync-litestream.service",
