@@ -12,6 +12,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def nginx_conf(prefix: Path, upstream: int, port80: int, port443: int, cert: Pat
     site = (DEPLOY / "nginx" / "iptvsync.conf").read_text()
     for old, new in [("/etc/letsencrypt/live/DOMAIN/fullchain.pem", str(cert)),
                      ("/etc/letsencrypt/live/DOMAIN/privkey.pem", str(key)),
-                     ("/var/log/nginx", str(prefix / "logs")), ("/var/www/letsencrypt", str(prefix / "www")),
+                     ("/var/log/nginx", str(prefix / "logs")), ("/var/www/html", str(prefix / "www")),
                      ("DOMAIN", "localhost"), ("/monetizze/postback/CHANGE-ME", PATH),
                      ("server 127.0.0.1:8080", f"server 127.0.0.1:{upstream}"),
                      ("listen [::]:80;", ""), ("listen [::]:443 ssl http2;", ""),
@@ -135,6 +136,13 @@ def test_nginx_in_front_of_serve(tmp_path, cert, trusted):
             # plain HTTP is redirected to HTTPS; oversized bodies stop at the proxy
             status, _ = post("127.0.0.1", port80, PATH, b"x")
             assert status == 301
+            # ...except certbot's renewal challenge, served from the webroot on port 80
+            challenge = prefix / "www" / ".well-known" / "acme-challenge"
+            challenge.mkdir(parents=True, exist_ok=True)
+            (challenge / "t0ken").write_text("t0ken.proof")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port80}/.well-known/acme-challenge/t0ken",
+                                        timeout=10) as resp:
+                assert resp.read() == b"t0ken.proof"
             status, _ = post("127.0.0.1", port443, PATH, b"a" * 300_000, source="127.0.0.2", context=ctx)
             assert status == 413
             assert stored(config) == (1 if trusted else 0)
