@@ -248,3 +248,12 @@ def test_process_prunes_old_run_summaries_and_rejection_counters(tmp_path):
     ledger.close()
     assert runs == ["2026-11-30", "2026-12-01"]  # 30 days of run summaries (and this run)
     assert days == ["2026-10-22", "2026-11-30"]  # 90 days of rejection counters
+
+
+def test_mail_alert_tells_the_operator_which_unit_failed_and_what_status_says(tmp_path):
+    config = write_install(tmp_path / "install")
+    result = cli(config, "mail", "alert", "dono@loja.example", "--unit", "iptvsync-process.service")
+    assert result.returncode == 0, result.stderr
+    [eml] = (config.parent / "mail").glob("*.eml")
+    text = eml.read_text()
+    assert "iptvsync-process.service falhou" in text and "journalctl -u iptvsync-process.service" in text

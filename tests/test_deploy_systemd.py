@@ -116,3 +116,14 @@ def test_a_missing_binary_fails_with_the_command_that_installs_it(monkeypatch):
     monkeypatch.setitem(binaries.INSTALL, "iptvsync-no-such-tool", "apt-get install -y iptvsync-no-such-tool")
     with pytest.raises(pytest.fail.Exception, match="install it with: apt-get install -y iptvsync-no-such-tool"):
         binaries.need("iptvsync-no-such-tool")
+
+
+def test_a_venv_or_data_under_a_home_folder_stays_readable(tmp_path):
+    from iptvsync.config import load_config
+    from iptvsync.ops.deploy import systemd_units
+
+    cfg = load_config(write_install(tmp_path / "install"))
+    units = systemd_units(cfg, iptvsync_bin=Path("/home/loja/iptvsync/.venv/bin/iptvsync"))
+    assert all("ProtectHome=read-only" in u.text for u in units if u.name.endswith(".service"))
+    units = systemd_units(cfg, iptvsync_bin=Path("/opt/iptvsync/.venv/bin/iptvsync"))
+    assert all("ProtectHome=yes" in u.text for u in units if u.name.endswith(".service"))
