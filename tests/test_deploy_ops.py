@@ -22,6 +22,7 @@ from support.smtp import _self_signed, smtp_server
 from iptvsync.config import load_config
 from iptvsync.credentials import decrypt
 from iptvsync.engine.runner import run_process
+from iptvsync.errors import ConfigError
 from iptvsync.ledger.db import Ledger
 from iptvsync.ledger.migrations import migrations
 from iptvsync.ops import rekey as rekey_mod
@@ -257,3 +258,52 @@ def test_mail_alert_tells_the_operator_which_unit_failed_and_what_status_says(tm
     [eml] = (config.parent / "mail").glob("*.eml")
     text = eml.read_text()
     assert "iptvsync-process.service falhou" in text and "journalctl -u iptvsync-process.service" in text
+
+
+def test_rekey_killed_with_sigkill_mid_run_converges_on_the_next_run(tmp_path):
+    """A real kill, wherever it lands once the pending key is on disk: the next run finishes."""
+    import os
+    import signal
+    import time
+
+    from iptvsync.credentials import encrypt
+
+    config = write_install(tmp_path / "install")
+    cfg = load_config(config)
+    old_key = cfg.secrets.secret_key
+    ledger = Ledger(cfg.ledger_path)
+    with ledger.tx() as conn:
+        conn.executemany("INSERT INTO subscriptions (key, product_code, panel, username, password_enc, created_at,"
+                         " updated_at) VALUES (?, '145388', 'main', ?, ?, '2026-12-01T00:00:00Z',"
+                         " '2026-12-01T00:00:00Z')",
+                         [(f"sub:{i}", f"tv{i:010d}", encrypt(f"Pw{i}x", old_key)) for i in range(5000)])
+    ledger.close()
+    env_file = config.parent / ".env"
+    proc = subprocess.Popen([IPTVSYNC, "--config", str(config), "rekey"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    def first_batch_committed() -> bool:
+        conn = sqlite3.connect(cfg.ledger_path)
+        try:
+            token = conn.execute("SELECT password_enc FROM subscriptions WHERE key = 'sub:0'").fetchone()[0]
+        finally:
+            conn.close()
+        try:
+            decrypt(token, old_key)
+            return False
+        except ConfigError:
+            return True
+
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and not first_batch_committed():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert proc.poll() is None, "rekey finished before it could be killed mid-run"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    again = cli(config, "rekey")
+    assert again.returncode == 0, again.stderr
+    new_key = dotenv_values(env_file)["IPTVSYNC_SECRET_KEY"]
+    ledger = Ledger(cfg.ledger_path)
+    rows = ledger.query("SELECT key, password_enc FROM subscriptions ORDER BY id")
+    ledger.close()
+    assert [decrypt(r["password_enc"], new_key) for r in rows] == [f"Pw{i}x" for i in range(5000)]
