@@ -65,14 +65,18 @@ TOP_HELP = """\
 │            or migrate the ledger.                                            │
 │ doctor     Check config, ledger, panels (and reseller credits), SMTP login   │
 │            and the TLS certificate.                                          │
+│ deploy     Service files rendered for this install.                          │
 │ simulate   Post realistic postbacks to the running receiver.                 │
+│ mail       Check the email setup; operator alerts.                           │
 ╰──────────────────────────────────────────────────────────────────────────────╯
 ╭─ Machinery ──────────────────────────────────────────────────────────────────╮
 │ serve      Run the postback receiver until SIGTERM.                          │
 │ process    Apply postbacks, sync panels, send emails, sweep expiries.        │
 │ reconcile  Compare the ledger with Monetizze and the panels.                 │
-│ backup     Online, consistent copy of the ledger.                            │
+│ backup     Online copy of the ledger; dated and rotated with --keep N.       │
 │ audit      The audit trail's integrity.                                      │
+│ restore    Replace the ledger with a backup; the old one is kept aside.      │
+│ rekey      Re-encrypt panel passwords under a new IPTVSYNC_SECRET_KEY.       │
 ╰──────────────────────────────────────────────────────────────────────────────╯
 
  Examples:
@@ -106,10 +110,11 @@ SUBS_LIST_HELP = """\
 SIMULATE_HELP = """\
  Usage: iptvsync simulate purchase [OPTIONS]
 
- A paid first charge of a new subscription.
+ A paid first charge of a new subscription (--live: a marked rehearsal on the
+ live system).
 
 ╭─ Options ────────────────────────────────────────────────────────────────────╮
-│ --email               EMAIL         Buyer email.                             │
+│ --email               EMAIL         Buyer email (--live: yours).             │
 │                                     [default: comprador@example.com]         │
 │ --product             PRODUCT       Product code (default: the first in      │
 │                                     [products]).                             │
@@ -121,6 +126,12 @@ SIMULATE_HELP = """\
 │ --url                 URL           Receiver URL (default: from [receiver]). │
 │ --insecure                          Do not verify the TLS certificate (a     │
 │                                     self-signed one).                        │
+│ --yes                               Do not ask before changing a line on a   │
+│                                     real panel.                              │
+│ --live                              Rehearsal: follow it through panel and   │
+│                                     email, then disable the test line.       │
+│ --wait                SECONDS       --live: how long to wait for each step.  │
+│                                     [default: 300]                           │
 │ --help                              Show this message and exit.              │
 ╰──────────────────────────────────────────────────────────────────────────────╯
 [exit 0]"""

@@ -10,7 +10,7 @@ PANELS = {
     "status": "Daily", "logs": "Daily", "subs": "Daily", "inbox": "Daily",
     "init": "Setup", "doctor": "Setup", "deploy": "Setup", "simulate": "Setup", "mail": "Setup",
     "serve": "Machinery", "process": "Machinery", "reconcile": "Machinery", "backup": "Machinery",
-    "audit": "Machinery", "rekey": "Machinery",
+    "audit": "Machinery", "restore": "Machinery", "rekey": "Machinery",
 }
 PANEL_ORDER = ("Daily", "Setup", "Machinery")
 

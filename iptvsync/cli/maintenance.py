@@ -14,7 +14,7 @@ from .app import app, load
 def restore(ctx: typer.Context,
             backup: Path = typer.Argument(..., help="A copy made by `iptvsync backup` (or `litestream restore`)."),
             yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")):
-    """Replace the ledger with a backup (stop serve and the timers first); the current one is kept aside."""
+    """Replace the ledger with a backup; the old one is kept aside."""
     from ..engine.runner import AlreadyRunning, process_lock
     from ..ledger.backups import check_copy
     from ..ledger.backups import restore as restore_copy
@@ -40,7 +40,7 @@ def restore(ctx: typer.Context,
 
 @app.command()
 def rekey(ctx: typer.Context):
-    """Re-encrypt stored panel passwords under a new IPTVSYNC_SECRET_KEY (written to .env)."""
+    """Re-encrypt panel passwords under a new IPTVSYNC_SECRET_KEY."""
     from ..ops.rekey import rekey as run_rekey
 
     cfg = load(ctx)

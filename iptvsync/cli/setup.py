@@ -95,7 +95,7 @@ def backup(ctx: typer.Context,
            path: str = typer.Argument(..., help="A new file, or a folder (ends with /) for a dated copy."),
            keep: int = typer.Option(None, "--keep", metavar="N",
                                     help="Into a folder: keep the N newest dated copies, delete older ones.")):
-    """Online, consistent copy of the ledger; into a folder with dated names and --keep N rotation."""
+    """Online copy of the ledger; dated and rotated with --keep N."""
     from ..ledger.backups import backup_into
     from ..ledger.db import Ledger
 
