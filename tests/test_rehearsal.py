@@ -80,3 +80,17 @@ def test_plain_simulate_on_the_dry_run_panel_does_not_ask(tmp_path):
     with serving(config) as (url, _):
         result = simulate(config, url)
     assert result.returncode == 0 and "warning" not in result.stderr
+
+
+def test_a_rehearsal_that_cannot_finish_says_why(tmp_path):
+    with FakeXuiAdmin() as panel, smtp_server(tls="starttls", auth=("loja", "s3nha-smtp")) as smtp:
+        panel.down = True  # HTTP 503: a transient panel failure, retried with backoff
+        config = live_install(tmp_path, panel.url, smtp.port)
+        with serving(config) as (url, _):
+            result = simulate(config, url, "--live", "--email", "dono@loja.example", "--wait", "2")
+    assert result.returncode == 1 and "HTTP 200" in result.stdout
+    # the process run's own warning (the panel's answer), then one error line
+    error = result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    assert error.startswith("error: rehearsal: no line and activation email after 2s (panel: ")
+    assert "iptvsync logs --sale SIM" in error and smtp.received == []

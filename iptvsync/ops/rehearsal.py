@@ -68,8 +68,10 @@ def _wait(cfg: Config, sale: str, done: Callable[[Stage], bool], what: str, time
         if stage.email and stage.email["status"] in (MailStatus.DEAD, MailStatus.FAILED):
             raise IptvsyncError(f"rehearsal: the activation email failed: {stage.email['last_error']}")
         if time.monotonic() > deadline:
-            raise RehearsalTimeout(f"rehearsal: no {what} after {timeout_s:.0f}s; see `iptvsync status` and "
-                                   f"`iptvsync logs --sale {sale}`")
+            last = stage.sub["last_error"] if stage.sub and stage.sub["last_error"] else None
+            raise RehearsalTimeout(f"rehearsal: no {what} after {timeout_s:.0f}s"
+                                   + (f" (panel: {last})" if last else "")
+                                   + f"; see `iptvsync status` and `iptvsync logs --sale {sale}`")
         time.sleep(POLL_S)
 
 
