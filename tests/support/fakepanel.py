@@ -132,7 +132,12 @@ class FakePanel:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            # nginx listens with a backlog of 511 (its `listen ... backlog=` default); socketserver's
+            # 5 drops the handshakes of a 16-connection burst on a busy machine
+            request_queue_size = 511
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                          daemon=True).start()
