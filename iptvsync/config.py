@@ -51,6 +51,9 @@ class ReceiverSection:
     trusted_proxies: tuple[str, ...] = ()
     request_timeout_s: int = 10
     threads: int = 64
+    max_threads: int = 512
+    header_timeout_s: int = 10
+    max_connections_per_ip: int = 32
     ledger_timeout_s: int = 10
 
 

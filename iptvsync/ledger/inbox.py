@@ -7,7 +7,7 @@ creating a second row, so redelivery never means a second effect.
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import iso, now
@@ -143,9 +143,22 @@ def attach(ledger: Ledger, inbox_id: int, subscription: str, actor: str = "opera
 
 
 def count_rejection(conn: sqlite3.Connection, status: int, reason: str, remote: str | None,
-                    at: datetime | None = None) -> None:
-    """Count a rejected request: bounded by (day, status, reason), so floods can't fill the disk."""
+                    at: datetime | None = None, *, on_path: bool = False) -> None:
+    """Count a rejected request: bounded by (day, status, reason), so floods can't fill the disk.
+
+    ``on_path``: the request reached the (secret) postback path, so it came from someone who
+    has the URL; those are also counted per hour for ``status`` (a spike of them means
+    Monetizze's postbacks are being refused, or the URL leaked). Hours older than two days go.
+    """
     at = at or now()
+    if on_path:
+        hour = at.strftime("%Y-%m-%dT%H")
+        conn.execute(
+            "INSERT INTO path_rejections (hour, status, reason, count) VALUES (:hour, :status, :reason, 1)"
+            " ON CONFLICT (hour, status, reason) DO UPDATE SET count = count + 1",
+            {"hour": hour, "status": status, "reason": reason})
+        conn.execute("DELETE FROM path_rejections WHERE hour < :cutoff",
+                     {"cutoff": (at - timedelta(days=2)).strftime("%Y-%m-%dT%H")})
     conn.execute(
         "INSERT INTO rejections (day, status, reason, count, last_at, last_remote)"
         " VALUES (:day, :status, :reason, 1, :at, :remote)"
@@ -153,3 +166,10 @@ def count_rejection(conn: sqlite3.Connection, status: int, reason: str, remote: 
         " last_at = excluded.last_at, last_remote = excluded.last_remote",
         {"day": at.strftime("%Y-%m-%d"), "status": status, "reason": reason, "at": iso(at),
          "remote": remote})
+
+
+def touch_heartbeat(conn: sqlite3.Connection, pid: int, at: datetime | None = None) -> None:
+    """The receiver's writer proves it can commit (``/healthz``): one row, rewritten."""
+    conn.execute("INSERT INTO receiver_heartbeat (id, at, pid) VALUES (1, :at, :pid)"
+                 " ON CONFLICT (id) DO UPDATE SET at = excluded.at, pid = excluded.pid",
+                 {"at": iso(at or now()), "pid": pid})

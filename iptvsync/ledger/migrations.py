@@ -173,3 +173,23 @@ def m004_calendar_months_and_attach(db):
 def m005_retention_indexes(db):
     # `process` prunes old run summaries every run (ledger/retention.py): find them by date
     db.execute("CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)")
+
+
+@migrations()
+def m006_receiver_health(db):
+    # Rejections on the postback path, per hour: `status` reports a spike of them.
+    db.execute("""
+        CREATE TABLE path_rejections (
+            hour TEXT NOT NULL,                  -- YYYY-MM-DDTHH, UTC
+            status INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            count INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (hour, status, reason)
+        )""")
+    # The receiver's writer rewrites this row when /healthz asks whether the ledger commits.
+    db.execute("""
+        CREATE TABLE receiver_heartbeat (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            at TEXT NOT NULL,
+            pid INTEGER
+        )""")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from email.parser import BytesParser
-from urllib.parse import parse_qsl, quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, unquote_to_bytes
 
 from iptvsync.clock import SAO_PAULO, iso
 from iptvsync.errors import MalformedPostback
@@ -132,6 +132,9 @@ def parse_body(body: bytes, content_type: str | None) -> dict:
     payload and wins; top-level form fields it lacks are kept. ``multipart/form-data`` is read
     the same way. JSON bodies must hold an object. A body without a content type, or labelled
     as a form, is read as JSON when it starts like JSON.
+
+    Text that is not in the declared charset (or in UTF-8, when none is declared) is read as
+    Latin-1: an authenticated postback is stored whatever its encoding, and its raw bytes kept.
     """
     if not body.strip():
         raise MalformedPostback("empty body")
@@ -146,16 +149,28 @@ def parse_body(body: bytes, content_type: str | None) -> dict:
         return _decode_json(body, charset)
     if media_type == _FORM:
         fast = json_field_payload(body) if charset.lower() in ("utf-8", "utf8") else None
-        return fast if fast is not None else _payload_from_fields(_form_fields(body, charset))
+        if fast is not None:
+            return fast
+        if b"=" not in body:
+            raise MalformedPostback("form body has no fields")
+        return _payload_from_fields(_form_fields(body, charset))
     if media_type == "multipart/form-data":
         return _payload_from_fields(_multipart_fields(body, content_type or ""))
     raise UnsupportedContentType(f"unsupported content type {media_type!r}")
 
 
+def _lenient(data: bytes, charset: str) -> str:
+    """``data`` in ``charset``; Latin-1 (every byte is a character) when it is not."""
+    try:
+        return data.decode(charset)
+    except (UnicodeDecodeError, LookupError):
+        return data.decode("latin-1")
+
+
 def _decode_json(body: bytes, charset: str) -> dict:
     try:
-        payload = json.loads(body.decode(charset).lstrip("\ufeff"))
-    except (ValueError, LookupError, RecursionError) as exc:  # UnicodeDecodeError: a ValueError
+        payload = json.loads(_lenient(body, charset).lstrip("\ufeff"))
+    except (ValueError, RecursionError) as exc:
         raise MalformedPostback(f"invalid JSON body: {exc}") from exc
     if not isinstance(payload, dict):
         raise MalformedPostback(f"JSON body is a {type(payload).__name__}, not an object")
@@ -164,24 +179,31 @@ def _decode_json(body: bytes, charset: str) -> dict:
 
 def _form_fields(body: bytes, charset: str) -> list[tuple[str, str]]:
     try:
-        text = body.decode(charset)
-        return parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict")
-    except (ValueError, LookupError) as exc:
+        return parse_qsl(body.decode(charset), keep_blank_values=True, encoding=charset, errors="strict")
+    except (UnicodeDecodeError, LookupError):
+        # e.g. ``Jos%E9``: Latin-1 escapes in a body that declares no charset
+        return parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+    except ValueError as exc:
         raise MalformedPostback(f"undecodable form body: {exc}") from exc
 
 
 def _multipart_fields(body: bytes, content_type: str) -> list[tuple[str, str]]:
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    if "\n" in content_type or "\r" in content_type:
+        raise MalformedPostback("bad multipart content type")
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("utf-8", "replace")
     fields = []  # no usable boundary means no parts, and "no fields" below
     try:
+        message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
         for part in message.iter_parts():
+            if part.is_multipart():
+                continue  # form fields are flat; nested parts (1,000 deep, say) are no field
             name = part.get_param("name", header="content-disposition")
             if name is not None:
                 data = part.get_payload(decode=True) or b""
-                fields.append((str(name), data.decode(part.get_content_charset() or "utf-8")))
-    except (ValueError, LookupError) as exc:
-        raise MalformedPostback(f"undecodable multipart body: {exc}") from exc
+                fields.append((str(name), _lenient(data, part.get_content_charset() or "utf-8")))
+    # The email package is lenient by design, but odd headers still surface as these.
+    except (ValueError, LookupError, RecursionError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        raise MalformedPostback(f"undecodable multipart body: {type(exc).__name__}") from exc
     return fields
 
 
@@ -216,7 +238,8 @@ def _nest(fields: list[tuple[str, str]]) -> dict:
                 node[part] = {}
             node = node[part]
         node[path[-1] if path[-1] else str(len(node))] = value
-    return _lists_from_index_dicts(root)
+    # The top level stays a dict (``0=a`` is a field named "0", not a list).
+    return {key: _lists_from_index_dicts(value) for key, value in root.items()}
 
 
 def _lists_from_index_dicts(node):
@@ -407,15 +430,46 @@ def _canonical(value: dict) -> str:
 
 # --- redaction ------------------------------------------------------------------------------
 
-def redact(body: bytes, secret: str) -> bytes:
+def redact(body: bytes, secret: str, content_type: str | None = None) -> bytes:
     """The raw body with every occurrence of the chave_unica value blanked.
 
-    Covers the raw text, its JSON escapings (``\\/``, ``\\uXXXX``) and URL encodings of both,
-    hence the copy inside a form's ``json`` field. Pass the configured key: a very short value
-    would blank short substrings too.
+    First the raw text, its JSON escapings (``\\/``, ``\\uXXXX``) and URL encodings of both,
+    hence the copy inside a form's ``json`` field; the rest of the bytes stay as they came.
+    Then the check that counts: the body is decoded as the receiver decodes it, and wherever a
+    decoded value still holds the key (one letter percent-encoded, a ``\\u`` escape of one
+    letter, lower-case hex…) that field is rewritten without it. Pass the configured key: a
+    very short value would blank short substrings too.
     """
+    return redact_stored(body, content_type, secret)[0]
+
+
+def redact_stored(body: bytes, content_type: str | None, secret: str) -> tuple[bytes, str | None]:
+    """``redact`` for the receiver: the body to store and its content type (the same one,
+    except for a body only re-encoding could clean, stored as the form it decodes to)."""
     if not secret:
-        return body
+        return body, content_type
+    body = _redact_variants(body, secret)
+    if not _leaks(body, content_type, secret):
+        return body, content_type
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if body.lstrip()[:1] in (b"{", b"[") and media_type != "multipart/form-data":
+        try:
+            charset = (_CHARSET.search(content_type or "") or [None, "utf-8"])[1]
+            cleaned = json.dumps(_scrub(json.loads(_lenient(body, charset)), secret)).encode()
+            return cleaned, content_type
+        except (ValueError, RecursionError):
+            pass
+    elif media_type in ("", _FORM, _FORM_TYPO):
+        cleaned = b"&".join(_scrub_field(field, secret) for field in body.split(b"&"))
+        if not _leaks(cleaned, content_type, secret):
+            return cleaned, content_type
+    from iptvsync.monetizze.form import build_form  # the last resort: the decoded fields, re-encoded
+
+    payload = _scrub(parse_body(body, content_type), secret)
+    return build_form(payload, json_field=False), _FORM
+
+
+def _redact_variants(body: bytes, secret: str) -> bytes:
     escaped = {json.dumps(secret, ensure_ascii=ascii_only)[1:-1] for ascii_only in (True, False)}
     texts = {secret} | escaped | {text.replace("/", "\\/") for text in escaped}
     variants = set(texts)
@@ -426,3 +480,65 @@ def redact(body: bytes, secret: str) -> bytes:
     for variant in sorted(variants, key=len, reverse=True):
         body = body.replace(variant.encode(), b"")
     return body
+
+
+def _strings(value):
+    """Every string in a decoded payload, keys included (iteratively: payloads may be deep)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _leaks(body: bytes, content_type: str | None, secret: str) -> bool:
+    """Does the body, decoded as the receiver decodes it, still hold ``secret`` anywhere?"""
+    try:
+        payload = parse_body(body, content_type)
+    except MalformedPostback:
+        return False  # nothing can be read from it, the key neither
+    for text in _strings(payload):
+        if secret in text:
+            return True
+        if text[:1] in ("{", "[") and "\\" in text:  # a JSON text in a field, with escapes
+            try:
+                if any(secret in inner for inner in _strings(json.loads(text))):
+                    return True
+            except (ValueError, RecursionError):
+                pass
+    return False
+
+
+def _scrub(value, secret: str):
+    if isinstance(value, str):
+        return value.replace(secret, "")
+    if isinstance(value, dict):
+        return {_scrub(k, secret): _scrub(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, secret) for v in value]
+    return value
+
+
+def _scrub_field(field: bytes, secret: str) -> bytes:
+    """One ``name=value`` of a form, rewritten only when its decoded name or value holds ``secret``."""
+    parts = field.split(b"=", 1)
+    out = []
+    for raw in parts:
+        text = unquote_to_bytes(raw.replace(b"+", b" "))
+        decoded = _lenient(text, "utf-8")
+        inner = decoded
+        if decoded[:1] in ("{", "[") and "\\" in decoded:
+            try:
+                inner = json.dumps(_scrub(json.loads(decoded), secret), separators=(",", ":"))
+            except (ValueError, RecursionError):
+                inner = decoded
+        if secret in inner or inner != decoded:
+            out.append(quote_plus(inner.replace(secret, "")).encode())
+        else:
+            out.append(raw)
+    return b"=".join(out)

@@ -16,7 +16,8 @@ import time
 
 from ..config import Config
 from ..ledger.inbox import inbox_row
-from ..monetizze.postback import MalformedPostback, UnsupportedContentType, parse, redact
+from ..monetizze.postback import MalformedPostback, UnsupportedContentType, parse, redact_stored
+from .body import BodyError
 from .writer import LedgerUnavailable, Writer
 
 log = logging.getLogger("iptvsync.receiver")
@@ -57,10 +58,22 @@ class ReceiverApp:
                     return hop
         return peer
 
+    def is_trusted_proxy(self, addr: str | None) -> bool:
+        return _in(addr, self.proxies)
+
+    def route(self, path: str) -> str:
+        """The path as the access log shows it: the postback path is a capability, never logged."""
+        return {"/healthz": "/healthz", self.cfg.path: "<postback>"}.get(path, "<other>")
+
     def __call__(self, environ, start_response):
         started = time.perf_counter()
         remote = self.client_addr(environ)
-        status, body, route = self.handle(environ, remote)
+        try:
+            status, body, route = self.handle(environ, remote)
+        except Exception:  # a true internal fault: a traceback in the log, never on the wire
+            log.exception("internal error")
+            status, body, route = 500, {"error": "internal error"}, self.route(environ.get("PATH_INFO", ""))
+            self.writer.reject(500, "internal error", remote)
         payload = json.dumps(body).encode()
         start_response(f"{status} {_REASONS.get(status, '')}",
                        [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
@@ -74,12 +87,18 @@ class ReceiverApp:
         if path == "/healthz":
             if method not in ("GET", "HEAD"):
                 return 405, {"error": "method not allowed"}, "/healthz"
+            problem = self.writer.health()
+            if problem:
+                return 503, {"error": problem}, "/healthz"
             return 200, {"result": "ok"}, "/healthz"
         if path != self.cfg.path:
             return self.reject(404, "unknown path", remote, "<other>")
-        route = "<postback>"  # the path is a capability: never log it
+        route = "<postback>"
         if method != "POST":
             return self.reject(405, "method not allowed", remote, route)
+        # Before a byte of the body is read: the same answer whatever the body holds.
+        if self.allowed and not _in(remote, self.allowed):
+            return self.reject(403, "source address not allowed", remote, route)
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -87,7 +106,10 @@ class ReceiverApp:
         limit = self.cfg.max_body_bytes
         if length > limit:
             return self.reject(413, "body too large", remote, route)
-        raw = environ["wsgi.input"].read(length) if length else environ["wsgi.input"].read(limit + 1)
+        try:
+            raw = environ["wsgi.input"].read()
+        except BodyError as exc:
+            return self.reject(exc.status, exc.reason, remote, route)
         if len(raw) > limit:
             return self.reject(413, "body too large", remote, route)
         content_type = environ.get("CONTENT_TYPE") or None
@@ -103,9 +125,8 @@ class ReceiverApp:
             expected = self.product_keys.get(pb.product_code or "", "")
             if not expected or not hmac.compare_digest((pb.product_key or "").encode(), expected.encode()):
                 return self.reject(403, "produto[chave] missing or wrong", remote, route)
-        if self.allowed and not _in(remote, self.allowed):
-            return self.reject(403, "source address not allowed", remote, route)
-        row = inbox_row(pb, redact(raw, self.secret), content_type=content_type, remote_addr=remote)
+        body, stored_type = redact_stored(raw, content_type, self.secret)
+        row = inbox_row(pb, body, content_type=stored_type, remote_addr=remote)
         try:
             inbox_id, duplicate = self.writer.store(row)
         except LedgerUnavailable:
@@ -114,10 +135,18 @@ class ReceiverApp:
 
     def reject(self, status: int, reason: str, remote: str | None, route: str) -> tuple[int, dict, str]:
         log.warning("rejected %d from %s: %s", status, remote, reason)
-        self.writer.reject(status, reason, remote)
+        self.writer.reject(status, reason, remote, on_path=route == "<postback>")
         return status, {"error": reason}, route
+
+    def refuse(self, status: int, reason: str, remote: str | None, method: str = "-", path: str = "") -> None:
+        """A request the server answered before it reached the app (bad framing, too slow, too
+        many connections): the same log line, access line and count as the app's rejections."""
+        route = self.route(path) if path else "-"
+        log.warning("rejected %d from %s: %s", status, remote, reason)
+        access_log.info('%s "%s %s" %d %.1fms %s', remote, method or "-", route, status, 0.0, "")
+        self.writer.reject(status, reason, remote, on_path=route == "<postback>")
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 413: "Payload Too Large", 415: "Unsupported Media Type",
-            503: "Service Unavailable"}
+            405: "Method Not Allowed", 408: "Request Timeout", 413: "Payload Too Large",
+            415: "Unsupported Media Type", 500: "Internal Server Error", 503: "Service Unavailable"}

@@ -6,17 +6,20 @@ requests finish before the writer drains.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import re
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from ..config import Config
 from ..errors import IptvsyncError
 from .app import ReceiverApp
+from .body import BodyReader
 from .tls import CertReloader
 from .writer import Writer
 
@@ -27,25 +30,220 @@ log = logging.getLogger("iptvsync.receiver")
 #: serves in a row, before handing the connection back to cheroot's selector (``_server_class``).
 KEEPALIVE_WAIT_S = 0.01
 KEEPALIVE_MAX_REQUESTS = 100
+#: Request threads are added this many at a time when every thread is busy (``max_threads``).
+GROW_BY = 16
+
+
+class Deadlines:
+    """Total deadlines for reading a request's head and body, whatever the client's pace.
+
+    A socket timeout bounds each read, not the request: a client trickling a byte every few
+    seconds (slowloris) would hold its request thread forever. A request thread registers the
+    connection with its deadline before reading and clears it after; one thread wakes four
+    times a second and shuts the reading side of every connection past its deadline (the
+    blocked read returns at once; the write side stays open for the 408).
+    """
+
+    def __init__(self):
+        self._due: dict[object, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
+        self._thread.start()
+
+    def start(self, conn, seconds: float) -> None:
+        conn.timed_out = False
+        with self._lock:
+            self._due[conn] = time.monotonic() + seconds
+
+    def clear(self, conn) -> None:
+        with self._lock:
+            self._due.pop(conn, None)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                late = [conn for conn, due in self._due.items() if due <= now]
+                for conn in late:
+                    del self._due[conn]
+            for conn in late:
+                conn.timed_out = True
+                with contextlib.suppress(OSError):  # the plain socket's: an SSLSocket's would drop TLS
+                    socket.socket.shutdown(conn.socket, socket.SHUT_RD)
+
+
+def _tls_adapter_class():
+    """cheroot's TLS adapter with the handshake left to the request thread.
+
+    cheroot shakes hands in its one selector thread, as each connection is accepted: a client
+    that connects and says nothing stalled every other connection for a whole socket timeout.
+    Here the handshake happens on the request thread's first read, under the head deadline.
+    """
+    from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+    class LazyHandshakeAdapter(BuiltinSSLAdapter):
+        def wrap(self, sock):
+            tls = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            return tls, {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+    return LazyHandshakeAdapter
 
 
 def _server_class():
-    """cheroot's WSGI server, with a busy kept-alive connection served on by its request thread.
+    """cheroot's WSGI server, hardened against hostile clients and tuned for kept-alive load.
 
-    cheroot hands every kept-alive connection back to its one selector thread after each
-    request, and that thread must win the GIL back from the request threads to dispatch the
-    next one: under load that hand-off, not the work, capped the receiver (bench/README.md).
-    Here the request thread first waits up to ``KEEPALIVE_WAIT_S`` for the next request (or
-    the close) on the same connection and serves it itself, up to ``KEEPALIVE_MAX_REQUESTS``
-    in a row. It queues the connection behind the others instead whenever connections are
-    waiting for a thread (no connection can starve the rest), and an idle connection goes back
-    to the selector as before.
+    Hostile clients (docs/receiver.md): the request line and headers must arrive within
+    ``header_timeout_s`` and the body within ``request_timeout_s`` in total (``Deadlines``);
+    each source address may hold ``max_connections_per_ip`` connections; when every request
+    thread is busy the pool grows, up to ``max_threads``, so slow connections that do hold a
+    thread never leave real ones waiting; the body is read by ``BodyReader`` within
+    ``max_body_bytes``; and every failure cheroot answers by itself (bad request line, bad
+    headers, timeouts) is logged and counted like the app's own rejections, never as a
+    traceback.
+
+    Kept-alive load: cheroot hands every kept-alive connection back to its one selector thread
+    after each request, and that thread must win the GIL back from the request threads to
+    dispatch the next one: under load that hand-off, not the work, capped the receiver
+    (bench/README.md). Here the request thread first waits up to ``KEEPALIVE_WAIT_S`` for the
+    next request (or the close) on the same connection and serves it itself, up to
+    ``KEEPALIVE_MAX_REQUESTS`` in a row. It queues the connection behind the others instead
+    whenever connections are waiting for a thread (no connection can starve the rest), and an
+    idle connection goes back to the selector as before.
     """
     import select
 
+    from cheroot import server as cheroot_server
     from cheroot import wsgi
 
+    class Request(cheroot_server.HTTPRequest):
+        def parse_request(self):
+            srv = self.server
+            srv.deadlines.start(self.conn, srv.header_timeout_s)
+            try:
+                super().parse_request()
+            except (OSError, ValueError) as exc:  # reset, TLS failure, socket timeout, deadline
+                self.ready = False
+                if isinstance(exc, TimeoutError) or getattr(self.conn, "timed_out", False):
+                    with contextlib.suppress(OSError, ValueError):
+                        self.simple_response("408 Request Timeout")
+                else:
+                    self.close_connection = True
+            finally:
+                srv.deadlines.clear(self.conn)
+
+        def simple_response(self, status, msg=""):
+            """cheroot's own answers (400, 408, 413, 414, 500, 501): logged and counted too."""
+            code = int(str(status)[:3])
+            if getattr(self.conn, "timed_out", False) and code == 400:
+                status, code = "408 Request Timeout", 408
+            reason = {408: "request not received in time", 413: "headers too large",
+                      414: "request line too long", 501: "unsupported transfer encoding"}.get(
+                          code, "malformed request" if code < 500 else "internal error")
+            path = getattr(self, "path", b"") or b""
+            method = getattr(self, "method", b"") or b"-"
+            self.server.wsgi_app.refuse(code, reason, self.conn.remote_addr,
+                                        method.decode("latin-1"), path.decode("latin-1"))
+            self.close_connection = True
+            super().simple_response(status, "")
+
+        def respond(self):
+            srv = self.server
+            length = None
+            if not self.chunked_read:
+                length = int(self.inheaders.get(b"Content-Length", 0) or 0)  # validated by cheroot
+            self.rfile = BodyReader(
+                self.conn.rfile, length, srv.max_body_bytes,
+                on_start=lambda: srv.deadlines.start(self.conn, srv.timeout),
+                on_end=lambda: srv.deadlines.clear(self.conn),
+                timed_out=lambda: getattr(self.conn, "timed_out", False))
+            self.server.gateway(self).respond()
+            if self.ready:
+                self.ensure_headers_sent()
+            if self.chunked_write:
+                self.conn.wfile.write(b"0\r\n\r\n")
+
+        def send_headers(self):
+            if not getattr(self.rfile, "done", True):  # unread body bytes would be read as the next request
+                self.close_connection = True
+            super().send_headers()
+
+    class Connection(cheroot_server.HTTPConnection):
+        RequestHandlerClass = Request
+        source: str | None = None
+
+        def communicate(self):
+            try:
+                return super().communicate()
+            except (OSError, ValueError):  # the client went away mid-answer: nothing to tell it
+                return False
+
+        def close(self):
+            if self.source is not None:
+                self.server.release_source(self.source)
+                self.source = None
+            with contextlib.suppress(OSError):
+                super().close()
+
     class Server(wsgi.Server):
+        ConnectionClass = Connection
+
+        def __init__(self, *args, header_timeout_s: float, max_body_bytes: int, max_threads: int,
+                     max_connections_per_ip: int, uncapped=lambda addr: False, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.header_timeout_s = header_timeout_s
+            self.max_body_bytes = max_body_bytes
+            self.max_threads = max(max_threads, self.requests.min)
+            self.max_connections_per_ip = max_connections_per_ip
+            self.uncapped = uncapped
+            self.deadlines = Deadlines()
+            self._sources: dict[str, int] = {}
+            self._sources_lock = threading.Lock()
+
+        def admit(self, conn) -> bool:
+            """Count a new connection against its source address; False past the cap."""
+            addr = conn.remote_addr or ""
+            if self.max_connections_per_ip <= 0 or self.uncapped(addr):
+                return True
+            with self._sources_lock:
+                held = self._sources.get(addr, 0)
+                if held >= self.max_connections_per_ip:
+                    return False
+                self._sources[addr] = held + 1
+            conn.source = addr
+            return True
+
+        def release_source(self, addr: str) -> None:
+            with self._sources_lock:
+                left = self._sources.get(addr, 0) - 1
+                if left > 0:
+                    self._sources[addr] = left
+                else:
+                    self._sources.pop(addr, None)
+
+        def process_conn(self, conn):
+            if not getattr(conn, "admitted", False):
+                conn.admitted = True
+                if not self.admit(conn):
+                    self.wsgi_app.refuse(503, "too many connections from this address", conn.remote_addr)
+                    conn.close()
+                    return
+            super().process_conn(conn)
+            pool = self.requests
+            if pool.qsize and len(pool._threads) < self.max_threads:  # every thread busy: add some
+                pool.grow(min(GROW_BY, self.max_threads - len(pool._threads)))
+
+        def error_log(self, msg="", level=logging.INFO, traceback=False):
+            """cheroot's own errors: one line, never a traceback (they are about clients)."""
+            log.log(max(level, logging.INFO), "http: %s", str(msg).splitlines()[0] if msg else "")
+
+        def stop(self):
+            self.deadlines.stop()
+            super().stop()
+
         def put_conn(self, conn):
             for _ in range(KEEPALIVE_MAX_REQUESTS):
                 if not self.ready:
@@ -80,16 +278,18 @@ def make_server(config: Config, *, host: str | None = None, port: int | None = N
     writer = Writer(config.ledger_path, ledger_timeout_s=config.receiver.ledger_timeout_s)
     app = ReceiverApp(config, writer)
     bind = (host or config.receiver.host, port if port is not None else config.receiver.port)
-    server = _server_class()(bind, app, numthreads=config.receiver.threads,
-                             timeout=config.receiver.request_timeout_s, shutdown_timeout=10,
+    rc = config.receiver
+    server = _server_class()(bind, app, numthreads=rc.threads, max=-1,
+                             timeout=rc.request_timeout_s, shutdown_timeout=10,
                              # cheroot's default listen backlog is 5: a burst of new connections beyond
                              # it has SYNs dropped and waits a second or more for the retransmission
-                             request_queue_size=socket.SOMAXCONN, server_name="iptvsync")
+                             request_queue_size=socket.SOMAXCONN, server_name="iptvsync",
+                             header_timeout_s=rc.header_timeout_s, max_body_bytes=rc.max_body_bytes,
+                             max_threads=rc.max_threads, max_connections_per_ip=rc.max_connections_per_ip,
+                             uncapped=app.is_trusted_proxy)
     if tls:
-        from cheroot.ssl.builtin import BuiltinSSLAdapter
-
         cert, key = tls
-        server.ssl_adapter = BuiltinSSLAdapter(str(cert), str(key) if key else None)
+        server.ssl_adapter = _tls_adapter_class()(str(cert), str(key) if key else None)
         server.cert_reloader = CertReloader(server.ssl_adapter, cert, key)
     return server, writer
 

@@ -15,11 +15,15 @@ How it works:
   all connections, commits them in one ``BEGIN IMMEDIATE`` transaction (``synchronous=FULL``:
   one fsync for the group), then answers each: ``(id, duplicate)``, or the error, in which case
   nothing of the group was stored and the receiver answers 503. Rejections are counted in the
-  same transactions and get no answer.
+  same transactions and get no answer. A probe (``/healthz``) rides a group too: it touches the
+  heartbeat row, so its answer says whether the ledger can commit right now (a full disk).
 * The child ignores SIGTERM and SIGINT (a Ctrl-C or a stop reaches the whole process group) and
   ends when its standard input closes: when the receiver closes it after the last in-flight
   request, or when the receiver dies, even by SIGKILL. It finishes the group in hand first.
 * If the child dies, the receiver answers 503 for the requests it had and starts a new one.
+* A receiver and its writer killed together (SIGKILL to the process group) leave their socket
+  directory behind; the next ``Writer`` removes such directories, the ones whose socket no
+  longer answers.
 
 Frames on the socket: ``!cII`` (kind, JSON length, body length), the JSON, the raw body.
 """
@@ -27,6 +31,7 @@ Frames on the socket: ``!cII`` (kind, JSON length, body length), the JSON, the r
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -39,15 +44,19 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 from ..errors import LedgerError
 from ..ledger.db import Ledger
-from ..ledger.inbox import count_rejection, store_rows
+from ..ledger.inbox import count_rejection, store_rows, touch_heartbeat
 
 log = logging.getLogger("iptvsync.receiver")
 
 HEADER = struct.Struct("!cII")
-STORE, REJECT, OK, ERROR = b"S", b"R", b"K", b"E"
+STORE, REJECT, PROBE, OK, ERROR = b"S", b"R", b"P", b"K", b"E"
+SOCKET_DIR_PREFIX = "iptvsync-writer-"
+#: /healthz asks the writer at most this often; between probes it repeats the last answer.
+PROBE_EVERY_S = 1.0
 MAX_FRAME = 64 * 1024 * 1024
 
 
@@ -83,13 +92,16 @@ def read_frame(sock: socket.socket) -> tuple[bytes, object, bytes]:
 
 # --- the writer process -------------------------------------------------------------------------
 
-def commit_group(ledger: Ledger, rows: list[dict], rejections: list[list]) -> list[tuple[int, bool]]:
+def commit_group(ledger: Ledger, rows: list[dict], rejections: list[list],
+                 heartbeat: bool = False) -> list[tuple[int, bool]]:
     """Store ``rows`` and count ``rejections`` in one transaction; raises if nothing was stored."""
     try:
         with ledger.tx() as conn:
             results = store_rows(conn, rows)
-            for status, reason, remote in rejections:
-                count_rejection(conn, status, reason, remote)
+            for status, reason, remote, *flags in rejections:
+                count_rejection(conn, status, reason, remote, on_path=bool(flags and flags[0]))
+            if heartbeat:
+                touch_heartbeat(conn, os.getpid())
         return results
     except Exception:
         # A COMMIT that fails (disk full, I/O error) may leave the transaction open; SQLite
@@ -120,6 +132,7 @@ def run_writer(ledger_path: str, address: str, timeout_s: float) -> int:
     while running:
         stores: list[tuple[socket.socket, dict]] = []
         rejections: list[list] = []
+        probes: list[socket.socket] = []
         for key, _ in selector.select():
             if key.data == "control":
                 running = False  # the receiver closed our stdin or died: finish this group, end
@@ -127,19 +140,21 @@ def run_writer(ledger_path: str, address: str, timeout_s: float) -> int:
                 conn, _ = listener.accept()
                 selector.register(conn, selectors.EVENT_READ, "client")
             else:
-                _take(key.fileobj, selector, stores, rejections)
-        if not stores and not rejections:
+                _take(key.fileobj, selector, stores, rejections, probes)
+        if not stores and not rejections and not probes:
             continue
         try:
-            results = commit_group(ledger, [row for _, row in stores], rejections)
+            results = commit_group(ledger, [row for _, row in stores], rejections, heartbeat=bool(probes))
         except Exception as exc:  # disk full, locked past busy_timeout, read-only file…
             message = type(exc).__name__ + ": " + str(exc)
             log.error("ledger write failed: %s", message)
-            for conn, _ in stores:
+            for conn in [conn for conn, _ in stores] + probes:
                 _answer(conn, selector, ERROR, message)
             continue
         for (conn, _), (inbox_id, duplicate) in zip(stores, results, strict=True):
             _answer(conn, selector, OK, [inbox_id, duplicate])
+        for conn in probes:
+            _answer(conn, selector, OK, None)
     ledger.close()
     listener.close()
     with contextlib.suppress(OSError):  # the receiver may be gone (SIGKILL): tidy up for it
@@ -148,8 +163,8 @@ def run_writer(ledger_path: str, address: str, timeout_s: float) -> int:
     return 0
 
 
-def _take(conn: socket.socket, selector, stores: list, rejections: list) -> None:
-    """Read the frames waiting on ``conn``: rejections (any number), then at most one row."""
+def _take(conn: socket.socket, selector, stores: list, rejections: list, probes: list) -> None:
+    """Read the frames waiting on ``conn``: rejections (any number), then at most one row or probe."""
     try:
         while True:
             kind, meta, body = read_frame(conn)
@@ -158,6 +173,9 @@ def _take(conn: socket.socket, selector, stores: list, rejections: list) -> None
             elif kind == STORE:
                 stores.append((conn, {**meta, "body": body}))
                 return  # its thread waits for the answer and sends nothing more
+            elif kind == PROBE:
+                probes.append(conn)
+                return
             if not _readable(conn):
                 return
     except (EOFError, OSError, ValueError):
@@ -208,6 +226,36 @@ def _set_os_timeout(sock: socket.socket, seconds: float) -> None:
         sock.settimeout(seconds)
 
 
+def remove_stale_socket_dirs(parent: str | None = None) -> list[str]:
+    """Remove this user's writer socket directories whose writer is gone; returns them.
+
+    A directory is stale when its socket refuses connections (nothing listens: the writer
+    died without tidying up) or it holds no socket at all; a live writer's is left alone.
+    """
+    removed = []
+    for directory in glob.glob(os.path.join(parent or tempfile.gettempdir(), SOCKET_DIR_PREFIX + "*")):
+        try:
+            if os.stat(directory).st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        address = os.path.join(directory, "writer.sock")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(address)
+            continue  # a writer answers: alive
+        except FileNotFoundError:
+            if time.time() - os.stat(directory).st_mtime < 60:
+                continue  # a writer that is still starting has not bound its socket yet
+        except OSError:
+            pass  # refused: nobody listens any more
+        finally:
+            probe.close()
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
+
+
 class Writer:
     """The receiver's handle on its writer process: ``store`` a row, count a ``reject``."""
 
@@ -221,11 +269,15 @@ class Writer:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._closed = False
+        self._probe_lock = threading.Lock()
+        self._probed_at, self._health = -PROBE_EVERY_S, None
+        for directory in remove_stale_socket_dirs():
+            log.info("removed a stale writer socket directory: %s", directory)
         self._start()
 
     def _start(self) -> None:
         """Start a writer process and wait for its ``ready`` (LedgerError-like failure: raise)."""
-        self._dir = tempfile.mkdtemp(prefix="iptvsync-writer-")  # mode 0700: only this user connects
+        self._dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)  # mode 0700: only this user connects
         self.address = os.path.join(self._dir, "writer.sock")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "iptvsync.receiver.writer", self.ledger_path, self.address,
@@ -271,11 +323,31 @@ class Writer:
 
     def store(self, row: dict) -> tuple[int, bool]:
         meta = {k: v for k, v in row.items() if k != "body"}
+        inbox_id, duplicate = self._ask(STORE, meta, row["body"])
+        return inbox_id, bool(duplicate)
+
+    def health(self) -> str | None:
+        """None when the writer runs and the ledger commits; else what is wrong (``/healthz``)."""
+        if not self._probe_lock.acquire(blocking=False):
+            return self._health  # a probe is under way: the last answer meanwhile
+        try:
+            if time.monotonic() - self._probed_at >= PROBE_EVERY_S:
+                try:
+                    self._ask(PROBE, None)
+                    self._health = None
+                except LedgerUnavailable as exc:
+                    self._health = f"ledger cannot commit: {exc}"
+                self._probed_at = time.monotonic()
+            return self._health
+        finally:
+            self._probe_lock.release()
+
+    def _ask(self, kind_sent: bytes, meta, body: bytes = b""):
         for attempt in (1, 2):
             generation = self.generation
             try:
                 sock = self._connection()
-                send_frame(sock, STORE, meta, row["body"])
+                send_frame(sock, kind_sent, meta, body)
                 kind, answer, _ = read_frame(sock)
                 break
             except (TimeoutError, BlockingIOError):  # (the kernel's timeout shows as EAGAIN)
@@ -289,13 +361,13 @@ class Writer:
                     raise LedgerUnavailable(f"ledger writer unreachable: {type(exc).__name__}") from None
         if kind != OK:
             raise LedgerUnavailable(str(answer))
-        inbox_id, duplicate = answer
-        return inbox_id, bool(duplicate)
+        return answer
 
-    def reject(self, status: int, reason: str, remote: str | None) -> None:
-        """Count a rejection; never waited for, and lost only if the writer is down."""
+    def reject(self, status: int, reason: str, remote: str | None, *, on_path: bool = False) -> None:
+        """Count a rejection (``on_path``: on the postback path); never waited for, and lost
+        only if the writer is down."""
         try:
-            send_frame(self._connection(), REJECT, [status, reason, remote])
+            send_frame(self._connection(), REJECT, [status, reason, remote, on_path])
         except (OSError, ValueError):
             self._forget()
             self._restart_if_dead(self.generation)
