@@ -67,5 +67,8 @@ def config_path(ctx: typer.Context) -> str | None:
 
 def load(ctx: typer.Context, overrides: dict | None = None):
     from ..config import load_config
+    from ..logsafe import install
 
-    return load_config(config_path(ctx), overrides=overrides)
+    cfg = load_config(config_path(ctx), overrides=overrides)
+    install(cfg)  # no secret in any log line from here on, -v included
+    return cfg

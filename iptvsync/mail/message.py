@@ -53,10 +53,33 @@ def build_message(rendered: RenderedEmail, *, to_addr: str, to_name: str | None,
     return msg
 
 
+#: A buyer name longer than this is cut (on a word boundary when there is one): Monetizze lets
+#: a buyer type anything, and a 20,000-character name made a ``To:`` line no server accepts.
+MAX_DISPLAY_NAME = 64
+_QUOTED_LOCAL = re.compile(r'"((?:[^"\\\r\n]|\\[^\r\n])+)"')
+
+
+def display_name(name: str | None) -> str:
+    """The buyer's name for the ``To:`` header: one line, printable, at most ``MAX_DISPLAY_NAME``."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in (name or "")).split())
+    if len(text) <= MAX_DISPLAY_NAME:
+        return text
+    cut = text[:MAX_DISPLAY_NAME - 1]
+    if " " in cut[MAX_DISPLAY_NAME // 2:]:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip() + "…"
+
+
 def _recipient(to_addr: str, to_name: str | None) -> Address:
     addr = to_addr.strip()
-    if "@" not in addr or any(ch.isspace() or ch in "<>," for ch in addr):
+    if "@" not in addr:
         raise ValueError(f"not an email address: {to_addr!r}")
-    name = " ".join((to_name or "").split())  # no line breaks smuggled into a header
     username, domain = addr.rsplit("@", 1)
-    return Address(display_name=name, username=username, domain=domain)
+    quoted = _QUOTED_LOCAL.fullmatch(username)
+    if quoted:  # RFC 5322 quoted local part, e.g. "a b"@example.com
+        username = re.sub(r"\\(.)", r"\1", quoted.group(1))
+    elif not username or any(ch.isspace() or ch in '<>,"' for ch in username):
+        raise ValueError(f"not an email address: {to_addr!r}")
+    if not domain or any(ch.isspace() or ch in '<>,"' for ch in domain):
+        raise ValueError(f"not an email address: {to_addr!r}")
+    return Address(display_name=display_name(to_name), username=username, domain=domain)

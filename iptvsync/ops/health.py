@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ..clock import now, parse_iso
+from ..clock import iso, now, parse_iso
 from ..config import Config
 from ..errors import ConfigError
 from ..ledger.db import Ledger
@@ -12,6 +12,12 @@ from ..ledger.queue import INBOX, OUTBOX, SYNC, InboxStatus, MailStatus, SyncSta
 
 STALE_PENDING = timedelta(minutes=15)
 STALE_RUN = timedelta(minutes=10)
+#: Unclassifiable postbacks this recent make ``status`` unhealthy (older ones were seen to).
+UNCLASSIFIED_WINDOW = timedelta(days=7)
+#: More rejections than this on the postback path within the last hour is a spike: whoever
+#: posts there has the secret URL, so it is Monetizze being refused, or the URL has leaked.
+REJECTION_SPIKE = 20
+SHOWN = 5  # ids named in one problem line
 
 
 def health(cfg: Config) -> dict:
@@ -38,10 +44,27 @@ def health(cfg: Config) -> dict:
         reasons = [r[0] for r in conn.execute(  # why each is held, for `status`
             "SELECT 'inbox ' || id || ': ' || reason FROM inbox WHERE status = ? ORDER BY id LIMIT 3",
             (InboxStatus.HELD,))]
+        t = now()
+        no_email = [r[0] for r in ledger.conn.execute(
+            "SELECT id FROM subscriptions WHERE paid_until IS NOT NULL"
+            " AND (buyer_email IS NULL OR buyer_email NOT LIKE '_%@_%') ORDER BY id")]
+        unclassified = [r[0] for r in ledger.conn.execute(
+            "SELECT id FROM inbox WHERE kind = 'unclassified' AND is_test = 0 AND received_at >= ? ORDER BY id",
+            (iso(t - UNCLASSIFIED_WINDOW),))]
+        path_rejections = ledger.conn.execute(
+            "SELECT status, reason, SUM(count) FROM path_rejections WHERE hour >= ?"
+            " GROUP BY status, reason ORDER BY SUM(count) DESC",
+            ((t - timedelta(hours=1)).strftime("%Y-%m-%dT%H"),)).fetchall()
+        facts["subs_paid_without_email"] = len(no_email)
+        facts["inbox_unclassified_7d"] = len(unclassified)
+        facts["postback_path_rejections_1h"] = sum(r[2] for r in path_rejections)
+        facts["rejections_by_reason_today"] = {
+            f"{status} {reason}": n for status, reason, n in ledger.conn.execute(
+                "SELECT status, reason, count FROM rejections WHERE day = ? ORDER BY count DESC",
+                (t.strftime("%Y-%m-%d"),))}
     finally:
         ledger.close()
     problems = []
-    t = now()
     if facts["subs_dead"]:
         problems.append(f"{facts['subs_dead']} subscription(s) dead on the panel: `iptvsync subs list --dead`")
     if facts["outbox_dead"]:
@@ -62,4 +85,21 @@ def health(cfg: Config) -> dict:
         cfg.tls_files()
     except ConfigError as exc:
         problems.append(f"`serve` cannot start: {exc}")
+    if no_email:
+        problems.append(f"{len(no_email)} paid subscription(s) without a deliverable email, so the buyer never got"
+                        f" the access data: {_ids(no_email)}; contact the buyer (`iptvsync subs show ID` has the sale)")
+    if unclassified:
+        problems.append(f"{len(unclassified)} postback(s) no rule could classify (a renamed Monetizze field?):"
+                        f" {_ids(unclassified)}; read them with `iptvsync inbox show ID`, then `iptvsync inbox"
+                        " replay ID` once iptvsync reads them")
+    if facts["postback_path_rejections_1h"] > REJECTION_SPIKE:
+        refused = ", ".join(f"{n}× {status} {reason}" for status, reason, n in path_rejections)
+        problems.append(f"{facts['postback_path_rejections_1h']} requests to the postback URL refused in the last"
+                        f" hour ({refused}): Monetizze's postbacks are being rejected, or the URL has leaked"
+                        " (check the receiver's log; change [receiver] path and MONETIZZE_CHAVE_UNICA if so)")
     return {"facts": facts, "problems": problems}
+
+
+def _ids(ids: list[int]) -> str:
+    shown = ", ".join(str(i) for i in ids[:SHOWN])
+    return shown + (f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
