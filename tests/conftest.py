@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 from support.install import write_install
+from support.receiver import Receiver
 
 ENV_PREFIXES = ("IPTVSYNC_", "MONETIZZE_", "PANEL_", "SMTP_")
 
@@ -30,3 +32,23 @@ def cfg(install):
     from iptvsync.config import load_config
 
     return load_config(install)
+
+
+@pytest.fixture
+def start():
+    """``start(config, *serve_args)`` runs a receiver; whatever is still running is killed after
+    the test (tests about a clean exit stop theirs with SIGTERM themselves)."""
+    running: list[Receiver] = []
+
+    def _start(config: Path, *args: str) -> Receiver:
+        running.append(Receiver(config, *args))
+        return running[-1]
+
+    yield _start
+    for receiver in running:
+        receiver.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def receiver(start, install) -> Receiver:
+    return start(install)

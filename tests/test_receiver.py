@@ -18,8 +18,6 @@ import re
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -28,137 +26,24 @@ from pathlib import Path
 
 import pytest
 import requests
-from support.install import BASE_TOML, CHAVE, FIXTURES, fixture_body, running, wait_for, write_install
+from support.install import CHAVE, FIXTURES, fixture_body, running, wait_for, write_install
+from support.receiver import (
+    FORM,
+    JSON,
+    PATH,
+    WAIT_S,
+    Receiver,
+    assert_no_secrets,
+    assert_rejected,
+    install_with,
+    sale_body,
+)
 
 from iptvsync.monetizze.form import build_form
 from iptvsync.monetizze.postback import parse
 
-PATH = "/monetizze/postback/s3cr3tpath"  # [receiver] path of BASE_TOML: a capability, never logged
-FORM = "application/x-www-form-urlencoded"
-JSON = "application/json"
 SAMPLES = sorted(p.name for p in (FIXTURES / "monetizze").iterdir() if p.suffix in (".form", ".json"))
 PRODUCT_KEY = "fedcba9876543210fedcba9876543210"  # produto[chave] in the samples
-BUYER_EMAILS = ("maria@example.com", "redacted@example.com")
-WAIT_S = 30.0  # generous on purpose: CI machines are small and busy; nothing here asserts timing
-ACCESS_LINE = re.compile(r'iptvsync\.access: (\S+) "(\S+) (\S+)" (\d{3}) [\d.]+ms')
-_serial = itertools.count()
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-def install_with(tmp_path: Path, *, receiver: str = "", product: str = "", extra: str = "") -> Path:
-    """An install from BASE_TOML with lines added to [receiver] and [products.145388]."""
-    toml = (BASE_TOML.replace("[receiver]\n", "[receiver]\n" + receiver, 1)
-            .replace("[products.145388]\n", "[products.145388]\n" + product, 1) + extra)
-    return write_install(tmp_path / "install", toml)
-
-
-def query(ledger: Path, sql: str, params: tuple = ()) -> list[dict]:
-    conn = sqlite3.connect(ledger, timeout=WAIT_S)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in conn.execute(sql, params)]
-    finally:
-        conn.close()
-
-
-def sale_body(sale: str) -> bytes:
-    """A realistic first-charge postback form (~5 kB, as Monetizze posts it) for sale code ``sale``."""
-    payload = json.loads(fixture_body("approved-first-charge.json"))
-    payload["venda"]["codigo"] = sale
-    return build_form(payload)
-
-
-def assert_no_secrets(text: str | bytes, *also: str) -> None:
-    """The chave_unica, the receiver path's secret segment and buyer emails appear nowhere."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    for secret in (CHAVE, PATH.rsplit("/", 1)[1], *BUYER_EMAILS, *also):
-        assert secret not in text, f"{secret!r} leaked"
-
-
-class Receiver:
-    """A real ``python -m iptvsync serve --port 0`` process, its log file and its ledger."""
-
-    def __init__(self, config: Path, *args: str):
-        self.config = config
-        self.ledger = config.parent / "iptvsync.db"
-        self.log_path = config.parent / f"serve-{next(_serial)}.log"
-        with open(self.log_path, "wb") as log_file:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "iptvsync", "--config", str(config), "serve", "--port", "0", *args],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file)
-        self.url = wait_for(self._announced_url, "the receiver to announce its URL")
-        self.port = int(self.url.rsplit(":", 1)[1])
-
-    def _announced_url(self) -> str | None:
-        match = re.search(r"iptvsync receiver on (\S+)", self.log())
-        if not match and self.proc.poll() is not None:
-            raise AssertionError(f"iptvsync serve exited {self.proc.returncode}:\n{self.log()}")
-        return match.group(1) if match else None
-
-    def post(self, body, content_type: str | None = FORM, *, path: str = PATH, headers: dict | None = None,
-             **kwargs) -> requests.Response:
-        headers = {**({"Content-Type": content_type} if content_type else {}), **(headers or {})}
-        return requests.post(self.url + path, data=body, headers=headers, timeout=WAIT_S, **kwargs)
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return requests.get(self.url + path, timeout=WAIT_S, **kwargs)
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def access_lines(self) -> list[tuple[str, str, str, int]]:
-        """(client, method, route, status) of each access-log line."""
-        return [(m[1], m[2], m[3], int(m[4])) for m in ACCESS_LINE.finditer(self.log())]
-
-    def inbox(self) -> list[dict]:
-        return query(self.ledger, "SELECT * FROM inbox ORDER BY id")
-
-    def rejections(self) -> list[dict]:
-        return query(self.ledger, "SELECT * FROM rejections ORDER BY status, reason")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=WAIT_S)
-
-
-@pytest.fixture
-def start():
-    """``start(config, *serve_args)`` runs a receiver; whatever is still running is killed after
-    the test (tests about a clean exit stop theirs with SIGTERM themselves)."""
-    running: list[Receiver] = []
-
-    def _start(config: Path, *args: str) -> Receiver:
-        running.append(Receiver(config, *args))
-        return running[-1]
-
-    yield _start
-    for receiver in running:
-        receiver.stop(signal.SIGKILL)
-
-
-@pytest.fixture
-def receiver(start, install) -> Receiver:
-    return start(install)
-
-
-def assert_rejected(receiver: Receiver, response: requests.Response, status: int, reason: str, *,
-                    remote: str = "127.0.0.1") -> None:
-    """The answer, one counted rejection with its reason, a log line, nothing stored, no secrets."""
-    assert response.status_code == status
-    assert response.json() == {"error": reason}
-
-    def counted():
-        return [r for r in receiver.rejections() if (r["status"], r["reason"]) == (status, reason)]
-
-    [row] = wait_for(counted, f"the {status} to be counted")
-    assert (row["count"], row["last_remote"]) == (1, remote)
-    assert f"rejected {status} from {remote}: {reason}" in receiver.log()
-    assert receiver.access_lines()[-1][3] == status
-    assert receiver.inbox() == []
-    assert_no_secrets(receiver.log())
 
 
 # --- 200: stored ------------------------------------------------------------------------------
