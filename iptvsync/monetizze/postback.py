@@ -502,7 +502,12 @@ def _leaks(body: bytes, content_type: str | None, secret: str) -> bool:
         payload = parse_body(body, content_type)
     except MalformedPostback:
         return False  # nothing can be read from it, the key neither
-    for text in _strings(payload):
+    texts = list(_strings(payload))
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if body.lstrip()[:1] not in (b"{", b"[") and media_type in ("", _FORM, _FORM_TYPO):
+        # every field, also those the ``json`` copy hides from the payload
+        texts += [text for field in _form_fields(body, "utf-8") for text in field]
+    for text in texts:
         if secret in text:
             return True
         if text[:1] in ("{", "[") and "\\" in text:  # a JSON text in a field, with escapes

@@ -81,12 +81,12 @@ class Receiver:
         return match.group(1) if match else None
 
     def post(self, body, content_type: str | None = FORM, *, path: str = PATH, headers: dict | None = None,
-             **kwargs) -> requests.Response:
+             timeout: float = WAIT_S, **kwargs) -> requests.Response:
         headers = {**({"Content-Type": content_type} if content_type else {}), **(headers or {})}
-        return requests.post(self.url + path, data=body, headers=headers, timeout=WAIT_S, **kwargs)
+        return requests.post(self.url + path, data=body, headers=headers, timeout=timeout, **kwargs)
 
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return requests.get(self.url + path, timeout=WAIT_S, **kwargs)
+    def get(self, path: str, timeout: float = WAIT_S, **kwargs) -> requests.Response:
+        return requests.get(self.url + path, timeout=timeout, **kwargs)
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
