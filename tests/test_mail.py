@@ -332,3 +332,33 @@ def test_maildir_failure_is_a_mail_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(MailError, match="cannot write"):
         MaildirBackend(blocker).send(message())
+
+
+# --- issue 9: hostile buyer data -------------------------------------------------------------
+
+def test_a_huge_display_name_is_cut_and_the_message_stays_within_line_limits():
+    from iptvsync.mail.message import MAX_DISPLAY_NAME, build_message
+    from iptvsync.mail.render import RenderedEmail
+
+    rendered = RenderedEmail(subject="s", text="t", html="<p>h</p>")
+    for name in ("José " * 4000, "M" * 20_000, "Maria\r\nBcc: x@example.com"):
+        msg = build_message(rendered, to_addr="maria@example.com", to_name=name, from_addr="a@example.com",
+                            message_id="<x@example.com>")
+        assert len(msg["To"].addresses[0].display_name) <= MAX_DISPLAY_NAME
+        assert max(len(line) for line in msg.as_bytes().splitlines()) <= 78
+        assert "Bcc" not in msg or msg["Bcc"] is None
+
+
+def test_a_quoted_local_part_is_accepted_and_a_broken_one_is_not():
+    import pytest
+
+    from iptvsync.mail.message import build_message
+    from iptvsync.mail.render import RenderedEmail
+
+    rendered = RenderedEmail(subject="s", text="t", html="<p>h</p>")
+    msg = build_message(rendered, to_addr='"a b"@example.com', to_name="A", from_addr="a@example.com",
+                        message_id="<x@example.com>")
+    assert msg["To"].addresses[0].addr_spec == '"a b"@example.com'
+    for bad in ('a b@example.com', '"a b@example.com', 'a@exa mple.com', "@example.com"):
+        with pytest.raises(ValueError):
+            build_message(rendered, to_addr=bad, to_name="A", from_addr="a@example.com", message_id="<x@example.com>")

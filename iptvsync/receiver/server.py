@@ -132,6 +132,10 @@ def _server_class():
                         self.simple_response("408 Request Timeout")
                 else:
                     self.close_connection = True
+            except Exception:  # cheroot tripped over the client's head (a folded first header…)
+                self.ready = False
+                with contextlib.suppress(OSError, ValueError):
+                    self.simple_response("400 Bad Request")
             finally:
                 srv.deadlines.clear(self.conn)
 
