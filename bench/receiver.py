@@ -11,7 +11,10 @@ Side by side, in one run, on the same disk (one working directory under bench/re
    (WAL, ``synchronous=FULL``) on one connection shared under a lock (``--baseline-mode
    per-thread`` gives each thread its own connection and lets SQLite's busy handler arbitrate);
 3. **raw commit**: what the disk allows, single-row commits of a 5 kB blob in a loop (WAL,
-   ``synchronous=FULL``), no HTTP, no parsing.
+   ``synchronous=FULL``), no HTTP, no parsing;
+4. **hostile clients** (issue 9), on iptvsync: the time a legit postback takes while 150 slow
+   connections trickle request heads at a byte a second (``slowloris``), and the receiver's
+   memory growth while four 256 MiB and two 64 MiB chunked bodies stream at it (``flood``).
 
 Each receiver run starts on a fresh ledger and is loaded at 16 and 64 keep-alive connections with
 realistic ~5 kB form bodies (``approved-first-charge.json`` through ``iptvsync.monetizze.form.build_form``),
@@ -60,7 +63,7 @@ CHAVE = "0123456789abcdef0123456789abcdef"  # the chave_unica the sample carries
 PATH = "/monetizze/postback/bench-secret-segment"
 FORM = "application/x-www-form-urlencoded"
 PLACEHOLDER = "Q" + "0" * 15  # a sale code of the same width replaces it in every request
-TARGETS = {"vs_baseline": 2.0, "vs_raw_commit": 0.40, "p99_ms_at_16": 100.0}
+TARGETS = {"vs_baseline": 2.0, "vs_raw_commit": 0.40, "p99_ms_at_16": 100.0, "slowloris_s": 5.0, "flood_rss_mb": 100.0}
 
 TOML = f"""
 [ledger]
@@ -168,6 +171,11 @@ def serve_baseline(config_path: str, mode: str) -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # http.server writes the headers and the body in separate sends: with Nagle's algorithm
+        # on, the body waits for the client's delayed ACK (~40 ms) and the baseline measures that
+        # wait, not its work. iptvsync's cheroot sends an answer in one write, so a fair baseline
+        # switches Nagle off too (TCP_NODELAY), as any production server in front would.
+        disable_nagle_algorithm = True
 
         def do_POST(self):  # noqa: N802 (http.server's naming)
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -379,6 +387,132 @@ def measure_raw_commit(directory: Path, seconds: float) -> dict:
             "p99_ms": latencies[int(0.99 * len(latencies))] * 1000}
 
 
+# --- (d) hostile clients -------------------------------------------------------------------------
+
+def _connect(server: Server, source: str = "127.0.0.1") -> socket.socket:
+    return socket.create_connection((server.host, server.port), timeout=30, source_address=(source, 0))
+
+
+def _legit_post(server: Server, template: bytes, sale: str) -> tuple[float, int]:
+    """One postback on a new connection: (seconds to the answer, status)."""
+    body = template.replace(PLACEHOLDER.encode(), sale.encode())
+    started = time.perf_counter()
+    with _connect(server) as sock:
+        sock.settimeout(30)
+        sock.sendall(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM}\r\nContent-Length: {len(body)}\r\n"
+                     f"Connection: close\r\n\r\n".encode() + body)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.") else 0
+    return time.perf_counter() - started, status
+
+
+def bench_slowloris(args, workdir: Path, template: bytes, slow: int = 150) -> dict:
+    """Time legit postbacks while ``slow`` connections (15 per loopback address, under the
+    per-address cap) trickle a request head at one byte a second."""
+    server = Server("iptvsync", workdir / "slowloris", args)
+    sources = [f"127.0.0.{2 + i // 15}" for i in range(slow)]
+    socks = [_connect(server, source) for source in sources]
+    text = f"POST {PATH} HTTP/1.1\r\nHost: x\r\nX-Padding: {'a' * 64}\r\n".encode()
+    stop = threading.Event()
+
+    def trickle():
+        for offset in range(len(text)):
+            for sock in socks:
+                with contextlib.suppress(OSError):
+                    sock.send(text[offset:offset + 1])
+            if stop.wait(1.0):
+                return
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    posts = args.slow_posts
+    try:
+        time.sleep(2.0)  # every slow connection is inside a request by now
+        times, statuses = [], []
+        for i in range(posts):
+            elapsed, status = _legit_post(server, template, f"SL{i:014d}")
+            times.append(elapsed)
+            statuses.append(status)
+        threads = int(re.search(r"Threads:\s+(\d+)", Path(f"/proc/{server.proc.pid}/status").read_text())[1])
+    finally:
+        stop.set()
+        trickler.join()
+        for sock in socks:
+            sock.close()
+        server.stop()
+    times.sort()
+    return {"slow_connections": slow, "posts": posts, "ok": statuses.count(200),
+            "p50_s": times[len(times) // 2], "max_s": times[-1], "server_threads": threads}
+
+
+def _rss_kb(pid: int) -> int:
+    return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())[1])
+
+
+def _chunked_stream(server: Server, declared: int, statuses: list, limit_s: float = 10.0) -> None:
+    block = b"x" * (1 << 20)
+    with _connect(server) as sock:
+        sock.sendall(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM}\r\n"
+                     f"Transfer-Encoding: chunked\r\n\r\n{declared:x}\r\n".encode())
+        sock.setblocking(False)
+        answer, sent, deadline = b"", 0, time.monotonic() + limit_s
+        while time.monotonic() < deadline and sent < declared:
+            try:
+                answer += sock.recv(4096)
+                break
+            except BlockingIOError:
+                pass
+            except OSError:
+                break
+            try:
+                sent += sock.send(block)
+            except BlockingIOError:
+                time.sleep(0.005)
+            except OSError:
+                break
+        sock.settimeout(30)
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(4096):
+                answer += chunk
+    statuses.append(int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.") else 0)
+
+
+def bench_flood(args, workdir: Path, template: bytes) -> dict:
+    """The receiver's RSS growth while four 256 MiB and two 64 MiB chunked bodies stream at it."""
+    server = Server("iptvsync", workdir / "flood", args)
+    try:
+        _legit_post(server, template, "FL00000000000001")  # warm: the first request's imports
+        before = _rss_kb(server.proc.pid)
+        peak, done = [before], threading.Event()
+
+        def sample():
+            while not done.is_set():
+                with contextlib.suppress(OSError):
+                    peak.append(_rss_kb(server.proc.pid))
+                done.wait(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        statuses: list[int] = []
+        started = time.perf_counter()
+        streams = [threading.Thread(target=_chunked_stream, args=(server, size, statuses))
+                   for size in [256 << 20] * 4 + [64 << 20] * 2]
+        for stream in streams:
+            stream.start()
+        for stream in streams:
+            stream.join()
+        elapsed = time.perf_counter() - started
+        done.set()
+        sampler.join()
+    finally:
+        server.stop()
+    return {"streams": len(statuses), "statuses": sorted(statuses), "rss_before_mb": before / 1024,
+            "rss_growth_mb": (max(peak) - before) / 1024, "seconds": elapsed}
+
+
 # --- the run -------------------------------------------------------------------------------------
 
 def bench_receiver(kind: str, connections: int, args, workdir: Path, template: bytes, run_no: int) -> dict:
@@ -417,7 +551,8 @@ def main() -> None:
                         help="wrk if installed (auto), else the Python one")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1: leave the server a core)")
     parser.add_argument("--threads", type=int, default=64, help="[receiver] threads of iptvsync (default 64)")
-    parser.add_argument("--only", default="iptvsync,baseline,raw", help="which of iptvsync,baseline,raw to run")
+    parser.add_argument("--only", default="iptvsync,baseline,raw,slowloris,flood",
+                        help="which of iptvsync,baseline,raw,slowloris,flood to run")
     parser.add_argument("--baseline-mode", choices=("lock", "per-thread"), default="lock",
                         help="baseline commits on one shared connection (lock) or one per thread")
     parser.add_argument("--dir", type=Path, default=ROOT / "bench" / "results",
@@ -425,6 +560,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.relative_to(ROOT)})")
     parser.add_argument("--fsync-delay-ms", type=float, default=0.0,
                         help="simulate a slower disk: sleep this long before each fsync (needs cc)")
+    parser.add_argument("--slow-posts", type=int, default=10,
+                        help="legit postbacks timed while the slow connections are open (default 10)")
     parser.add_argument("--serve-baseline", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--raw-commit", metavar="DIR", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -448,7 +585,18 @@ def main() -> None:
           + (f", +{args.fsync_delay_ms:g} ms per fsync" if args.fsync_delay_ms else ""))
     runs: list[dict] = []
     raw = None
+    hostile: dict = {}
     try:
+        if "slowloris" in only:
+            hostile["slowloris"] = bench_slowloris(args, workdir, template)
+            sl = hostile["slowloris"]
+            print(f"  slowloris: {sl['slow_connections']} slow connections open, {sl['ok']}/{sl['posts']} legit "
+                  f"postbacks 200, p50 {sl['p50_s'] * 1000:.0f} ms, max {sl['max_s'] * 1000:.0f} ms "
+                  f"({sl['server_threads']} server threads)")
+        if "flood" in only:
+            hostile["flood"] = fl = bench_flood(args, workdir, template)
+            print(f"  chunked flood: {fl['streams']} streams answered {fl['statuses']}, RSS "
+                  f"{fl['rss_before_mb']:.0f} MB + {fl['rss_growth_mb']:.1f} MB at peak, {fl['seconds']:.1f} s")
         if "raw" in only:
             raw = raw_commit_rate(workdir, min(args.seconds, 5.0), args.env)
             print(f"  raw commit: {raw['commits_per_s']:.0f} commits/s (p50 {raw['p50_ms']:.2f} ms, "
@@ -464,7 +612,7 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    report = summarize(runs, raw, connection_counts)
+    report = summarize(runs, raw, connection_counts, hostile)
     print_table(runs, raw, report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
@@ -472,12 +620,12 @@ def main() -> None:
         "settings": {"seconds": args.seconds, "warmup": args.warmup, "loadgen": args.loadgen,
                      "baseline_mode": args.baseline_mode, "threads": args.threads, "body_bytes": len(template),
                      "fsync_delay_ms": args.fsync_delay_ms},
-        "raw_commit": raw, "runs": runs, **report}, indent=2) + "\n", encoding="utf-8")
+        "raw_commit": raw, "runs": runs, "hostile": hostile, **report}, indent=2) + "\n", encoding="utf-8")
     print(f"\nresults: {args.out}")
     sys.exit(0 if all(check["ok"] for check in report["targets"].values()) else 1)
 
 
-def summarize(runs: list[dict], raw: dict | None, connection_counts: list[int]) -> dict:
+def summarize(runs: list[dict], raw: dict | None, connection_counts: list[int], hostile: dict | None = None) -> dict:
     by = {(r["kind"], r["connections"]): r for r in runs}
     ratios = {}
     for c in connection_counts:
@@ -507,6 +655,15 @@ def summarize(runs: list[dict], raw: dict | None, connection_counts: list[int]) 
         checks["iptvsync zero errors"] = {"value": errors, "ok": errors == 0}
         lost = [r for r in mine if r["ledger_rows"] < r["ok"]]
         checks["every iptvsync 200 is in the ledger"] = {"value": len(lost), "ok": not lost}
+    if hostile and "slowloris" in hostile:
+        sl = hostile["slowloris"]
+        checks[f"legit postback < {TARGETS['slowloris_s']:g} s with 150 slow connections open (max)"] = {
+            "value": round(sl["max_s"], 3), "ok": sl["ok"] == sl["posts"] and sl["max_s"] < TARGETS["slowloris_s"]}
+    if hostile and "flood" in hostile:
+        fl = hostile["flood"]
+        checks[f"RSS growth < {TARGETS['flood_rss_mb']:g} MB under the chunked flood, every stream 413"] = {
+            "value": round(fl["rss_growth_mb"], 1),
+            "ok": fl["rss_growth_mb"] < TARGETS["flood_rss_mb"] and set(fl["statuses"]) == {413}}
     return {"ratios": {k: round(v, 3) for k, v in ratios.items()}, "targets": checks}
 
 

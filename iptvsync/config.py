@@ -53,7 +53,7 @@ class ReceiverSection:
     threads: int = 64
     max_threads: int = 512
     header_timeout_s: int = 10
-    max_connections_per_ip: int = 32
+    max_connections_per_ip: int = 64
     ledger_timeout_s: int = 10
 
 

@@ -9,10 +9,12 @@ the ``json`` copy has int codes, so every reader accepts both.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
 import unicodedata
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
@@ -61,6 +63,10 @@ _CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 _MAX_FORM_DEPTH = 64
 _DATE_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}")
 _INTEGER = re.compile(r"[+-]?\d{1,18}")
+# ``_could_hide`` runs ``unicode_escape`` over bodies whose backslashes are JSON's ("\/"), not
+# Python's: the codec keeps such a pair as it is, and warns. That warning says nothing here.
+warnings.filterwarnings("ignore", message="invalid escape sequence", category=DeprecationWarning,
+                        module=r"iptvsync\.monetizze\.postback")
 
 
 class UnsupportedContentType(MalformedPostback):
@@ -449,7 +455,7 @@ def redact_stored(body: bytes, content_type: str | None, secret: str) -> tuple[b
     if not secret:
         return body, content_type
     body = _redact_variants(body, secret)
-    if not _leaks(body, content_type, secret):
+    if not _could_hide(body, content_type, secret) or not _leaks(body, content_type, secret):
         return body, content_type
     media_type = (content_type or "").split(";")[0].strip().lower()
     if body.lstrip()[:1] in (b"{", b"[") and media_type != "multipart/form-data":
@@ -480,6 +486,26 @@ def _redact_variants(body: bytes, secret: str) -> bytes:
     for variant in sorted(variants, key=len, reverse=True):
         body = body.replace(variant.encode(), b"")
     return body
+
+
+def _could_hide(body: bytes, content_type: str | None, secret: str) -> bool:
+    """False when no decoding of ``body`` can hold ``secret``: the fast path of every request.
+
+    Percent escapes and backslash escapes (JSON's ``\\uXXXX`` among them) are undone twice over
+    the whole body, in C (``unicode_escape``): a superset of what the parser decodes (a form
+    field, then the JSON in the ``json`` field), so if the key is not in that it is nowhere.
+    Anything this cannot vouch for (a non-ASCII body or key, multipart) goes to ``_leaks``.
+    """
+    if (not secret.isascii() or any(ch in secret for ch in "%+\\")
+            or "multipart" in (content_type or "").lower() or not body.isascii()):
+        return True
+    text = body.decode("ascii").replace("+", " ")
+    try:
+        for _ in range(2):
+            text = codecs.decode(text.replace("%", "\\x").encode("latin-1"), "unicode_escape")
+    except (UnicodeError, ValueError):
+        return True
+    return secret in text
 
 
 def _strings(value):

@@ -30,8 +30,9 @@ log = logging.getLogger("iptvsync.receiver")
 #: serves in a row, before handing the connection back to cheroot's selector (``_server_class``).
 KEEPALIVE_WAIT_S = 0.01
 KEEPALIVE_MAX_REQUESTS = 100
-#: Request threads are added this many at a time when every thread is busy (``max_threads``).
-GROW_BY = 16
+#: A read taking longer than this is a slow client's; each one gets a thread added (``max_threads``).
+SLOW_READ_S = 0.25
+GROW_BY = 16  # added beyond that, for the real requests waiting
 
 
 class Deadlines:
@@ -41,11 +42,13 @@ class Deadlines:
     seconds (slowloris) would hold its request thread forever. A request thread registers the
     connection with its deadline before reading and clears it after; one thread wakes four
     times a second and shuts the reading side of every connection past its deadline (the
-    blocked read returns at once; the write side stays open for the 408).
+    blocked read returns at once; the write side stays open for the 408), then runs
+    ``on_tick`` (the server adds request threads there when connections wait for one).
     """
 
-    def __init__(self):
-        self._due: dict[object, float] = {}
+    def __init__(self, on_tick=lambda: None):
+        self.on_tick = on_tick
+        self._due: dict[object, tuple[float, float]] = {}  # conn -> (deadline, started)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
@@ -53,12 +56,19 @@ class Deadlines:
 
     def start(self, conn, seconds: float) -> None:
         conn.timed_out = False
+        now = time.monotonic()
         with self._lock:
-            self._due[conn] = time.monotonic() + seconds
+            self._due[conn] = (now + seconds, now)
 
     def clear(self, conn) -> None:
         with self._lock:
             self._due.pop(conn, None)
+
+    def slow(self, seconds: float) -> int:
+        """How many connections have been reading for longer than ``seconds``."""
+        since = time.monotonic() - seconds
+        with self._lock:
+            return sum(1 for _due, started in self._due.values() if started < since)
 
     def stop(self) -> None:
         self._stop.set()
@@ -67,13 +77,17 @@ class Deadlines:
         while not self._stop.wait(0.25):
             now = time.monotonic()
             with self._lock:
-                late = [conn for conn, due in self._due.items() if due <= now]
+                late = [conn for conn, (due, _started) in self._due.items() if due <= now]
                 for conn in late:
                     del self._due[conn]
             for conn in late:
                 conn.timed_out = True
                 with contextlib.suppress(OSError):  # the plain socket's: an SSLSocket's would drop TLS
                     socket.socket.shutdown(conn.socket, socket.SHUT_RD)
+            try:
+                self.on_tick()
+            except Exception:  # housekeeping must never end this thread
+                log.exception("deadline housekeeping failed")
 
 
 def _tls_adapter_class():
@@ -203,7 +217,7 @@ def _server_class():
             self.max_threads = max(max_threads, self.requests.min)
             self.max_connections_per_ip = max_connections_per_ip
             self.uncapped = uncapped
-            self.deadlines = Deadlines()
+            self.deadlines = Deadlines(on_tick=self.ensure_threads)
             self._sources: dict[str, int] = {}
             self._sources_lock = threading.Lock()
 
@@ -236,9 +250,17 @@ def _server_class():
                     conn.close()
                     return
             super().process_conn(conn)
+
+        def ensure_threads(self) -> None:
+            """Four times a second: when connections wait for a thread while slow clients hold
+            threads, add one thread per slow client (up to ``max_threads``), so real requests
+            never wait behind slow ones. Threads busy with real work are not multiplied."""
             pool = self.requests
-            if pool.qsize and len(pool._threads) < self.max_threads:  # every thread busy: add some
-                pool.grow(min(GROW_BY, self.max_threads - len(pool._threads)))
+            if not pool.qsize or pool.idle:
+                return
+            target = min(self.max_threads, pool.min + self.deadlines.slow(SLOW_READ_S) + GROW_BY)
+            if len(pool._threads) < target:
+                pool.grow(target - len(pool._threads))
 
         def error_log(self, msg="", level=logging.INFO, traceback=False):
             """cheroot's own errors: one line, never a traceback (they are about clients)."""
