@@ -73,6 +73,7 @@ path = "iptvsync.db"
 host = "127.0.0.1"
 path = "{PATH}"
 threads = THREADS
+max_connections_per_ip = 256           # the load comes from one loopback address
 
 [panels.main]
 kind = "dry-run"
@@ -219,6 +220,96 @@ def serve_baseline(config_path: str, mode: str) -> None:
     server.serve_forever(poll_interval=0.05)
 
 
+# --- (e) an event-loop receiver, for the cheroot-or-event-loop decision (docs/receiver.md) ------
+
+def serve_asyncio(config_path: str) -> None:
+    """A minimal asyncio receiver doing iptvsync's work per request, through iptvsync's writer
+    process (group commit, ``synchronous=FULL``): connections, heads and bodies on one event
+    loop, with a total head deadline; the blocking commit in a thread pool of ``threads``.
+    Plain HTTP/1.1 with Content-Length only, one access-log line per request like iptvsync's:
+    a prototype to measure, not a server to ship (no TLS, no chunked bodies, no SIGTERM drain)."""
+    import asyncio
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    from iptvsync.receiver.writer import LedgerUnavailable, Writer
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    access_log = logging.getLogger("iptvsync.access")  # the same access line as iptvsync's, for a fair cost
+    cfg = load_config(config_path)
+    secret = cfg.require("MONETIZZE_CHAVE_UNICA")
+    Ledger(cfg.ledger_path).close()  # migrates
+    writer = Writer(cfg.ledger_path, ledger_timeout_s=cfg.receiver.ledger_timeout_s)
+    pool = ThreadPoolExecutor(max_workers=cfg.receiver.threads)
+
+    def work(raw: bytes, content_type: str | None, remote: str) -> tuple[int, dict]:
+        try:
+            _payload, pb = parse(raw, content_type)
+        except MalformedPostback:
+            return 400, {"error": "malformed body"}
+        if not hmac.compare_digest((pb.chave_unica or "").encode(), secret.encode()):
+            return 403, {"error": "chave_unica missing or wrong"}
+        row = inbox_row(pb, redact(raw, secret), content_type=content_type, remote_addr=remote)
+        return row, None
+
+    async def handle(reader, stream):
+        remote = stream.get_extra_info("peername")[0]
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), cfg.receiver.header_timeout_s)
+                except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _version = lines[0].split(" ", 2)
+                headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:] if h)}
+                length = int(headers.get("content-length", "0"))
+                if length > cfg.receiver.max_body_bytes:
+                    status, body = 413, {"error": "body too large"}
+                else:
+                    raw = await asyncio.wait_for(reader.readexactly(length), cfg.receiver.request_timeout_s)
+                    if path != cfg.receiver.path or method != "POST":
+                        status, body = 404, {"error": "unknown path"}
+                    else:
+                        row, error = work(raw, headers.get("content-type"), remote)
+                        if error:
+                            status, body = row, error
+                        else:
+                            try:
+                                inbox_id, duplicate = await loop.run_in_executor(pool, writer.store, row)
+                                status, body = 200, {"result": "duplicate" if duplicate else "stored", "id": inbox_id}
+                            except LedgerUnavailable:
+                                status, body = 503, {"error": "ledger unavailable, retry later"}
+                payload = json.dumps(body).encode()
+                access_log.info('%s "%s %s" %d %.1fms %s', remote, method, "<postback>", status, 0.0,
+                                body.get("result", ""))
+                stream.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                             f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+                await stream.drain()
+                if status == 413 or headers.get("connection", "").lower() == "close":
+                    return
+        except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError):
+            return
+        finally:
+            stream.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, cfg.receiver.host, 0, backlog=socket.SOMAXCONN)
+        port = server.sockets[0].getsockname()[1]
+        print(f"asyncio receiver on http://{cfg.receiver.host}:{port}", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        async with server:
+            await stop.wait()
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.shutdown()
+        writer.close()
+
+
 # --- the servers under test, as processes -----------------------------------------------------
 
 class Server:
@@ -231,6 +322,8 @@ class Server:
         self.log_path = directory / "server.log"
         if kind == "iptvsync":
             argv = [sys.executable, "-m", "iptvsync", "--config", str(self.config), "serve", "--port", "0"]
+        elif kind == "asyncio":
+            argv = [sys.executable, __file__, "--serve-asyncio", str(self.config)]
         else:
             argv = [sys.executable, __file__, "--serve-baseline", str(self.config),
                     "--baseline-mode", args.baseline_mode]
@@ -291,6 +384,7 @@ def run_wrk(server: Server, template_path: Path, script: Path, *, connections: i
     errors = raw["connect"] + raw["read"] + raw["write"] + raw["status"] + raw["timeout"]
     duration = raw["duration_us"] / 1e6
     return {"ok": raw["requests"] - raw["status"], "errors": errors, "seconds": duration,
+            "error_kinds": {k: raw[k] for k in ("connect", "read", "write", "status", "timeout") if raw[k]},
             "p50_ms": raw["p50_us"] / 1000, "p99_ms": raw["p99_us"] / 1000, "max_ms": raw["max_us"] / 1000}
 
 
@@ -409,10 +503,10 @@ def _legit_post(server: Server, template: bytes, sale: str) -> tuple[float, int]
     return time.perf_counter() - started, status
 
 
-def bench_slowloris(args, workdir: Path, template: bytes, slow: int = 150) -> dict:
+def bench_slowloris(args, workdir: Path, template: bytes, slow: int = 150, kind: str = "iptvsync") -> dict:
     """Time legit postbacks while ``slow`` connections (15 per loopback address, under the
     per-address cap) trickle a request head at one byte a second."""
-    server = Server("iptvsync", workdir / "slowloris", args)
+    server = Server(kind, workdir / f"slowloris-{kind}", args)
     sources = [f"127.0.0.{2 + i // 15}" for i in range(slow)]
     socks = [_connect(server, source) for source in sources]
     text = f"POST {PATH} HTTP/1.1\r\nHost: x\r\nX-Padding: {'a' * 64}\r\n".encode()
@@ -537,6 +631,9 @@ def bench_receiver(kind: str, connections: int, args, workdir: Path, template: b
         cpu = (server.cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
     finally:
         exit_code = server.stop()
+        if result.get("errors") if "result" in locals() else False:  # what the server said about them
+            result["server_said"] = [line for line in server.log_path.read_text(errors="replace").splitlines()
+                                     if " rejected " in line or " ERROR " in line or "http: " in line][-5:]
     result.update(kind=kind, connections=connections, postbacks_per_s=result["ok"] / result["seconds"],
                   server_cpu=cpu, ledger_rows=server.rows(tag + "m"), exit_code=exit_code)
     return result
@@ -552,7 +649,8 @@ def main() -> None:
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1: leave the server a core)")
     parser.add_argument("--threads", type=int, default=64, help="[receiver] threads of iptvsync (default 64)")
     parser.add_argument("--only", default="iptvsync,baseline,raw,slowloris,flood",
-                        help="which of iptvsync,baseline,raw,slowloris,flood to run")
+                        help="which of iptvsync,baseline,raw,slowloris,flood to run; asyncio adds the "
+                             "event-loop prototype (throughput and slowloris)")
     parser.add_argument("--baseline-mode", choices=("lock", "per-thread"), default="lock",
                         help="baseline commits on one shared connection (lock) or one per thread")
     parser.add_argument("--dir", type=Path, default=ROOT / "bench" / "results",
@@ -563,10 +661,13 @@ def main() -> None:
     parser.add_argument("--slow-posts", type=int, default=10,
                         help="legit postbacks timed while the slow connections are open (default 10)")
     parser.add_argument("--serve-baseline", metavar="CONFIG", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-asyncio", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--raw-commit", metavar="DIR", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_baseline:
         return serve_baseline(args.serve_baseline, args.baseline_mode)
+    if args.serve_asyncio:
+        return serve_asyncio(args.serve_asyncio)
     if args.raw_commit:
         return print(json.dumps(measure_raw_commit(args.raw_commit, args.seconds)))
     if args.loadgen == "auto":
@@ -593,6 +694,10 @@ def main() -> None:
             print(f"  slowloris: {sl['slow_connections']} slow connections open, {sl['ok']}/{sl['posts']} legit "
                   f"postbacks 200, p50 {sl['p50_s'] * 1000:.0f} ms, max {sl['max_s'] * 1000:.0f} ms "
                   f"({sl['server_threads']} server threads)")
+        if "asyncio" in only and "slowloris" in only:
+            hostile["slowloris_asyncio"] = sl = bench_slowloris(args, workdir, template, kind="asyncio")
+            print(f"  slowloris (asyncio prototype): {sl['ok']}/{sl['posts']} legit postbacks 200, "
+                  f"p50 {sl['p50_s'] * 1000:.0f} ms, max {sl['max_s'] * 1000:.0f} ms")
         if "flood" in only:
             hostile["flood"] = fl = bench_flood(args, workdir, template)
             print(f"  chunked flood: {fl['streams']} streams answered {fl['statuses']}, RSS "
@@ -602,7 +707,7 @@ def main() -> None:
             print(f"  raw commit: {raw['commits_per_s']:.0f} commits/s (p50 {raw['p50_ms']:.2f} ms, "
                   f"p99 {raw['p99_ms']:.2f} ms)")
         for connections in connection_counts:
-            for kind in ("iptvsync", "baseline"):
+            for kind in ("iptvsync", "asyncio", "baseline"):
                 if kind in only:
                     run = bench_receiver(kind, connections, args, workdir, template, len(runs))
                     runs.append(run)
