@@ -532,8 +532,8 @@ def test_writer_socket_folders_of_killed_receivers_are_removed(start, install, m
     os.rmdir(socket_parent)
 
 
-def test_every_refusal_in_this_file_is_one_the_receiver_means(receiver):
-    """A guard on the table above: a rejected request's status is one of the deliberate ones."""
+def test_odd_request_lines_get_a_deliberate_answer_never_a_traceback(receiver):
+    """A TLS hello on the plain port, an unknown HTTP version, blank lines: deliberate answers."""
     for request_bytes in (b"\x16\x03\x01\x00\x05hello", b"POST / HTTP/9.9\r\n\r\n", b"\r\n\r\n\r\n"):
         answer = raw_request(receiver.port, request_bytes)
         assert status_of(answer) in REFUSED | {0, 505}
