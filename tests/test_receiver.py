@@ -9,7 +9,6 @@ and two receivers can share one ledger.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import itertools
 import json
 import os
@@ -18,10 +17,11 @@ import re
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,7 @@ from support.receiver import (
     assert_rejected,
     install_with,
     sale_body,
+    self_signed_certificate,
 )
 
 from iptvsync.monetizze.form import build_form
@@ -294,30 +295,6 @@ def test_a_locked_ledger_gets_503_never_200_and_a_retry_after_release_is_stored(
 
 
 # --- TLS ------------------------------------------------------------------------------------
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """cert.pem and key.pem for 127.0.0.1, valid for a day."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
 
 def test_simulate_against_a_self_signed_receiver_suggests_insecure(start, tmp_path):
     cert, key = self_signed_certificate(tmp_path)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 from support.install import CHAVE, fixture_body, running, wait_for
-from support.receiver import FORM, JSON, PATH, WAIT_S, install_with, sale_body
+from support.receiver import FORM, JSON, PATH, WAIT_S, install_with, sale_body, self_signed_certificate
 from support.smtp import smtp_server
 
 from iptvsync.monetizze.form import build_form
@@ -193,8 +193,6 @@ def test_connections_past_the_per_address_cap_are_refused_and_counted(start, tmp
 
 
 def test_a_tls_client_that_never_shakes_hands_does_not_stall_the_others(start, tmp_path):
-    from test_receiver import self_signed_certificate
-
     cert, key = self_signed_certificate(tmp_path)
     receiver = start(install_with(tmp_path, receiver='certfile = "../cert.pem"\nkeyfile = "../key.pem"\n'
                                                      "header_timeout_s = 30\n"))
@@ -304,9 +302,11 @@ def nested_multipart(depth: int) -> bytes:
     (b"GARBAGE\r\n\r\n", 400, "malformed request"),
     (b"POST " + PATH.encode() + b" HTTP/1.1\r\nno colon here\r\n\r\n", 400, "malformed request"),
     (head(Content_Length="abc"), 400, "malformed request"),
+    (head(Content_Length="-1") + b"x" * 1000, 400, "bad content-length"),
     (head(Transfer_Encoding="gzip, chunked") + b"0\r\n\r\n", 501, "unsupported transfer encoding"),
 ], ids=["0=a", "multipart-1000-deep", "chunk-size-not-hex", "chunk-without-crlf", "chunked-cut",
-        "content-length-cut", "bad-request-line", "bad-header", "bad-content-length", "unknown-coding"])
+        "content-length-cut", "bad-request-line", "bad-header", "bad-content-length", "negative-content-length",
+        "unknown-coding"])
 def test_a_body_that_broke_the_parser_gets_a_deliberate_status_one_log_line_and_a_count(
         receiver, request_bytes, status, reason):
     answer = raw_request(receiver.port, request_bytes)

@@ -102,6 +102,8 @@ class ReceiverApp:
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
+            length = -1
+        if length < 0:  # "-1" would read to the end of the stream
             return self.reject(400, "bad content-length", remote, route)
         limit = self.cfg.max_body_bytes
         if length > limit:

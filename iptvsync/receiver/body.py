@@ -63,6 +63,8 @@ class BodyReader:
         return data if size is None or size < 0 else data[:size]
 
     def _read_known(self) -> bytes:
+        if self.length < 0:  # a read of -1 bytes is a read to the end of the stream
+            raise BodyError(400, "bad content-length")
         if self.length > self.limit:
             raise BodyError(413, "body too large")
         data = self.rfile.read(self.length)
