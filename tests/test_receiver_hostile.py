@@ -168,7 +168,7 @@ def test_slowloris_150_slow_connections_do_not_delay_a_real_postback(start, tmp_
 
 
 def test_connections_past_the_per_address_cap_are_refused_and_counted(start, tmp_path):
-    receiver = start(install_with(tmp_path, receiver="max_connections_per_ip = 8\n"))
+    receiver = start(install_with(tmp_path, receiver="max_connections_per_ip = 8\nheader_timeout_s = 60\n"))
     held = [connect(receiver.port, "127.0.0.20") for _ in range(12)]
     try:
         wait_for(lambda: count(receiver, 503, "too many connections from this address") == 4, "4 refusals counted")
@@ -187,9 +187,12 @@ def test_connections_past_the_per_address_cap_are_refused_and_counted(start, tmp
     finally:
         for sock in held:
             sock.close()
-    with connect(receiver.port, "127.0.0.20") as again:  # closed connections are given back
-        again.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        assert again.recv(100).startswith(b"HTTP/1.1 200 ")
+    def healthz_from_the_capped_address() -> bool:  # closed connections are given back (once seen closed)
+        answer = raw_request(receiver.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                             source="127.0.0.20")
+        return answer.startswith(b"HTTP/1.1 200 ")
+
+    wait_for(healthz_from_the_capped_address, "the address's connections to be given back", 20)
 
 
 def test_a_tls_client_that_never_shakes_hands_does_not_stall_the_others(start, tmp_path):
@@ -204,6 +207,24 @@ def test_a_tls_client_that_never_shakes_hands_does_not_stall_the_others(start, t
     finally:
         for sock in mute:
             sock.close()
+
+
+def test_a_mute_tls_client_is_cut_at_the_head_deadline_and_counted(start, tmp_path):
+    cert, _key = self_signed_certificate(tmp_path)
+    receiver = start(install_with(tmp_path, receiver='certfile = "../cert.pem"\nkeyfile = "../key.pem"\n'
+                                                     "header_timeout_s = 1\n"))
+    with connect(receiver.port) as mute:  # no ClientHello, ever
+        started = time.monotonic()
+        mute.settimeout(10)
+        try:
+            while mute.recv(100):  # at most a TLS alert, then the receiver closes...
+                pass
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - started < 5  # ...at the deadline, not at a socket timeout
+    wait_for(lambda: count(receiver, 408, "request not received in time") == 1, "the 408 to be counted")
+    assert receiver.post(sale_body("63000002"), verify=str(cert)).status_code == 200
+    no_traceback(receiver)
 
 
 # --- floods and bodies that broke the parser ---------------------------------------------------

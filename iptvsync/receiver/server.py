@@ -152,9 +152,16 @@ def _server_class():
                     self.simple_response("400 Bad Request")
             finally:
                 srv.deadlines.clear(self.conn)
+            if not self.ready and not self.answered and getattr(self.conn, "timed_out", False):
+                # cut before a whole request line (a TLS client that never shook hands reads as EOF)
+                with contextlib.suppress(OSError, ValueError):
+                    self.simple_response("408 Request Timeout")
+
+        answered = False
 
         def simple_response(self, status, msg=""):
             """cheroot's own answers (400, 408, 413, 414, 500, 501): logged and counted too."""
+            self.answered = True
             code = int(str(status)[:3])
             if getattr(self.conn, "timed_out", False) and code == 400:
                 status, code = "408 Request Timeout", 408
