@@ -559,3 +559,32 @@ def test_odd_request_lines_get_a_deliberate_answer_never_a_traceback(receiver):
         answer = raw_request(receiver.port, request_bytes)
         assert status_of(answer) in REFUSED | {0, 505}
     no_traceback(receiver)
+
+
+def test_a_true_internal_fault_is_a_500_with_the_traceback_in_the_log_only(cfg, caplog):
+    """The one 500 left: a bug on our side (here the writer raises what it never should)."""
+    import io
+
+    from iptvsync.receiver.app import ReceiverApp
+
+    class BrokenWriter:
+        rejected: list = []
+
+        def store(self, row):
+            raise RuntimeError("a bug")
+
+        def reject(self, status, reason, remote, *, on_path=False):
+            self.rejected.append((status, reason))
+
+    app = ReceiverApp(cfg, BrokenWriter())
+    body = sale_body("71000001")
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": PATH, "REMOTE_ADDR": "127.0.0.1", "CONTENT_TYPE": FORM,
+               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+    answered = []
+    with caplog.at_level("INFO"):
+        payload = b"".join(app(environ, lambda status, headers: answered.append(status)))
+
+    assert answered == ["500 Internal Server Error"]
+    assert payload == b'{"error": "internal error"}'  # no traceback, no detail on the wire
+    assert BrokenWriter.rejected == [(500, "internal error")]
+    assert "Traceback" in caplog.text and "RuntimeError" in caplog.text
