@@ -77,6 +77,10 @@ max_connections_per_ip = 256           # the load comes from one loopback addres
 
 [panels.main]
 kind = "dry-run"
+
+[products.145388]                     # the sample's product (a config needs one)
+panel = "main"
+days = 30
 """
 
 WRK_SCRIPT = r"""

@@ -112,9 +112,9 @@ def _server_class():
 
     Hostile clients (docs/receiver.md): the request line and headers must arrive within
     ``header_timeout_s`` and the body within ``request_timeout_s`` in total (``Deadlines``);
-    each source address may hold ``max_connections_per_ip`` connections; when every request
-    thread is busy the pool grows, up to ``max_threads``, so slow connections that do hold a
-    thread never leave real ones waiting; the body is read by ``BodyReader`` within
+    each source address may hold ``max_connections_per_ip`` connections; while slow clients
+    hold request threads the pool grows, up to ``max_threads``, so real connections never
+    wait behind them (``ensure_threads``); the body is read by ``BodyReader`` within
     ``max_body_bytes``; and every failure cheroot answers by itself (bad request line, bad
     headers, timeouts) is logged and counted like the app's own rejections, never as a
     traceback.
@@ -261,9 +261,15 @@ def _server_class():
         def ensure_threads(self) -> None:
             """Four times a second: when connections wait for a thread while slow clients hold
             threads, add one thread per slow client (up to ``max_threads``), so real requests
-            never wait behind slow ones. Threads busy with real work are not multiplied."""
+            never wait behind slow ones. Threads busy with real work are not multiplied, and
+            once no client is slow the extra threads go, ``GROW_BY`` at a time."""
             pool = self.requests
-            if not pool.qsize or pool.idle:
+            extra = len(pool._threads) - pool.min
+            if not pool.qsize:
+                if extra > 0 and pool.idle > GROW_BY and not self.deadlines.slow(SLOW_READ_S):
+                    pool.shrink(min(GROW_BY, extra))
+                return
+            if pool.idle:
                 return
             target = min(self.max_threads, pool.min + self.deadlines.slow(SLOW_READ_S) + GROW_BY)
             if len(pool._threads) < target:
