@@ -15,6 +15,7 @@ from iptvsync.clock import parse_iso
 from iptvsync.config import load_config
 from iptvsync.engine.runner import run_process
 from iptvsync.ledger.db import Ledger
+from iptvsync.panels.dry_run import DryRunPanel
 
 PAID = datetime(2026, 11, 20, 17, 37, 57, tzinfo=UTC)  # 14:37:57 in São Paulo
 T0 = "2026-11-20T18:00:00Z"
@@ -32,8 +33,11 @@ def sub_row(ledger, key="sub:1104370"):
 
 
 def dry_lines(cfg) -> dict:
-    path = cfg.ledger_path.parent / "dry-run-main.json"
-    return json.loads(path.read_text())["lines"] if path.exists() else {}
+    panel = DryRunPanel("main", state_dir=cfg.ledger_path.parent)
+    try:
+        return panel.lines()
+    finally:
+        panel.close()
 
 
 def emails(ledger, status=None):

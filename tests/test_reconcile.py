@@ -18,6 +18,7 @@ from iptvsync.clock import SAO_PAULO, now
 from iptvsync.config import load_config
 from iptvsync.engine.runner import run_process
 from iptvsync.ledger.db import Ledger
+from iptvsync.panels.dry_run import DryRunPanel
 
 _register()
 
@@ -89,7 +90,7 @@ def test_a_missed_sale_is_injected_then_provisioned_exactly_once(shop, api, ledg
     again = reconcile(shop)
     assert (again["known"], again["injected"], again["sales"]) == (1, 0, [])
     assert run_process(cfg)["apply"]["applied"] == 0
-    lines = json.loads((cfg.ledger_path.parent / "dry-run-main.json").read_text())["lines"]
+    lines = DryRunPanel("main", state_dir=cfg.ledger_path.parent).lines()
     assert len(lines) == 1 and count(ledger, "subscriptions") == 1
     assert [r["kind"] for r in ledger.query("SELECT kind FROM outbox")] == ["activation"]
     assert ledger.one("SELECT COUNT(*) n FROM audit WHERE action = 'inbox.reconciled'")["n"] == 1

@@ -100,3 +100,18 @@ def replay(ctx: typer.Context, ids: list[int] = typer.Argument(..., help="Row id
 
     count = inbox.retry(_ledger(ctx), ids, action="inbox.replay")
     typer.echo(f"{count} postback(s) queued for replay; run `iptvsync process`")
+
+
+@inbox_app.command("prune")
+def prune(ctx: typer.Context,
+          older_than: str = typer.Option(..., "--older-than", metavar="AGE",
+                                         help="e.g. 400d: postbacks received before this long ago.")):
+    """Drop the raw body of settled postbacks older than AGE; their parsed facts and the audit stay."""
+    from ..clock import now
+    from ..ledger import inbox
+    from ..timeparse import parse_duration
+
+    before = now() - parse_duration(older_than)
+    count = inbox.prune_bodies(_ledger(ctx), before)
+    typer.echo(f"{count} raw postback body(ies) received before {before:%Y-%m-%d %H:%M} UTC dropped;"
+               " their parsed facts and the audit trail stay")

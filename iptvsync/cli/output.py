@@ -62,12 +62,23 @@ def print_json(data) -> None:
     typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
+def _stream_json(rows: Iterable[dict]) -> None:
+    """The text ``print_json(list(rows))`` would print, written a row at a time, so a long
+    listing (``subs list --limit 100000 --json``) never holds every row in memory."""
+    empty = True
+    for row in rows:
+        text = json.dumps(row, indent=2, default=str, ensure_ascii=False)
+        typer.echo(("[\n" if empty else ",\n") + textwrap.indent(text, "  "), nl=False)
+        empty = False
+    typer.echo("[]" if empty else "\n]")
+
+
 def emit(rows: Iterable[dict], columns: Sequence[str], *, as_json: bool, title: str | None = None,
          wide: bool = False) -> None:
-    rows = list(rows)
     if as_json:
-        print_json(rows)
+        _stream_json(rows)
         return
+    rows = list(rows)
     out = console()
     title = text(title) if title else None
     if not rows:

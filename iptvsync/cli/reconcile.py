@@ -61,20 +61,17 @@ def panel(ctx: typer.Context,
     from ..engine.runner import build_panels
     from ..errors import ConfigError
     from ..ledger.db import Ledger
-    from ..ops.reconcile import check_panels, mark_for_repair
+    from ..ops.reconcile import reconcile_panels
 
     cfg = load(ctx)
     if panel_name is not None and panel_name not in cfg.panels:
         raise ConfigError(f"{cfg.path}: no [panels.{panel_name}]")
     ledger = Ledger(cfg.ledger_path)
     try:
-        rows = check_panels(ledger, cfg, build_panels(cfg), now(), panel_name)
-        fixed = mark_for_repair(ledger, rows) if fix else 0
+        report = reconcile_panels(ledger, cfg, build_panels(cfg), now(), panel_name, fix=fix)
     finally:
         ledger.close()
-    report = {"checked": len(rows), "in_sync": sum(not r["drift"] and not r["error"] for r in rows),
-              "drift": sum(bool(r["drift"]) for r in rows), "errors": sum(bool(r["error"]) for r in rows),
-              "fixed": fixed, "subscriptions": [r for r in rows if r["drift"] or r["error"]]}
+    fixed = report["fixed"]
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
     else:

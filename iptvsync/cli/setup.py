@@ -73,17 +73,21 @@ def serve(ctx: typer.Context,
           certfile: str = typer.Option(None, help="TLS certificate (PEM)."),
           keyfile: str = typer.Option(None, help="TLS private key (PEM)."),
           process_every: float = typer.Option(0, "--process-every", metavar="SECONDS",
-                                              help="Also run `process` every SECONDS (installs without cron).")):
+                                              help="Also run `process` every SECONDS (installs without cron)."),
+          on_postback: bool = typer.Option(None, "--process-on-postback/--no-process-on-postback",
+                                           help="Run `process` as soon as a postback is stored (default: "
+                                                "on with --process-every).")):
     """Run the postback receiver until SIGTERM."""
     from ..receiver.server import serve as run_server
 
     cfg = load(ctx, {"receiver.host": host, "receiver.port": port})
+    on_postback = process_every > 0 if on_postback is None else on_postback
     background = None
-    if process_every > 0:
+    if process_every > 0 or on_postback:
         from ..engine.runner import process_loop
 
         def background(stop):
-            process_loop(cfg, every_s=process_every, stop=stop)
+            process_loop(cfg, every_s=process_every, stop=stop, on_postback=on_postback)
 
     run_server(cfg, certfile=certfile, keyfile=keyfile,
                on_ready=lambda url: typer.echo(f"iptvsync receiver on {url}", err=True),
@@ -109,12 +113,14 @@ def backup(ctx: typer.Context,
 
 
 @audit_app.command("verify")
-def audit_verify(ctx: typer.Context):
-    """Verify the audit log's hash chain."""
+def audit_verify(ctx: typer.Context,
+                 full: bool = typer.Option(False, "--full",
+                                           help="Verify from the first row, not from the last checkpoint.")):
+    """Verify the audit log's hash chain (the rows added since the last verification)."""
     from ..ledger.db import Ledger
 
     ledger = Ledger(load(ctx).ledger_path)
-    count, broken = ledger.verify_audit()
+    count, broken = ledger.verify_audit(incremental=not full)
     if broken is not None:
         typer.echo(f"audit chain BROKEN at row {broken} (after {count} good rows)", err=True)
         raise typer.Exit(1)

@@ -15,18 +15,16 @@ from email.utils import parseaddr
 
 from ..clock import iso
 from ..config import Config
-from ..credentials import decrypt
 from ..errors import MailError
 from ..ledger.db import Ledger
 from ..ledger.queue import OUTBOX, MailStatus, SyncStatus, done, due, fail
-from ..mail.backends import MaildirBackend, SmtpBackend
-from ..mail.message import build_message, make_message_id
-from ..mail.render import render
 
 log = logging.getLogger("iptvsync.mail")
 
 
 def make_backend(cfg: Config):
+    from ..mail.backends import MaildirBackend, SmtpBackend
+
     e = cfg.email
     if e.backend == "smtp":
         if not e.smtp_host:
@@ -45,6 +43,8 @@ def make_backend(cfg: Config):
 
 def email_context(cfg: Config, sub: dict, row: dict) -> dict:
     """Everything a template may use, from the ledger as it is now plus what was frozen at queue time."""
+    from ..credentials import decrypt
+
     password = decrypt(sub["password_enc"], cfg.require("IPTVSYNC_SECRET_KEY")) if sub["password_enc"] else ""
     panel = cfg.panels.get(sub["panel"])
     fill = {"username": sub["username"] or "", "password": password}
@@ -64,20 +64,29 @@ def email_context(cfg: Config, sub: dict, row: dict) -> dict:
     }
 
 
-def due_rows(ledger: Ledger, now: datetime, limit: int | None) -> list[dict]:
+def due_rows(ledger: Ledger, now: datetime, limit: int | None, only: list[int] | None = None) -> list[dict]:
+    among = f" AND o.subscription_id IN ({', '.join(str(int(i)) for i in only)})" if only is not None else ""
     return ledger.query(
         "SELECT o.*, s.sync_status, s.desired_enabled, s.applied_enabled FROM outbox o"
         " JOIN subscriptions s ON s.id = o.subscription_id"
-        f" WHERE {due(OUTBOX, 'o')}"
+        f" WHERE {due(OUTBOX, 'o')}{among}"
         " ORDER BY o.id LIMIT :limit", {"now": iso(now), "limit": -1 if limit is None else limit})
 
 
 def send_outbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = None,
-                backend=None) -> dict[str, int]:
+                backend=None, *, only: list[int] | None = None, stop=None) -> dict[str, int]:
+    """Send what is due (of the subscriptions in ``only``, when given); before each email,
+    ``stop()`` may end the round early (fresher work waits)."""
     counts = {MailStatus.SENT: 0, "waiting": 0, MailStatus.SKIPPED: 0, MailStatus.FAILED: 0}
-    rows = due_rows(ledger, now, limit)
+    if only is not None and not only:
+        return counts
+    rows = due_rows(ledger, now, limit, only)
     if not rows:
         return counts
+    # jinja2, email and cryptography: only for the runs that have mail to send
+    from ..mail.message import build_message, make_message_id
+    from ..mail.render import render
+
     backend = backend or make_backend(cfg)
     from_addr = cfg.email.from_addr
     domain = parseaddr(from_addr)[1].rpartition("@")[2] or "iptvsync.local"
@@ -87,6 +96,8 @@ def send_outbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = 
         domain = "iptvsync.local"
     assign_message_ids(ledger, rows, domain, cfg.require("IPTVSYNC_SECRET_KEY"))
     for row in rows:
+        if stop is not None and stop():
+            break
         if row["needs_sync"] and not row["desired_enabled"]:
             _finish(ledger, row, MailStatus.SKIPPED, "line is disabled: credentials not sent", now)
             counts[MailStatus.SKIPPED] += 1
@@ -122,6 +133,8 @@ def assign_message_ids(ledger: Ledger, rows: list[dict], domain: str, install_se
     resend after a crash carries the same one. The install's secret and the row's creation
     time go into the hash: a second install (or a fresh ledger) never reuses an ID that a
     buyer's mail client has already seen, which would hide the new message as a duplicate."""
+    from ..mail.message import make_message_id
+
     missing = [row for row in rows if not row["message_id"]]
     if not missing:
         return

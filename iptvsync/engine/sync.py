@@ -17,7 +17,6 @@ from datetime import datetime
 
 from ..clock import epoch, human, iso, parse_iso
 from ..config import Config
-from ..credentials import decrypt, encrypt, new_password, username_for
 from ..errors import PanelError
 from ..ledger.db import Ledger
 from ..ledger.queue import SYNC, SyncStatus, due, fail
@@ -36,6 +35,7 @@ class SyncResult:
     failed: int = 0
     dead: int = 0
     skipped: int = 0
+    deferred: int = 0  # left for a later run: past the bulk budget, or fresher work came in
     calls: list = field(default_factory=list)
 
 
@@ -105,6 +105,8 @@ def mismatch(line: Line, spec: LineSpec, by_package: bool, slack_s: int = RESELL
 
 def ensure_credentials(ledger: Ledger, cfg: Config, sub: dict) -> tuple[str, str]:
     """Username and password for this subscription, committed before any panel call."""
+    from ..credentials import decrypt  # cryptography: imported by the runs that sync something
+
     secret = cfg.require("IPTVSYNC_SECRET_KEY")
     if not (sub["username"] and sub["password_enc"]):
         store_new_credentials(ledger, cfg, [sub])
@@ -115,6 +117,8 @@ def ensure_credentials(ledger: Ledger, cfg: Config, sub: dict) -> tuple[str, str
 def store_new_credentials(ledger: Ledger, cfg: Config, subs: list[dict]) -> None:
     """Credentials for every given subscription that will need a line and has none, in ONE
     transaction (one fsync instead of one per subscription), still before any panel call."""
+    from ..credentials import encrypt, new_password, username_for
+
     secret = cfg.require("IPTVSYNC_SECRET_KEY")
     with ledger.tx() as conn:
         for sub in subs:
@@ -166,6 +170,8 @@ def converge(panel: Panel, spec: LineSpec, line_id: str | None, calls: list) -> 
 
 
 def sync_one(ledger: Ledger, cfg: Config, panel: Panel, sub: dict, now: datetime, calls: list) -> Line | None:
+    from ..credentials import encrypt
+
     if not sub["desired_enabled"] and not sub["password_enc"]:
         # Never paid, never had credentials, so no create call was ever made: nothing to disable.
         with ledger.tx() as conn:
@@ -214,21 +220,61 @@ def record_failure(ledger: Ledger, cfg: Config, sub: dict, exc: Exception, now: 
     return status
 
 
-def due_subscriptions(ledger: Ledger, now: datetime, limit: int | None = None) -> list[dict]:
-    return ledger.query(f"SELECT * FROM subscriptions WHERE {due(SYNC)} ORDER BY id LIMIT :limit",
+class Budget:
+    """Bulk work's share of one run: at most ``calls`` panel calls, and none once ``preempt()``
+    says fresher work waits (a new postback). Thread-safe; ``preempt`` is asked before the
+    first subscription and then every ``check_every`` subscriptions (a count, not a clock, so
+    the order of calls does not depend on timing)."""
+
+    def __init__(self, calls: int, preempt=None, check_every: int = 4):
+        self.calls, self.used = calls, 0
+        self.preempt, self.check_every = preempt, check_every
+        self.preempted = False
+        self._taken = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """May one more subscription be synced?"""
+        with self._lock:
+            if self.preempted or self.used >= self.calls:
+                return False
+            if self.preempt is not None and self._taken % self.check_every == 0:
+                self.preempted = bool(self.preempt())
+            self._taken += 1
+            return not self.preempted
+
+    def spend(self, calls: int) -> None:
+        with self._lock:
+            self.used += calls
+
+
+def due_subscriptions(ledger: Ledger, now: datetime, limit: int | None = None,
+                      only: list[int] | None = None, skip: set[int] | None = None) -> list[dict]:
+    among = f" AND id IN ({', '.join(str(int(i)) for i in only)})" if only is not None else ""
+    if skip:
+        among += f" AND id NOT IN ({', '.join(str(int(i)) for i in skip)})"
+    return ledger.query(f"SELECT * FROM subscriptions WHERE {due(SYNC)}{among} ORDER BY id LIMIT :limit",
                         {"now": iso(now), "limit": -1 if limit is None else limit})
 
 
 def sync_panels(ledger_path, cfg: Config, panels: dict[str, Panel], now: datetime,
-                limit: int | None = None) -> SyncResult:
-    """Sync every due subscription; each worker thread uses its own ledger connection."""
+                limit: int | None = None, *, only: list[int] | None = None, skip: set[int] | None = None,
+                budget: Budget | None = None, breakers: dict[str, Breaker] | None = None) -> SyncResult:
+    """Sync every due subscription (or the due ones among ``only``, none of ``skip``); each
+    worker thread uses its own ledger connection. With a ``budget``, subscriptions past it are
+    left for later and counted as ``deferred``. ``breakers`` (by panel) carry a panel's
+    failures from one call to the next within a run."""
     result = SyncResult()
+    if only is not None and not only:
+        return result
     main = Ledger(ledger_path)
-    due = due_subscriptions(main, now, limit)
+    if budget is not None:  # every subscription costs at least one call
+        limit = min(limit if limit is not None else budget.calls, max(0, budget.calls - budget.used))
+    due = due_subscriptions(main, now, limit, only, skip)
     needing = [sub for sub in due if sub["desired_enabled"] and not sub["password_enc"]]
     if needing:
         store_new_credentials(main, cfg, needing)
-        due = due_subscriptions(main, now, limit)
+        due = due_subscriptions(main, now, limit, only, skip)
     main.close()
     by_panel: dict[str, list[dict]] = {}
     for sub in due:
@@ -249,6 +295,10 @@ def sync_panels(ledger_path, cfg: Config, panels: dict[str, Panel], now: datetim
             with lock:
                 result.skipped += 1
             return
+        if budget is not None and not budget.take():
+            with lock:
+                result.deferred += 1
+            return
         led = ledger_for_thread()
         calls: list = []
         try:
@@ -267,6 +317,8 @@ def sync_panels(ledger_path, cfg: Config, panels: dict[str, Panel], now: datetim
                 result.failed += 1
                 result.dead += status == SyncStatus.DEAD
         finally:
+            if budget is not None:
+                budget.spend(len(calls))
             with lock:
                 result.calls.extend(calls)
 
@@ -278,7 +330,7 @@ def sync_panels(ledger_path, cfg: Config, panels: dict[str, Panel], now: datetim
             result.skipped += len(subs)
             continue
         pool = ThreadPoolExecutor(max_workers=cfg.panels[name].max_concurrency, thread_name_prefix=f"panel-{name}")
-        breaker = Breaker()
+        breaker = Breaker() if breakers is None else breakers.setdefault(name, Breaker())
         for sub in subs:
             pool.submit(work, panel, breaker, sub)
         pools.append(pool)

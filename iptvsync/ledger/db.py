@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from ..clock import iso, now
 from ..errors import LedgerError
 from .migrations import migrations
@@ -55,7 +53,7 @@ class Ledger:
             self.conn.execute("PRAGMA foreign_keys = ON")
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"{self.path}: cannot open ledger: {exc}") from None
-        self.db = sqlite_utils.Database(self.conn)
+        self._db = None
         self._lock = threading.RLock()
         self._depth = 0
         if migrate:
@@ -75,9 +73,18 @@ class Ledger:
                     raise
                 time.sleep(0.01)
 
+    @property
+    def db(self):
+        """A ``sqlite_utils.Database`` on this connection, imported on first use (migrations)."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
+
     # -- schema -------------------------------------------------------------------------
     def pending_migrations(self) -> list[str]:
-        return [m.name for m in migrations.pending(self.db)]
+        return migrations.pending_names(self.conn)
 
     def migrate(self) -> list[str]:
         """Apply pending migrations under the write lock (``BEGIN IMMEDIATE``): when two processes
@@ -165,17 +172,40 @@ class Ledger:
             " :buyer_email, :detail, :prev_hash, :hash)",
             {**record, "prev_hash": prev, "hash": digest})
 
-    def verify_audit(self) -> tuple[int, int | None]:
-        """(rows checked, id of the first broken row or None)."""
-        prev = GENESIS
-        count = 0
-        for row in self.conn.execute("SELECT * FROM audit ORDER BY id"):
-            record = {k: row[k] for k in ("at", "actor", "action", "subscription_id", "sale_code",
-                                          "buyer_email", "detail")}
-            if row["prev_hash"] != prev or audit_hash(prev, record) != row["hash"]:
+    def verify_audit(self, *, incremental: bool = False) -> tuple[int, int | None]:
+        """(rows verified, id of the first broken row or None).
+
+        ``incremental`` starts from the checkpoint the last good verification stored (after
+        checking that its row still has the hash it had then) and reads only the rows added
+        since; a full verification reads the chain from the genesis. Both store a new checkpoint
+        when the chain is whole.
+        """
+        prev, count, after = GENESIS, 0, 0
+        # a ledger not migrated yet (doctor opens it as it is) has no checkpoint table
+        keeps = self.one("SELECT 1 AS x FROM sqlite_master WHERE name = 'audit_checkpoint'") is not None
+        mark = None
+        if incremental and keeps:
+            mark = self.one("SELECT audit_id, hash, rows FROM audit_checkpoint WHERE id = 1")
+        if mark is not None:
+            # the row the checkpoint vouched for must still be there, whole, with the same hash
+            row = self.conn.execute("SELECT * FROM audit WHERE id = ?", (mark["audit_id"],)).fetchone()
+            if row is None or row["hash"] != mark["hash"] or audit_hash(row["prev_hash"], _record(row)) != row["hash"]:
+                return max(0, mark["rows"] - 1), mark["audit_id"]
+            prev, count, after = mark["hash"], mark["rows"], mark["audit_id"]
+        last = None
+        for row in self.conn.execute("SELECT * FROM audit WHERE id > ? ORDER BY id", (after,)):
+            if row["prev_hash"] != prev or audit_hash(prev, _record(row)) != row["hash"]:
                 return count, row["id"]
             prev = row["hash"]
             count += 1
+            last = row["id"]
+        if last is not None and keeps:
+            with self.tx() as conn:
+                conn.execute("INSERT INTO audit_checkpoint (id, audit_id, hash, rows, verified_at)"
+                             " VALUES (1, :id, :hash, :rows, :at) ON CONFLICT (id) DO UPDATE SET"
+                             " audit_id = excluded.audit_id, hash = excluded.hash, rows = excluded.rows,"
+                             " verified_at = excluded.verified_at",
+                             {"id": last, "hash": prev, "rows": count, "at": iso(now())})
         return count, None
 
     def backup(self, target: str | Path) -> Path:
@@ -198,6 +228,10 @@ class Ledger:
             target.unlink(missing_ok=True)  # no half-written copy that looks like a backup
             raise LedgerError(f"{target}: backup failed: {exc}") from None
         return target
+
+
+def _record(row) -> dict[str, Any]:
+    return {k: row[k] for k in ("at", "actor", "action", "subscription_id", "sale_code", "buyer_email", "detail")}
 
 
 def audit_hash(prev: str, record: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ creating a second row, so redelivery never means a second effect.
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -80,14 +81,107 @@ def list_inbox(ledger: Ledger, *, status: str | None = None, sale: str | None = 
         where.append("buyer_email = :email")
         params["email"] = email.strip().lower()
     if since:
-        where.append("received_at >= :since")
-        params["since"] = iso(since)
+        # the first row received at or after ``since`` by the inbox_received index, then the rowid range
+        first = ledger.one("SELECT MIN(id) AS id FROM inbox INDEXED BY inbox_received WHERE received_at >= :since",
+                           {"since": iso(since)})["id"]
+        if first is None:
+            return []
+        where.append("id >= :first AND received_at >= :since")
+        params.update(first=first, since=iso(since))
     return ledger.query(f"SELECT {LIST_COLUMNS} FROM inbox WHERE {' AND '.join(where)}"
                         " ORDER BY id DESC LIMIT :limit", params)
 
 
 def get(ledger: Ledger, inbox_id: int) -> dict[str, Any] | None:
-    return ledger.one("SELECT * FROM inbox WHERE id = :id", {"id": inbox_id})
+    """One row with its body as received (decompressed; empty once pruned)."""
+    row = ledger.one("SELECT * FROM inbox WHERE id = :id", {"id": inbox_id})
+    if row is not None:
+        row["body"] = raw_body(row["body"], row.pop("body_encoding"))
+    return row
+
+
+# --- raw bodies: compressed once settled, dropped after the retention period ------------------
+
+ZDICT = "zlib-d1"  # body_encoding: zlib with the preset dictionary data/inbox-zdict-1.bin
+PRUNED = "pruned"  # body_encoding: the body was dropped by ``inbox prune``; the parsed facts stay
+
+#: The rows whose body is evidence only: their effect is in the ledger or there was none. Failed
+#: and unmapped rows are retried by ``process`` from their raw body, so those stay raw.
+SETTLED = (InboxStatus.APPLIED, InboxStatus.IGNORED)
+
+#: Rows compressed per transaction (and per ``process`` run, by ``compress_settled``).
+COMPRESS_BATCH = 500
+
+
+def _zdict() -> bytes:
+    """The preset dictionary of ``zlib-d1``: a sample postback, as JSON and as a form. Postbacks
+    share most of their bytes (keys, product, URLs), so a ~5 kB form compresses to a few hundred
+    bytes with it instead of ~1.4 kB without. Never change this file: a new dictionary is a new
+    encoding (``zlib-d2``), and rows keep the one they were written with."""
+    global _ZDICT_BYTES
+    if _ZDICT_BYTES is None:
+        from importlib import resources
+
+        _ZDICT_BYTES = resources.files("iptvsync").joinpath("data/inbox-zdict-1.bin").read_bytes()
+    return _ZDICT_BYTES
+
+
+_ZDICT_BYTES: bytes | None = None
+
+
+def compress_body(body: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, _zdict())
+    return packer.compress(body) + packer.flush()
+
+
+def raw_body(body: bytes | None, encoding: str | None) -> bytes:
+    if encoding == ZDICT:
+        unpacker = zlib.decompressobj(15, _zdict())
+        return unpacker.decompress(body) + unpacker.flush()
+    return b"" if encoding == PRUNED else (body or b"")
+
+
+def compress_settled(ledger: Ledger, *, limit: int = 5000) -> int:
+    """Compress the raw bodies of settled rows still stored as received; returns how many.
+
+    Done by ``process`` after applying, not by the receiver, so its hot path is unchanged.
+    Each batch is one short transaction: the receiver's writer waits at most for one."""
+    done_count = 0
+    while done_count < limit:
+        with ledger.tx() as conn:
+            rows = conn.execute(
+                "SELECT id, body FROM inbox INDEXED BY inbox_raw WHERE body_encoding IS NULL"
+                f" AND status IN ({', '.join('?' * len(SETTLED))}) ORDER BY id LIMIT ?",
+                (*SETTLED, min(COMPRESS_BATCH, limit - done_count))).fetchall()
+            for row in rows:
+                conn.execute("UPDATE inbox SET body = :z, body_encoding = :enc WHERE id = :id",
+                             {"z": compress_body(bytes(row["body"])), "enc": ZDICT, "id": row["id"]})
+        done_count += len(rows)
+        if len(rows) < COMPRESS_BATCH:
+            break
+    return done_count
+
+
+def prune_bodies(ledger: Ledger, before: datetime) -> int:
+    """Drop the raw body of settled rows received before ``before``; the parsed columns (sale,
+    event, buyer, status …) and the audit trail stay. Returns how many were pruned."""
+    with ledger.tx() as conn:
+        count = conn.execute(
+            "UPDATE inbox SET body = X'', body_encoding = :pruned WHERE received_at < :before"
+            " AND body_encoding IS NOT :pruned"
+            f" AND status IN ({', '.join(f':s{i}' for i in range(len(SETTLED)))})",
+            {"pruned": PRUNED, "before": iso(before), **{f"s{i}": s for i, s in enumerate(SETTLED)}}).rowcount
+        if count:
+            ledger.audit("inbox.pruned", before=iso(before), count=count)
+    return count
+
+
+def _decompress_for_retry(conn: sqlite3.Connection, ids: list[int] | None) -> None:
+    """A row going back to the queue is applied from its raw body: store it raw again."""
+    where = "body_encoding = :z" + (f" AND id IN ({', '.join(str(int(i)) for i in ids)})" if ids else "")
+    for row in conn.execute(f"SELECT id, body FROM inbox WHERE {where}", {"z": ZDICT}).fetchall():
+        conn.execute("UPDATE inbox SET body = :b, body_encoding = NULL WHERE id = :id",
+                     {"b": raw_body(row["body"], ZDICT), "id": row["id"]})
 
 
 def retry(ledger: Ledger, ids: list[int] | None = None, *, action: str = "inbox.retry") -> int:
@@ -104,7 +198,10 @@ def retry(ledger: Ledger, ids: list[int] | None = None, *, action: str = "inbox.
             if missing:
                 raise UsageError(f"no stored postback with id {', '.join(map(str, missing))}"
                                  " (see `iptvsync inbox list`)")
-            count = requeue(conn, INBOX, ids=ids, where=not_in(INBOX, InboxStatus.PENDING))
+            _decompress_for_retry(conn, ids)
+            # a pruned row has no body left to apply: it stays as it is
+            count = requeue(conn, INBOX, ids=ids, where=not_in(INBOX, InboxStatus.PENDING)
+                            + " AND body_encoding IS NOT :pruned", params={"pruned": PRUNED})
         else:
             count = requeue(conn, INBOX)
         if count:

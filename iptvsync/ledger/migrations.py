@@ -1,8 +1,55 @@
 """Ledger schema as small named migrations. Never edit one that has shipped: add another."""
 
-from sqlite_utils import Migrations
 
-migrations = Migrations("iptvsync")
+class LazyMigrations:
+    """A ``sqlite_utils.Migrations`` set that imports sqlite_utils only when it is used.
+
+    Every command opens the ledger and asks whether a migration is pending: ``pending_names``
+    answers that from the ``_sqlite_migrations`` table with plain sqlite3, so a command whose
+    ledger is up to date never pays sqlite_utils' ~35 ms import. Anything else (``apply``,
+    ``applied``, ``pending``) goes to the real ``Migrations``, built on first use.
+    """
+
+    table = "_sqlite_migrations"
+
+    def __init__(self, name: str):
+        self.name = name
+        self._functions: list = []
+        self._real = None
+
+    def __call__(self, *, name: str | None = None, transactional: bool = True):
+        def register(func):
+            self._functions.append((name or func.__name__, func, transactional))
+            return func
+        return register
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self._functions]
+
+    def pending_names(self, conn) -> list[str]:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self.table,)).fetchone():
+            done = {row[0] for row in conn.execute(f"SELECT name FROM {self.table} WHERE migration_set = ?",
+                                                   (self.name,))}
+        else:
+            done = set()
+        return [name for name in self.names if name not in done]
+
+    def real(self):
+        if self._real is None:
+            from sqlite_utils import Migrations
+
+            real = Migrations(self.name)
+            for name, func, transactional in self._functions:
+                real(name=name, transactional=transactional)(func)
+            self._real = real
+        return self._real
+
+    def __getattr__(self, attr):  # apply, applied, pending …
+        return getattr(self.real(), attr)
+
+
+migrations = LazyMigrations("iptvsync")
 
 
 @migrations()
@@ -192,4 +239,35 @@ def m006_receiver_health(db):
             id INTEGER PRIMARY KEY CHECK (id = 1),
             at TEXT NOT NULL,
             pid INTEGER
+        )""")
+
+
+@migrations()
+def m007_filter_indexes(db):
+    """An index behind every filter the CLI offers, and behind the sweep's two questions."""
+    db.execute("CREATE INDEX audit_at ON audit(at)")  # logs --since
+    db.execute("CREATE INDEX audit_action ON audit(action, id)")  # logs --action, newest first
+    db.execute("CREATE INDEX inbox_received ON inbox(received_at)")  # inbox list --since, inbox prune
+    db.execute("CREATE INDEX runs_finished ON runs(finished_at)")  # status: the last run; runs pruned by age
+    db.execute("CREATE INDEX subs_expiry ON subscriptions(desired_enabled, desired_expires_at)")  # sweep: expired
+    db.execute("CREATE INDEX subs_paid_until ON subscriptions(desired_enabled, paid_until)")  # sweep: reminders
+
+
+@migrations()
+def m008_inbox_body_encoding(db):
+    """Raw bodies are compressed once settled: ``body_encoding`` says how (NULL: as received)."""
+    db.execute("ALTER TABLE inbox ADD COLUMN body_encoding TEXT")
+    db.execute("CREATE INDEX inbox_raw ON inbox(id) WHERE body_encoding IS NULL")
+
+
+@migrations()
+def m009_audit_checkpoint(db):
+    """Where the last ``audit verify`` stopped: the next one starts there (``--full`` ignores it)."""
+    db.execute("""
+        CREATE TABLE audit_checkpoint (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            audit_id INTEGER NOT NULL,      -- the last row verified
+            hash TEXT NOT NULL,             -- its hash, as verified
+            rows INTEGER NOT NULL,          -- rows verified from the genesis up to it
+            verified_at TEXT NOT NULL
         )""")

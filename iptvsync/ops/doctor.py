@@ -43,7 +43,7 @@ def check_ledger(cfg: Config) -> list[dict]:
     ledger = Ledger(path, migrate=False)
     try:
         pending = ledger.pending_migrations()
-        count, broken = ledger.verify_audit()
+        count, broken = ledger.verify_audit(incremental=True)
     finally:
         ledger.close()
     mode = stat.S_IMODE(os.stat(path).st_mode)

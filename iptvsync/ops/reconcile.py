@@ -15,6 +15,7 @@ subscription, hence a second line); a page count that does not add up is a warni
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from enum import StrEnum
@@ -146,29 +147,67 @@ def check_line(panel: Panel, cfg: Config, sub: dict, password: str, now: datetim
     return None, False
 
 
+#: Subscriptions read per page by ``reconcile panel``: only one page's rows (and decrypted
+#: passwords) are held at a time, whatever the number of lines.
+PAGE = 500
+
+
 def check_panels(ledger: Ledger, cfg: Config, panels: dict[str, Panel], now: datetime,
-                 panel_name: str | None = None) -> list[dict]:
-    """One row per subscription with credentials: its drift, or the error reading its line."""
+                 panel_name: str | None = None) -> Iterator[dict]:
+    """One row per subscription with credentials, in id order: its drift, or the error reading
+    its line. Pages through the ledger (keyset on id); passwords are decrypted a page at a time."""
     secret = cfg.require("IPTVSYNC_SECRET_KEY")
-    subs = ledger.query("SELECT * FROM subscriptions WHERE username IS NOT NULL AND password_enc IS NOT NULL"
-                        " AND (:panel IS NULL OR panel = :panel) ORDER BY id", {"panel": panel_name})
-    by_panel: dict[str, list[dict]] = {}
-    for sub in subs:
-        by_panel.setdefault(sub["panel"], []).append(sub)
-    rows = []
-    for name, group in by_panel.items():
-        panel = panels.get(name)
-        if panel is None:
-            rows += [_drift_row(sub, error=f"panel {name!r} is not configured") for sub in group]
-            continue
-        passwords = {sub["id"]: decrypt(sub["password_enc"], secret) for sub in group}
-        rows += _check_group(panel, cfg, group, passwords, now)
-    return sorted(rows, key=lambda row: row["subscription"])
+    breakers: dict[str, Breaker] = {}  # a panel failing repeatedly is not read for the rest of the pass
+    after = 0
+    while True:
+        page = ledger.query("SELECT * FROM subscriptions WHERE id > :after AND username IS NOT NULL"
+                            " AND password_enc IS NOT NULL AND (:panel IS NULL OR panel = :panel)"
+                            " ORDER BY id LIMIT :page", {"after": after, "panel": panel_name, "page": PAGE})
+        if not page:
+            return
+        after = page[-1]["id"]
+        by_panel: dict[str, list[dict]] = {}
+        for sub in page:
+            by_panel.setdefault(sub["panel"], []).append(sub)
+        rows = []
+        for name, group in by_panel.items():
+            panel = panels.get(name)
+            if panel is None:
+                rows += [_drift_row(sub, error=f"panel {name!r} is not configured") for sub in group]
+                continue
+            passwords = {sub["id"]: decrypt(sub["password_enc"], secret) for sub in group}
+            rows += _check_group(panel, cfg, group, passwords, now, breakers)
+        yield from sorted(rows, key=lambda row: row["subscription"])
 
 
-def _check_group(panel: Panel, cfg: Config, subs: list[dict], passwords: dict[int, str], now: datetime) -> list[dict]:
-    """One panel's lines, read concurrently up to its ``max_concurrency``, behind a breaker."""
-    breaker = Breaker()  # thread-safe
+def reconcile_panels(ledger: Ledger, cfg: Config, panels: dict[str, Panel], now: datetime,
+                     panel_name: str | None = None, *, fix: bool = False) -> dict:
+    """``reconcile panel``: counts, and the rows that drift or could not be read (the only ones
+    kept); with ``fix``, drifting lines are queued for ``process`` page by page, where the
+    repairs are bulk work within its per-run budget."""
+    report = {"checked": 0, "in_sync": 0, "drift": 0, "errors": 0, "fixed": 0, "subscriptions": []}
+    page: list[dict] = []
+    for row in check_panels(ledger, cfg, panels, now, panel_name):
+        report["checked"] += 1
+        report["in_sync"] += not row["drift"] and not row["error"]
+        report["drift"] += bool(row["drift"])
+        report["errors"] += bool(row["error"])
+        if row["drift"] or row["error"]:
+            report["subscriptions"].append(row)
+            page.append(row)
+        if fix and len(page) >= PAGE:
+            report["fixed"] += mark_for_repair(ledger, page)
+            page = []
+    if fix:
+        report["fixed"] += mark_for_repair(ledger, page)
+    return report
+
+
+def _check_group(panel: Panel, cfg: Config, subs: list[dict], passwords: dict[int, str], now: datetime,
+                 breakers: dict) -> list[dict]:
+    """One panel's lines, read concurrently up to its ``max_concurrency``, behind a breaker
+    (one per panel for the whole pass)."""
+    breaker = breakers.setdefault(panel.name, Breaker())  # thread-safe
 
     def check(sub: dict) -> dict:
         if breaker.open:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from ..clock import iso, now
@@ -41,8 +42,9 @@ def find(ledger: Ledger, ref: str) -> dict:
 
 
 def list_subs(ledger: Ledger, cfg: Config, *, email: str | None = None, dead: bool = False,
-              state: str | None = None, limit: int = 100) -> list[dict]:
-    """Subscriptions, newest first, each with its ``state`` (``engine.model.subscription_state``)."""
+              state: str | None = None, limit: int = 100) -> Iterator[dict]:
+    """Subscriptions, newest first, each with its ``state`` (``engine.model.subscription_state``),
+    one at a time off the cursor: memory stays flat whatever ``limit``."""
     if state is not None and state not in STATES:
         raise UsageError(f"--state must be one of {', '.join(STATES)}, got {state!r}")
     where, params = ["1=1"], {"limit": -1 if state else limit}
@@ -51,16 +53,21 @@ def list_subs(ledger: Ledger, cfg: Config, *, email: str | None = None, dead: bo
         params["email"] = email.strip().lower()
     if dead:
         where.append(f"sync_status = '{SyncStatus.DEAD}'")
-    rows = ledger.query(f"SELECT {LIST_COLUMNS} FROM subscriptions WHERE {' AND '.join(where)}"
-                        " ORDER BY id DESC LIMIT :limit", params)
-    t, out = now(), []
-    for row in rows:
+    cursor = ledger.conn.execute(f"SELECT {LIST_COLUMNS} FROM subscriptions WHERE {' AND '.join(where)}"
+                                 " ORDER BY id DESC LIMIT :limit", params)
+    return _with_state(ledger, cfg, cursor, state, limit)
+
+
+def _with_state(ledger: Ledger, cfg: Config, cursor, state: str | None, limit: int) -> Iterator[dict]:
+    t, given = now(), 0
+    for row in cursor:
+        if given >= limit:
+            return
+        row = dict(row)
         row = {"id": row["id"], "state": state_of(ledger, cfg, row["id"], t), **row}
         if state is None or row["state"] == state:
-            out.append(row)
-        if len(out) >= limit:
-            break
-    return out
+            given += 1
+            yield row
 
 
 def state_of(ledger: Ledger, cfg: Config, sub_id: int, at: datetime) -> str:

@@ -1,0 +1,251 @@
+"""Time to access: a buyer's postback → line enabled on the panel → access email accepted by SMTP.
+
+    .venv/bin/python bench/access.py                         # 40 buyers during a 5,000-line wave
+    .venv/bin/python bench/access.py --buyers 20 --wave 2000 --latency-ms 50
+
+What runs, all on loopback:
+
+* a fake XUI.one admin panel (``tests/support/xui.py``) in a process of its own, answering every
+  call in ``--latency-ms`` (50 ms), with an exact-username index (``bench/process.py``);
+* a real SMTP server (aiosmtpd, ``tests/support/smtp.py``) that stamps when it accepts each
+  message;
+* ``python -m iptvsync serve --process-on-postback --process-every 60``: the receiver, which
+  stores postbacks only, and its process thread, woken as soon as a postback is committed.
+
+Before serve starts, ``--wave`` (5,000) subscriptions are paid 34 days ago through the
+project's own apply and sync (panel latency 0 while setting up): their lines are enabled on the
+fake panel and all expire at once, so the first run sweeps them and the wave of disables (bulk
+work, ``[bulk]`` budget per run) runs while the buyers pay. Then ``--buyers`` postbacks (new
+purchases) are posted one every ``--gap-s`` seconds; for each it records when the panel first
+answered an enabled create/edit for that buyer's line and when the SMTP server accepted the
+access email, and prints p50/p99 of both from the moment the POST was sent.
+
+Goal: email p99 <= 3 s. Results in ``bench/results/access.json``; exit code 1 on a miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+from process import IndexedXuiAdmin, listen_backlog  # noqa: E402
+from support.install import BASE_TOML, write_install  # noqa: E402
+from support.postbacks import payload  # noqa: E402
+from support.smtp import smtp_server  # noqa: E402
+
+from iptvsync.clock import now  # noqa: E402
+from iptvsync.config import load_config  # noqa: E402
+from iptvsync.engine.apply import apply_inbox  # noqa: E402
+from iptvsync.engine.runner import build_panels  # noqa: E402
+from iptvsync.engine.sync import sync_panels  # noqa: E402
+from iptvsync.ledger.db import Ledger  # noqa: E402
+from iptvsync.ledger.inbox import inbox_row, store_rows  # noqa: E402
+from iptvsync.ledger.queue import MailStatus  # noqa: E402
+from iptvsync.monetizze.form import build_form  # noqa: E402
+from iptvsync.monetizze.postback import parse  # noqa: E402
+
+FORM = "application/x-www-form-urlencoded"
+PATH = "/monetizze/postback/s3cr3tpath"
+API_KEY = "bench-api-key"
+RESULTS = ROOT / "bench" / "results" / "access.json"
+GOAL_P99_S = 3.0
+
+
+class StampedXuiAdmin(IndexedXuiAdmin):
+    """Remembers, per line notes ("iptvsync sub:<code>"), when a write first left it enabled."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.enabled_at: dict[str, float] = {}
+        self.disables = 0
+
+    def store(self, row: dict) -> dict:
+        out = super().store(row)
+        notes = str(row.get("admin_notes") or "")
+        if int(row.get("enabled") or 0) == 1:
+            self.enabled_at.setdefault(notes, time.time())
+        else:
+            self.disables += 1
+        return out
+
+
+def panel_process(conn, latency_s: float) -> None:
+    listen_backlog()
+    fake = StampedXuiAdmin(api_key=API_KEY).start()
+    conn.send(fake.url)
+    while True:
+        command, value = conn.recv()
+        if command == "latency":
+            fake.latency_s = value
+            conn.send(None)
+        elif command == "stamps":
+            with fake._lock:
+                conn.send({"enabled_at": dict(fake.enabled_at), "disables": fake.disables,
+                           "calls": len(fake.calls)})
+        elif command == "stop":
+            fake.stop()
+            conn.send(None)
+            return
+
+
+def install(folder: Path, panel_url: str, smtp_port: int, concurrency: int) -> Path:
+    toml = BASE_TOML.replace('kind = "dry-run"', f'kind = "xui-admin"\nurl = "{panel_url}"\n'
+                             f'max_concurrency = {concurrency}\ntimeout_s = 30')
+    toml = toml.replace('backend = "maildir"', 'backend = "smtp"') + (
+        f'smtp_host = "127.0.0.1"\nsmtp_port = {smtp_port}\nsmtp_security = "none"\ntimeout_s = 10\n')
+    return write_install(folder, toml, env={"PANEL_MAIN_API_KEY": API_KEY})
+
+
+def buyer(i: int, paid) -> dict:
+    return payload(2, sale=f"6{i:08d}", subscription=f"5{i:08d}", email=f"buyer{i}@example.com",
+                   paid=paid.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def make_wave(cfg, size: int) -> None:
+    """``size`` subscriptions paid 34 days ago, lines enabled on the panel: all expired now."""
+    ledger = Ledger(cfg.ledger_path)
+    paid = now() - timedelta(days=34)
+    rows = []
+    for i in range(size):
+        body = build_form(payload(2, sale=f"7{i:08d}", subscription=f"8{i:08d}", email=f"wave{i}@example.com",
+                                  paid=paid.strftime("%Y-%m-%d %H:%M:%S")))
+        rows.append(inbox_row(parse(body, FORM)[1], body, content_type=FORM, remote_addr="127.0.0.1"))
+    with ledger.tx() as conn:
+        store_rows(conn, rows)
+    apply_inbox(ledger, cfg, paid + timedelta(minutes=5))  # applied back then: lines wanted enabled
+    panels = build_panels(cfg)
+    while sync_panels(cfg.ledger_path, cfg, panels, paid + timedelta(minutes=6)).synced:
+        pass
+    with ledger.tx() as conn:  # their activation emails went out back then
+        conn.execute("UPDATE outbox SET status = :s", {"s": MailStatus.SENT})
+    ledger.close()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def run(args) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    panel = ctx.Process(target=panel_process, args=(child, args.latency_ms / 1000), daemon=True)
+    panel.start()
+    panel_url = parent.recv()
+    out: dict = {"latency_ms": args.latency_ms, "wave": args.wave, "buyers": args.buyers,
+                 "concurrency": args.concurrency}
+    with tempfile.TemporaryDirectory(prefix="iptvsync-access-") as tmp, smtp_server(tls="none") as smtp:
+        accepted: dict[str, float] = {}
+
+        class Stamped(list):
+            def append(self, item):
+                for rcpt in item.rcpt_tos:
+                    accepted.setdefault(rcpt, time.time())
+                super().append(item)
+
+        smtp.handler.received = Stamped()
+        config = install(Path(tmp), panel_url, smtp.port, 16)  # setting up: no latency, more at once
+        print(f"setting up a wave of {args.wave:,} expired lines ...", file=sys.stderr)
+        parent.send(("latency", 0.0))
+        parent.recv()
+        t0 = time.monotonic()
+        make_wave(load_config(config), args.wave)
+        out["setup_s"] = round(time.monotonic() - t0, 1)
+        config = install(Path(tmp), panel_url, smtp.port, args.concurrency)
+        cfg = load_config(config)
+        parent.send(("latency", args.latency_ms / 1000))
+        parent.recv()
+        server = subprocess.Popen([sys.executable, "-m", "iptvsync", "--config", str(config), "serve",
+                                   "--process-on-postback", "--process-every", "60"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            url = None
+            while url is None:
+                line = server.stderr.readline()
+                if not line:
+                    raise SystemExit("serve exited before listening")
+                match = re.search(r"iptvsync receiver on (http://\S+)", line)
+                url = match.group(1) if match else None
+            sent: dict[int, float] = {}
+            session = requests.Session()
+            for i in range(args.buyers):
+                body = build_form(buyer(i, now() - timedelta(seconds=30)))
+                sent[i] = time.time()
+                reply = session.post(url + PATH, data=body, headers={"Content-Type": FORM}, timeout=30)
+                assert reply.status_code == 200, reply.text
+                time.sleep(args.gap_s)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and len(
+                    [i for i in sent if f"buyer{i}@example.com" in accepted]) < len(sent):
+                time.sleep(0.1)
+            parent.send(("stamps", None))
+            stamps = parent.recv()
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+        ledger = Ledger(cfg.ledger_path)
+        keys = {r["key"]: r for r in ledger.query("SELECT key, buyer_email FROM subscriptions")}
+        ledger.close()
+    parent.send(("stop", None))
+    parent.recv()
+    panel.join(timeout=10)
+    line_s, mail_s, missing = [], [], 0
+    for i, t_sent in sent.items():
+        enabled = stamps["enabled_at"].get(f"iptvsync sub:5{i:08d}")
+        mailed = accepted.get(f"buyer{i}@example.com")
+        if enabled is None or mailed is None or f"sub:5{i:08d}" not in keys:
+            missing += 1
+            continue
+        line_s.append(enabled - t_sent)
+        mail_s.append(mailed - t_sent)
+    out.update(missing=missing, wave_disables_during=stamps["disables"], panel_calls=stamps["calls"])
+    for name, values in (("line", line_s), ("email", mail_s)):
+        out[name] = ({"p50_s": round(statistics.median(values), 3), "p99_s": round(percentile(values, 99), 3),
+                      "max_s": round(max(values), 3)} if values else None)
+    out["ok"] = bool(mail_s) and not missing and out["email"]["p99_s"] <= GOAL_P99_S
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--buyers", type=int, default=40)
+    parser.add_argument("--wave", type=int, default=5000)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--gap-s", type=float, default=1.5, help="seconds between two buyers' postbacks")
+    parser.add_argument("--concurrency", type=int, default=4, help="[panels.main] max_concurrency (default 4)")
+    args = parser.parse_args(argv)
+    out = run(args)
+    print(f"\n{args.buyers} buyers during a {args.wave:,}-line expiry wave; panel {args.latency_ms:.0f} ms per "
+          f"call, max_concurrency {args.concurrency}")
+    for name in ("line", "email"):
+        v = out[name]
+        print(f"  postback -> {name:5}: " + (f"p50 {v['p50_s']:.2f} s  p99 {v['p99_s']:.2f} s  max {v['max_s']:.2f} s"
+                                             if v else "none arrived"))
+    print(f"  wave: {out['wave_disables_during']:,} of {args.wave:,} lines disabled meanwhile; "
+          f"{out['missing']} buyer(s) without line or email")
+    print(f"  goal email p99 <= {GOAL_P99_S:.0f} s: {'PASS' if out['ok'] else 'MISS'}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    return 0 if out["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
