@@ -90,7 +90,8 @@ def run_process(cfg: Config, *, limit: int | None = None, panels: dict | None = 
             summary: dict = {"started_at": iso(now()), "apply": {}, "sync": {}, "mail": {},
                              "bulk": {"preempted": 0}}
             serve_fresh(ledger, cfg, panels, limit, mail_backend, summary, run)
-            waiting = lambda: run["rounds"] < MAX_ROUNDS and postback_waiting(ledger, cfg)  # noqa: E731
+            # a postback stored after the last apply of this run (not one that ``limit`` left)
+            waiting = lambda: run["rounds"] < MAX_ROUNDS and postback_waiting(ledger, cfg, after=run["seen"])  # noqa: E731
 
             def give_way() -> None:
                 """Serve a postback that came in meanwhile, before the next bulk step."""
@@ -149,6 +150,7 @@ def serve_fresh(ledger: Ledger, cfg: Config, panels: dict, limit: int | None, ma
     """Apply the inbox, then sync and mail only the subscriptions it touched (each subscription
     is tried once per run: the bulk rounds skip the ones served here)."""
     mark = ledger.one("SELECT COALESCE(MAX(id), 0) AS id FROM audit")["id"]
+    run["seen"] = ledger.one("SELECT COALESCE(MAX(id), 0) AS id FROM inbox")["id"]
     _add(summary["apply"], apply_inbox(ledger, cfg, now(), limit))
     # NOT INDEXED: the rows after the mark by rowid, never a walk of the audit_sub index
     touched = ledger.query("SELECT subscription_id FROM audit NOT INDEXED WHERE id > :mark"
@@ -161,11 +163,12 @@ def serve_fresh(ledger: Ledger, cfg: Config, panels: dict, limit: int | None, ma
     _add(summary["mail"], send_outbox(ledger, cfg, now(), limit, backend=mail_backend, only=fresh))
 
 
-def postback_waiting(ledger: Ledger, cfg: Config) -> bool:
+def postback_waiting(ledger: Ledger, cfg: Config, after: int = 0) -> bool:
     """Is a postback waiting to be applied? (The bulk sync's threads ask through ``Budget.take``,
     which holds its lock: one at a time.)"""
-    return ledger.conn.execute(f"SELECT 1 FROM inbox WHERE {due(INBOX)} LIMIT 1",
-                               {"now": iso(now()), "max_attempts": cfg.policy.max_attempts}).fetchone() is not None
+    return ledger.conn.execute(f"SELECT 1 FROM inbox WHERE {due(INBOX)} AND id > :after LIMIT 1",
+                               {"now": iso(now()), "max_attempts": cfg.policy.max_attempts,
+                                "after": after}).fetchone() is not None
 
 
 def _sync_counts(result) -> dict:
