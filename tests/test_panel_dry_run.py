@@ -104,3 +104,9 @@ def test_lines_of_the_json_state_are_imported_once(tmp_path):
     assert (line.line_id, line.password, line.bouquets, line.enabled) == ("7", PASSWORD, (1, 3), True)
     assert not (tmp_path / "dry-run-main.json").exists() and (tmp_path / "dry-run-main.json.imported").exists()
     assert panel.create(spec_for(username="iptv000000013")).line_id == "8"
+
+
+def test_a_read_before_any_line_creates_no_file(tmp_path):
+    """``process --dry-run`` reads through the real adapter: a fresh install stays untouched."""
+    assert DryRunPanel("main", state_dir=tmp_path).get("iptv000000012", PASSWORD) is None
+    assert list(tmp_path.iterdir()) == []

@@ -131,6 +131,9 @@ class DryRunPanel:
 
     # -- storage ---------------------------------------------------------------------------------
     def _row(self, username: str) -> sqlite3.Row | None:
+        if self._conn is None and self._dir is not None and not self.state_path.exists() \
+                and not (self._dir / f"dry-run-{self.name}.json").exists():
+            return None  # nothing created yet: a read (``process --dry-run``) leaves no file behind
         return self._db().execute("SELECT * FROM lines WHERE username = ?", (username,)).fetchone()
 
     def _db(self) -> sqlite3.Connection:
