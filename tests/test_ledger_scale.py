@@ -211,3 +211,24 @@ def test_json_listings_are_streamed_with_the_same_text(rows, capsys):
 
     emit(iter(rows), ("id",), as_json=True)
     assert capsys.readouterr().out == json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+
+
+def test_status_reads_no_big_table_whole(cfg, ledger, monkeypatch):
+    """Every statement ``status`` runs reaches the inbox, audit, outbox and runs by an index."""
+    import iptvsync.ledger.db as db
+
+    statements: list[str] = []
+    opened = db.Ledger.__init__
+
+    def traced(self, *args, **kwargs):
+        opened(self, *args, **kwargs)
+        self.conn.set_trace_callback(statements.append)
+
+    monkeypatch.setattr(db.Ledger, "__init__", traced)
+    health(cfg)
+    selects = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+    assert selects
+    for sql in selects:
+        plan = [row[3] for row in ledger.conn.execute("EXPLAIN QUERY PLAN " + sql)]
+        big = ("inbox", "audit", "outbox", "runs")
+        assert not any(d.startswith(f"SCAN {t}") for d in plan for t in big), (sql, plan)

@@ -271,3 +271,9 @@ def m009_audit_checkpoint(db):
             rows INTEGER NOT NULL,          -- rows verified from the genesis up to it
             verified_at TEXT NOT NULL
         )""")
+
+
+@migrations()
+def m010_inbox_kind_index(db):
+    """``status`` counts this week's unclassified postbacks: by kind and time, not a scan."""
+    db.execute("CREATE INDEX inbox_kind ON inbox(kind, received_at)")
