@@ -394,3 +394,21 @@ def test_processes_creating_a_fresh_ledger_at_once_all_succeed(tmp_path):
             p.join(timeout=60)
         outcomes += [results.get(timeout=10) for _ in procs]
     assert outcomes == ["ok"] * 18
+
+
+def test_a_failing_upgrade_retried_every_minute_writes_one_backup(tmp_path, monkeypatch):
+    """cron retries a failed upgrade each minute: it must not write a full copy each time."""
+    from iptvsync.ledger.migrations import migrations
+
+    path = tmp_path / "ledger.db"
+    Ledger(path).close()
+    monkeypatch.setattr(migrations, "pending_names", lambda conn: ["m999_broken"])
+
+    def broken(database):
+        raise RuntimeError("the upgrade fails")
+
+    monkeypatch.setattr(migrations, "apply", broken, raising=False)  # found through __getattr__
+    for _ in range(3):
+        with pytest.raises(RuntimeError):
+            Ledger(path)
+    assert sorted(p.name for p in (tmp_path / "backups").iterdir()) == ["iptvsync-before-m999_broken.db"]

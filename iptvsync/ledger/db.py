@@ -93,17 +93,27 @@ class Ledger:
         if not self.pending_migrations():
             return []
         if "inbox" in self.db.table_names():  # an existing ledger: keep a copy of it as it was
-            self.backup_before_migrating()
+            self.backup_before_migrating(self.pending_migrations()[0])
         with self.tx():
             pending = self.pending_migrations()
             migrations.apply(self.db)
         return pending
 
-    def backup_before_migrating(self) -> Path:
-        """A dated copy in ``backups/`` next to the ledger, made before an upgrade changes the schema."""
-        from .backups import backup_into
+    def backup_before_migrating(self, first_pending: str) -> Path:
+        """A copy in ``backups/`` next to the ledger, made before an upgrade changes the schema.
 
-        target, _ = backup_into(self, self.path.parent / "backups")
+        One per upgrade, named by its first migration: if the upgrade fails, cron's next run
+        finds the copy and does not write another (a big ledger would otherwise fill the disk,
+        one full copy a minute). Rotation (``backup --keep``) never touches it.
+        """
+        target = self.path.parent / "backups" / f"iptvsync-before-{first_pending}.db"
+        if target.exists():
+            log.warning("ledger schema upgrade: the copy from before it is %s", target)
+            return target
+        partial = target.with_name(target.name + ".partial")  # a killed copy is never taken for done
+        partial.unlink(missing_ok=True)
+        self.backup(partial)
+        os.replace(partial, target)
         log.warning("ledger schema upgrade: backup written to %s", target)
         return target
 
