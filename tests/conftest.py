@@ -52,3 +52,13 @@ def start():
 @pytest.fixture
 def receiver(start, install) -> Receiver:
     return start(install)
+
+
+@pytest.fixture
+def ledger(cfg):
+    """The install's ledger, opened (and migrated) as the commands open it."""
+    from iptvsync.ledger.db import Ledger
+
+    led = Ledger(cfg.ledger_path)
+    yield led
+    led.close()

@@ -23,13 +23,6 @@ from iptvsync.ops.health import health
 T0 = "2026-11-20T18:00:00Z"
 
 
-@pytest.fixture
-def ledger(cfg):
-    led = Ledger(cfg.ledger_path)
-    yield led
-    led.close()
-
-
 def plans_of(ledger: Ledger, call) -> dict[str, list[str]]:
     """Run ``call()`` and return, for each SELECT it ran, SQLite's query plan (its detail lines)."""
     statements: list[str] = []

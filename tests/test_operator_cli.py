@@ -21,13 +21,6 @@ def invoke(install, *args):
     return CliRunner().invoke(app, ["--config", str(install), *map(str, args)], catch_exceptions=False)
 
 
-@pytest.fixture
-def ledger(cfg):
-    led = Ledger(cfg.ledger_path)
-    yield led
-    led.close()
-
-
 def audit_actions(ledger) -> list[str]:
     return [r["action"] for r in ledger.query("SELECT action FROM audit ORDER BY id")]
 

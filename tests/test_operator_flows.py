@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from email import message_from_bytes, policy
 
-import pytest
 from freezegun import freeze_time
 from support.install import BASE_TOML, write_install
 from support.postbacks import deliver, payload
@@ -15,13 +14,6 @@ from iptvsync.ledger.db import Ledger
 from iptvsync.ops import subs
 
 T0 = "2026-11-20T18:00:00Z"
-
-
-@pytest.fixture
-def ledger(cfg):
-    led = Ledger(cfg.ledger_path)
-    yield led
-    led.close()
 
 
 def kinds(ledger, sub_id=None) -> list[str]:

@@ -21,13 +21,6 @@ PAID = datetime(2026, 11, 20, 17, 37, 57, tzinfo=UTC)  # 14:37:57 in São Paulo
 T0 = "2026-11-20T18:00:00Z"
 
 
-@pytest.fixture
-def ledger(cfg):
-    led = Ledger(cfg.ledger_path)
-    yield led
-    led.close()
-
-
 def sub_row(ledger, key="sub:1104370"):
     return ledger.one("SELECT * FROM subscriptions WHERE key = ?", (key,))
 

@@ -10,20 +10,12 @@ from typer.testing import CliRunner
 
 from iptvsync.cli import _register, app
 from iptvsync.engine.runner import AlreadyRunning, process_lock, run_process
-from iptvsync.ledger.db import Ledger
 
 _register()
 
 
 def invoke(install, *args):
     return CliRunner().invoke(app, ["--config", str(install), *args], catch_exceptions=False)
-
-
-@pytest.fixture
-def ledger(cfg):
-    led = Ledger(cfg.ledger_path)
-    yield led
-    led.close()
 
 
 def test_process_json_summary(install, cfg, ledger):
