@@ -55,7 +55,8 @@ from iptvsync.errors import MalformedPostback  # noqa: E402
 from iptvsync.ledger.db import Ledger  # noqa: E402
 from iptvsync.ledger.inbox import inbox_row, store  # noqa: E402
 from iptvsync.monetizze.form import build_form  # noqa: E402
-from iptvsync.monetizze.postback import parse, redact  # noqa: E402
+from iptvsync.monetizze.postback import parse  # noqa: E402
+from iptvsync.monetizze.redact import redact  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "receiver.json"
 SAMPLE = ROOT / "tests" / "fixtures" / "monetizze" / "approved-first-charge.json"

@@ -29,7 +29,8 @@ from iptvsync.cli import _register, app
 from iptvsync.ledger.db import Ledger
 from iptvsync.ledger.inbox import inbox_row, store
 from iptvsync.ledger.migrations import migrations
-from iptvsync.monetizze.postback import parse, redact
+from iptvsync.monetizze.postback import parse
+from iptvsync.monetizze.redact import redact
 
 _register()
 

@@ -18,8 +18,8 @@ from iptvsync.monetizze.postback import (
     extract,
     parse,
     parse_body,
-    redact,
 )
+from iptvsync.monetizze.redact import redact
 
 FIXTURES = Path(__file__).parent / "fixtures" / "monetizze"
 FORM = "application/x-www-form-urlencoded"

@@ -18,7 +18,8 @@ from support.install import CHAVE, fixture_body
 from support.receiver import PATH
 
 from iptvsync.errors import MalformedPostback
-from iptvsync.monetizze.postback import extract, parse, redact
+from iptvsync.monetizze.postback import extract, parse
+from iptvsync.monetizze.redact import redact
 
 
 def fuzz(examples: int):

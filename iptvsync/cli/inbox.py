@@ -49,7 +49,7 @@ def show(ctx: typer.Context, inbox_id: int = typer.Argument(..., help="Inbox row
     """Show one stored postback with its parsed fields and (redacted) body."""
     from ..ledger import inbox
     from ..ledger.db import Ledger
-    from ..monetizze.postback import redact
+    from ..monetizze.redact import redact
 
     cfg = load(ctx)
     row = inbox.get(Ledger(cfg.ledger_path), inbox_id)

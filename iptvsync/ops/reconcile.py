@@ -29,7 +29,8 @@ from ..ledger.db import Ledger
 from ..ledger.inbox import inbox_row, store_rows
 from ..ledger.queue import SYNC, requeue
 from ..monetizze.api import MonetizzeApi, fetch_sales
-from ..monetizze.postback import Postback, parse, redact
+from ..monetizze.postback import Postback, parse
+from ..monetizze.redact import redact
 from ..panels.base import Panel
 from ..panels.breaker import Breaker
 

@@ -16,7 +16,8 @@ import time
 
 from ..config import Config
 from ..ledger.inbox import inbox_row
-from ..monetizze.postback import MalformedPostback, UnsupportedContentType, parse, redact_stored
+from ..monetizze.postback import MalformedPostback, UnsupportedContentType, parse
+from ..monetizze.redact import redact_stored
 from .body import BodyError
 from .writer import LedgerUnavailable, Writer
 
