@@ -15,6 +15,7 @@ import re
 import string
 import tomllib
 from dataclasses import dataclass, field, fields
+from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
@@ -79,7 +80,7 @@ class EmailSection:
     from_addr: str = setting("IPTV <no-reply@example.com>", key="from")
     reply_to: str = ""
     support: str = ""
-    language: str = "pt-BR"
+    language: str = setting("pt-BR", choices=("pt-BR", "en"))  # the shipped templates' languages
     templates_dir: str = ""
     smtp_host: str = ""
     smtp_port: int = 587
@@ -386,6 +387,12 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
     if any(d < 0 for d in sections["policy"]["reminder_days"]) or sections["policy"]["grace_days"] < 0:
         raise ConfigError(f"{file}: [policy] grace_days and reminder_days must not be negative"
                           f"{origin.get(('policy', 'grace_days'), '')}{origin.get(('policy', 'reminder_days'), '')}")
+    if sections["policy"]["max_attempts"] < 1:
+        raise ConfigError(f"{file}: [policy] max_attempts must be at least 1, got {sections['policy']['max_attempts']}"
+                          f"{origin.get(('policy', 'max_attempts'), '')}")
+    if "@" not in parseaddr(sections["email"]["from"])[1]:
+        raise ConfigError(f"{file}: [email] from must be an address such as \"Loja <no-reply@loja.com.br>\", "
+                          f"got {sections['email']['from']!r}{origin.get(('email', 'from'), '')}")
     if not sections["receiver"]["path"].startswith("/"):
         raise ConfigError(f"{file}: [receiver] path must start with '/'{origin.get(('receiver', 'path'), '')}")
     _check_receiver(sections["receiver"], file, origin)

@@ -512,3 +512,13 @@ def test_invalid_secret_key(tmp_path, key):
 def test_a_panel_whose_key_is_optional_loads_without_one(tmp_path):
     toml = '[panels.main]\nkind = "xtream-codes"\nurl = "http://panel.example:25500"\n' + PRODUCT
     assert load_config(write_install(tmp_path, toml)).panels["main"].caps.real
+
+
+@pytest.mark.parametrize(("section", "fragments"), [
+    ('[email]\nlanguage = "pt"\n', ("[email] language", "pt-BR", "'pt'")),  # would fail every email later
+    ('[email]\nfrom = "not an address"\n', ("[email] from", "not an address")),  # a Message-ID "@not"
+    ('[policy]\nmax_attempts = 0\n', ("[policy] max_attempts", "at least 1")),
+])
+def test_values_that_only_failed_at_send_time_fail_at_load(tmp_path, section, fragments):
+    message, config = config_error(tmp_path, MINIMAL + section)
+    assert_one_line(message, str(config), *fragments)

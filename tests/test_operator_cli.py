@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from iptvsync.cli import _register, app
 from iptvsync.engine.runner import process_lock
 from iptvsync.ledger.db import Ledger
+from iptvsync.ledger.queue import MailStatus
 
 _register()
 T0 = "2026-11-20T18:00:00Z"
@@ -177,3 +178,25 @@ def test_doctor_warns_about_example_values(tmp_path, monkeypatch):
     assert row["status"] == "warn"
     assert "[panels.main.links] server" in row["detail"] and "[email] from" in row["detail"]
     assert "[email] support" in row["detail"]
+
+
+def test_subs_show_takes_the_monetizze_subscription_code_that_inbox_show_prints(cfg, ledger):
+    from iptvsync.engine.runner import run_process
+    from iptvsync.ops import subs
+
+    deliver(ledger, payload(2, subscription="SIM6342998"))
+    run_process(cfg)
+    assert subs.find(ledger, "SIM6342998")["key"] == "sub:SIM6342998"
+
+
+def test_status_names_the_subscription_of_a_failed_email_and_the_commands(cfg, ledger):
+    from iptvsync.engine.runner import run_process
+    from iptvsync.ops.health import health
+
+    deliver(ledger, payload(2))
+    run_process(cfg)
+    with ledger.tx() as conn:
+        conn.execute("UPDATE outbox SET status = ?, last_error = '550 mailbox unavailable'", (MailStatus.FAILED,))
+    sub_id = ledger.one("SELECT subscription_id FROM outbox")["subscription_id"]
+    problem = next(p for p in health(cfg)["problems"] if "email(s)" in p)
+    assert f"iptvsync subs show {sub_id}" in problem and f"iptvsync subs retry {sub_id}" in problem

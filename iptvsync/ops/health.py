@@ -41,6 +41,9 @@ def health(cfg: Config) -> dict:
                 (now().strftime("%Y-%m-%d"),)).fetchone()[0],
             "last_run": one("SELECT MAX(finished_at) FROM runs"),
         }
+        facts["outbox_dead_subscriptions"] = [r[0] for r in conn.execute(
+            "SELECT DISTINCT subscription_id FROM outbox WHERE status IN (?, ?) ORDER BY subscription_id LIMIT 5",
+            (MailStatus.DEAD, MailStatus.FAILED))]
         reasons = [r[0] for r in conn.execute(  # why each is held, for `status`
             "SELECT 'inbox ' || id || ': ' || reason FROM inbox WHERE status = ? ORDER BY id LIMIT 3",
             (InboxStatus.HELD,))]
@@ -68,7 +71,10 @@ def health(cfg: Config) -> dict:
     if facts["subs_dead"]:
         problems.append(f"{facts['subs_dead']} subscription(s) dead on the panel: `iptvsync subs list --dead`")
     if facts["outbox_dead"]:
-        problems.append(f"{facts['outbox_dead']} email(s) dead or rejected: `iptvsync subs list --json`")
+        first = facts["outbox_dead_subscriptions"][0]
+        problems.append(f"{facts['outbox_dead']} email(s) failed for good or gave up (subscriptions "
+                        f"{', '.join(map(str, facts['outbox_dead_subscriptions']))}): why in "
+                        f"`iptvsync subs show {first}`, send again with `iptvsync subs retry {first}`")
     if facts["inbox_failed"] or facts["inbox_unmapped"]:
         hints = " and ".join(f"`iptvsync inbox list --status {s}`" for s in (InboxStatus.FAILED, InboxStatus.UNMAPPED)
                              if facts[f"inbox_{s}"])

@@ -25,12 +25,14 @@ class NotFound(UsageError):
 
 
 def find(ledger: Ledger, ref: str) -> dict:
-    """A subscription by id, key, username or (unique) buyer email."""
+    """A subscription by id, key, Monetizze subscription or sale code, username or (unique) buyer email."""
     row = None
     if ref.isdigit():
         row = ledger.one("SELECT * FROM subscriptions WHERE id = ?", (int(ref),))
     if row is None:
         row = ledger.one("SELECT * FROM subscriptions WHERE key = ? OR username = ?", (ref, ref))
+    if row is None:  # Monetizze's subscription or sale code, as `inbox show` prints it
+        row = ledger.one("SELECT * FROM subscriptions WHERE key IN (?, ?)", (f"sub:{ref}", f"sale:{ref}"))
     if row is None and "@" in ref:
         rows = ledger.query("SELECT * FROM subscriptions WHERE buyer_email = ?", (ref.strip().lower(),))
         if len(rows) > 1:
