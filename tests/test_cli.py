@@ -424,3 +424,20 @@ def test_ci_runs_the_readme_test_command():
     else:
         run_lines = [line for line in ci.splitlines() if line.strip() and not line.lstrip().startswith("#")]
         assert any(re.search(r"\bpytest\b", line) for line in run_lines)
+
+
+def test_inbox_show_blanks_the_configured_product_key_too(tmp_path):
+    """produto[chave] authenticates postbacks when check_product_key is on: a secret like the key."""
+    product_key = "fedcba9876543210fedcba9876543210"  # what the sample postbacks carry
+    install = write_install(tmp_path / "i", BASE_TOML.replace('name = "IPTV Mensal"',
+                                                              f'name = "IPTV Mensal"\nkey = "{product_key}"'))
+    from iptvsync.config import load_config
+
+    ledger = Ledger(load_config(install).ledger_path)
+    raw = (FIXTURES / "monetizze" / "approved-first-charge.form").read_bytes()
+    assert product_key.encode() in raw
+    inbox_id = put(ledger, raw, "application/x-www-form-urlencoded", datetime(2026, 11, 20, tzinfo=UTC))
+    for extra in ([], ["--json"]):
+        result = invoke("--config", install, "inbox", "show", inbox_id, *extra)
+        assert result.exit_code == 0
+        assert product_key not in result.output and "51000001" in result.output

@@ -60,7 +60,10 @@ def show(ctx: typer.Context, inbox_id: int = typer.Argument(..., help="Inbox row
     body = row.pop("body")
     body = body if isinstance(body, bytes) else str(body or "").encode()
     # the receiver stores bodies blanked; blank again for rows that came any other way
-    row["body"] = redact(body, cfg.secrets.chave_unica).decode("utf-8", "replace")
+    body = redact(body, cfg.secrets.chave_unica)
+    for product_key in {p.key for p in cfg.products.values() if p.key}:  # produto[chave] is a secret too
+        body = redact(body, product_key)
+    row["body"] = body.decode("utf-8", "replace")
     if row.get("content_type", "") and "json" in (row["content_type"] or ""):
         try:
             row["body"] = json.loads(row["body"])
