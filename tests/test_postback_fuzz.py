@@ -57,13 +57,13 @@ def _check(body: bytes, content_type: str | None) -> None:
     assert CHAVE not in json.dumps(again, ensure_ascii=False, default=str)
 
 
-@fuzz(700)
+@fuzz(1500)
 @given(body=st.binary(max_size=1500), content_type=CONTENT_TYPES)
 def test_any_bytes_parse_or_are_malformed(body, content_type):
     _check(body, content_type)
 
 
-@fuzz(700)
+@fuzz(1500)
 @given(fields=st.lists(st.tuples(KEY_TEXT, VALUE_TEXT), max_size=12),
        encode=st.sampled_from(["quote", "raw", "latin-1"]), content_type=CONTENT_TYPES)
 def test_form_like_bodies_parse_or_are_malformed(fields, encode, content_type):
@@ -86,7 +86,7 @@ JSON_VALUES = st.recursive(
     max_leaves=20)
 
 
-@fuzz(400)
+@fuzz(800)
 @given(payload=st.dictionaries(st.sampled_from(["chave_unica", "venda", "tipoEvento", "assinatura", "produto",
                                                 "comprador", "plano", "json", "postback_evento"]),
                                JSON_VALUES, max_size=8),
