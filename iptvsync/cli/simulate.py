@@ -85,16 +85,20 @@ def _post(ctx: typer.Context, kind: str, email: str, product: str | None, sale: 
 DEFAULT_EMAIL = "comprador@example.com"
 
 
+# the options every simulated event takes (one definition for purchase and the others)
+PRODUCT = typer.Option(None, help="Product code (default: the first in [products]).")
+SALE = typer.Option(None, help="Sale code (default: a fresh SIM… code).")
+SUBSCRIPTION = typer.Option(None, help="Subscription code (renewal/cancel: the purchase's).")
+PARCELA = typer.Option(1, help="Charge number (2 for the first renewal).")
+URL = typer.Option(None, help="Receiver URL (default: from [receiver]).")
+INSECURE = typer.Option(False, "--insecure", help="Do not verify the TLS certificate (a self-signed one).")
+YES = typer.Option(False, "--yes", help="Do not ask before changing a line on a real panel.")
+
+
 def _command(kind: str, doc: str):
     def command(ctx: typer.Context, email: str = typer.Option(DEFAULT_EMAIL, help="Buyer email."),
-                product: str = typer.Option(None, help="Product code (default: the first in [products])."),
-                sale: str = typer.Option(None, help="Sale code (default: a fresh SIM… code)."),
-                subscription: str = typer.Option(None, help="Subscription code (renewal/cancel: the purchase's)."),
-                parcela: int = typer.Option(1, help="Charge number (2 for the first renewal)."),
-                url: str = typer.Option(None, help="Receiver URL (default: from [receiver])."),
-                insecure: bool = typer.Option(False, "--insecure",
-                                              help="Do not verify the TLS certificate (a self-signed one)."),
-                yes: bool = typer.Option(False, "--yes", help="Do not ask before changing a line on a real panel.")):
+                product: str = PRODUCT, sale: str = SALE, subscription: str = SUBSCRIPTION,
+                parcela: int = PARCELA, url: str = URL, insecure: bool = INSECURE, yes: bool = YES):
         _post(ctx, kind, email, product, sale, subscription, parcela, url, insecure, yes)
 
     command.__doc__ = doc
@@ -103,14 +107,8 @@ def _command(kind: str, doc: str):
 
 @sim_app.command("purchase")
 def purchase(ctx: typer.Context, email: str = typer.Option(DEFAULT_EMAIL, help="Buyer email (--live: yours)."),
-             product: str = typer.Option(None, help="Product code (default: the first in [products])."),
-             sale: str = typer.Option(None, help="Sale code (default: a fresh SIM… code)."),
-             subscription: str = typer.Option(None, help="Subscription code (renewal/cancel: the purchase's)."),
-             parcela: int = typer.Option(1, help="Charge number (2 for the first renewal)."),
-             url: str = typer.Option(None, help="Receiver URL (default: from [receiver])."),
-             insecure: bool = typer.Option(False, "--insecure",
-                                           help="Do not verify the TLS certificate (a self-signed one)."),
-             yes: bool = typer.Option(False, "--yes", help="Do not ask before changing a line on a real panel."),
+             product: str = PRODUCT, sale: str = SALE, subscription: str = SUBSCRIPTION,
+             parcela: int = PARCELA, url: str = URL, insecure: bool = INSECURE, yes: bool = YES,
              live: bool = typer.Option(False, "--live", help="Rehearsal: follow it through panel and email, "
                                                             "then disable the test line."),
              wait: float = typer.Option(300, metavar="SECONDS", help="--live: how long to wait for each step.")):

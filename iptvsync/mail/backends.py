@@ -43,6 +43,14 @@ class MaildirBackend:
         return str(target)
 
 
+def quit_politely(smtp: smtplib.SMTP) -> None:
+    """QUIT, or just close the socket when the server is already gone."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
+
+
 class SmtpBackend:
     """Sends through an SMTP server: ``starttls`` (port 587), ``tls`` (465) or ``none``."""
 
@@ -99,10 +107,7 @@ class SmtpBackend:
             raise self._translate(exc) from exc
         finally:
             if smtp is not None:
-                try:
-                    smtp.quit()
-                except (smtplib.SMTPException, OSError):
-                    smtp.close()
+                quit_politely(smtp)
 
     def _connect(self) -> _RecordingSMTP | _RecordingSMTP_SSL:
         if self.security == "tls":

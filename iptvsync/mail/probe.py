@@ -15,7 +15,7 @@ from email.utils import format_datetime, parseaddr
 
 from .. import clock
 from ..config import Config
-from .backends import MaildirBackend, _reply
+from .backends import MaildirBackend, _reply, quit_politely
 from .message import make_message_id
 
 
@@ -84,20 +84,12 @@ def send_reporting(cfg: Config, msg: EmailMessage) -> list[Step]:
             steps.append(Step(step, True, f"as {cfg.secrets.smtp_username}: {_reply(code, text)}"))
         else:
             steps.append(Step("auth", True, "skipped (no SMTP_USERNAME)"))
-        step = "mail"
-        sender = parseaddr(msg["From"])[1]
-        code, text = smtp.mail(sender)
-        if code >= 400:
-            steps.append(Step(step, False, f"from {sender}: {_reply(code, text)}"))
-            return steps
-        steps.append(Step(step, True, f"from {sender}: {_reply(code, text)}"))
-        step = "rcpt"
-        rcpt = parseaddr(msg["To"])[1]
-        code, text = smtp.rcpt(rcpt)
-        if code >= 400:
-            steps.append(Step(step, False, f"to {rcpt}: {_reply(code, text)}"))
-            return steps
-        steps.append(Step(step, True, f"to {rcpt}: {_reply(code, text)}"))
+        sender, rcpt = parseaddr(msg["From"])[1], parseaddr(msg["To"])[1]
+        for step, say, address, word in (("mail", smtp.mail, sender, "from"), ("rcpt", smtp.rcpt, rcpt, "to")):
+            code, text = say(address)
+            steps.append(Step(step, code < 400, f"{word} {address}: {_reply(code, text)}"))
+            if code >= 400:
+                return steps
         step = "data"
         code, text = smtp.data(msg.as_bytes())
         steps.append(Step(step, code < 400, f"accepted: {_reply(code, text)}" if code < 400 else _reply(code, text)))
@@ -107,10 +99,7 @@ def send_reporting(cfg: Config, msg: EmailMessage) -> list[Step]:
         steps.append(Step(step, False, clean(f"{type(exc).__name__}: {exc}")))
     finally:
         if smtp is not None:
-            try:
-                smtp.quit()
-            except (smtplib.SMTPException, OSError):
-                smtp.close()
+            quit_politely(smtp)
     return steps
 
 
