@@ -28,11 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
-import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +44,7 @@ import requests  # noqa: E402
 from process import IndexedXuiAdmin, listen_backlog  # noqa: E402
 from support.install import BASE_TOML, write_install  # noqa: E402
 from support.postbacks import payload  # noqa: E402
+from support.receiver import Receiver  # noqa: E402
 from support.smtp import smtp_server  # noqa: E402
 
 from iptvsync.clock import now  # noqa: E402
@@ -172,18 +169,9 @@ def run(args) -> dict:
         cfg = load_config(config)
         parent.send(("latency", args.latency_ms / 1000))
         parent.recv()
-        server = subprocess.Popen([sys.executable, "-m", "iptvsync", "--config", str(config), "serve",
-                                   "--process-on-postback", "--process-every", "60"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        server = Receiver(config, "--process-on-postback", "--process-every", "60")
         try:
-            url = None
-            while url is None:
-                line = server.stderr.readline()
-                if not line:
-                    raise SystemExit("serve exited before listening")
-                match = re.search(r"iptvsync receiver on (http://\S+)", line)
-                url = match.group(1) if match else None
+            url = server.url
             sent: dict[int, float] = {}
             session = requests.Session()
             for i in range(args.buyers):
@@ -199,8 +187,7 @@ def run(args) -> dict:
             parent.send(("stamps", None))
             stamps = parent.recv()
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=60)
+            server.stop()
         ledger = Ledger(cfg.ledger_path)
         keys = {r["key"]: r for r in ledger.query("SELECT key, buyer_email FROM subscriptions")}
         ledger.close()

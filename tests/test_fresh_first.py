@@ -175,30 +175,14 @@ def test_the_sweep_takes_at_most_its_limit_per_run(cfg, wave):
 def test_serve_processes_a_postback_as_soon_as_it_is_stored(install, cfg):
     """No clock in between: ``serve --process-on-postback`` has no --process-every, so only the
     stored postback can have started the run that made the line and sent the email."""
-    import os
-    import re
-    import signal
-    import subprocess
-    import sys
-
-    import requests
     from support.install import wait_for
+    from support.receiver import Receiver
 
-    server = subprocess.Popen([sys.executable, "-m", "iptvsync", "--config", str(install), "serve",
-                               "--process-on-postback"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    server = Receiver(install, "--process-on-postback")
     try:
-        url = None
-        while url is None:
-            line = server.stderr.readline()
-            assert line, "serve exited before listening"
-            match = re.search(r"iptvsync receiver on (http://\S+)", line)
-            url = match.group(1) if match else None
         paid = datetime.now(UTC) - timedelta(minutes=1)
         body = build_form(buyer(1, paid))
-        reply = requests.post(url + "/monetizze/postback/s3cr3tpath", data=body, headers={"Content-Type": FORM},
-                              timeout=30)
-        assert reply.status_code == 200
+        assert server.post(body, FORM).status_code == 200
         mail = cfg.ledger_path.parent / "mail"
         emails = wait_for(lambda: list(mail.glob("*.eml")) if mail.exists() else [], "the access email")
         assert len(emails) == 1 and b"buyer1@example.com" in emails[0].read_bytes()
@@ -206,9 +190,8 @@ def test_serve_processes_a_postback_as_soon_as_it_is_stored(install, cfg):
         assert [line["enabled"] for line in panel.lines().values()] == [True]
         panel.close()
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-    assert server.returncode == 0
+        returncode = server.stop()
+    assert returncode == 0
 
 
 @pytest.mark.parametrize("wave", [7], indirect=True)
