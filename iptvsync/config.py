@@ -232,11 +232,10 @@ class Config:
         """The receiver's certificate and key (``--certfile``/``--keyfile`` over ``[receiver]``),
         checked to exist and to load; None for plain HTTP. One ``ConfigError`` line naming the
         setting otherwise, so `serve`, `status` and `doctor` say the same thing."""
-        import ssl
-
         cert, key = certfile or self.receiver.certfile, keyfile or self.receiver.keyfile
         if not cert and not key:
             return None
+        import ssl  # only here: plain HTTP installs (and every `status` of them) never pay its import
 
         def where(name: str, option: str | None) -> str:
             return f"--{name}" if option else f"{self.path}: [receiver] {name}"

@@ -85,6 +85,26 @@ def test_the_sweep_reads_expiries_and_reminders_by_index(cfg, ledger):
     assert uses(plans, "subs_expiry", "subscriptions") and uses(plans, "subs_paid_until", "subscriptions"), plans
 
 
+
+@freeze_time(T0)
+def test_applying_a_renewal_reads_every_table_by_index(cfg, ledger):
+    """The apply stage runs for every postback: a renewal of a subscription with charges and a
+    grant reads charges, grants, subscriptions, outbox and audit by index, never whole."""
+    from iptvsync.engine.apply import apply_inbox
+
+    deliver(ledger, payload(2, sale="70000001", subscription="5000001", parcela=1))
+    apply_inbox(ledger, cfg, now())
+    sub = ledger.one("SELECT id FROM subscriptions")["id"]
+    ledger.conn.execute("INSERT INTO grants (grant_key, subscription_id, days, granted_at, actor)"
+                        " VALUES ('g1', ?, 3, ?, 't')", (sub, T0))
+    deliver(ledger, payload(2, sale="70000002", subscription="5000001", parcela=2))
+    plans = plans_of(ledger, lambda: apply_inbox(ledger, cfg, now()))
+    details = [d for plan in plans.values() for d in plan]
+    assert any("INDEX charges_sub" in d for d in details) and any("INDEX grants_sub" in d for d in details), plans
+    for table in ("charges", "grants", "subscriptions", "outbox", "audit"):
+        assert not any(d.startswith(f"SCAN {table}") for d in details), (table, plans)
+    assert ledger.one("SELECT COUNT(*) n FROM charges WHERE subscription_id = ?", (sub,))["n"] == 2
+
 # --- retention ------------------------------------------------------------------------------
 
 def test_settled_bodies_are_compressed_and_read_back_as_received(cfg, ledger):

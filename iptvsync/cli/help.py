@@ -5,6 +5,8 @@ at the end of the top-level help.
 
 from __future__ import annotations
 
+from copy import copy
+
 #: top-level command -> its panel in ``iptvsync --help``, in the order shown
 PANELS = {
     "status": "Daily", "logs": "Daily", "subs": "Daily", "inbox": "Daily",
@@ -48,7 +50,9 @@ def polish(command, *, top: bool = True) -> None:
             param.metavar = "" if param.is_flag or param.count else param.name.upper()
         elif getattr(param, "param_type_name", "") == "argument":
             param.metavar = param.metavar or param.name.upper()
-            param.display_type_rich = _no_type  # the name says it: no "<list[int]>" beside it
+            # the name says it: no "<str>" beside it (the type is copied: Click shares one per kind)
+            param.type = copy(param.type)
+            param.type.get_metavar = _no_type
     _quiet_help_option(command)
     for name, sub in getattr(command, "commands", {}).items():
         if top and name in PANELS:
@@ -56,8 +60,8 @@ def polish(command, *, top: bool = True) -> None:
         polish(sub, top=False)
 
 
-def _no_type(ctx=None) -> None:
-    return None
+def _no_type(param=None, ctx=None) -> str:
+    return ""
 
 
 def _quiet_help_option(command) -> None:

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 from ..clock import iso, now
 from ..config import Config
-from ..engine.apply import queue_cancellation
 from ..engine.derive import facts, recompute
 from ..engine.model import STATES, subscription_state
 from ..errors import UsageError
@@ -176,6 +175,8 @@ def _hold_changes(conn: sqlite3.Connection, cfg: Config, sub: dict, hold: str) -
 
 
 def cancel(ledger: Ledger, cfg: Config, ref: str, immediately: bool) -> dict:
+    from ..engine.apply import queue_cancellation  # lazily: it parses postbacks, which `subs show` never does
+
     sub = find(ledger, ref)
     t = now()
     mode = "immediately" if immediately else "end_of_period"
