@@ -11,11 +11,22 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+_LAST_ISO: tuple[datetime | None, str | None] = (None, None)
+
+
 def iso(dt: datetime | None) -> str | None:
-    """ISO-8601 UTC text as stored in the ledger, e.g. ``2026-11-20T17:37:57Z``."""
+    """ISO-8601 UTC text as stored in the ledger, e.g. ``2026-11-20T17:37:57Z``.
+
+    The last answer is kept: a stage passes one ``now`` to every row it touches, so applying a
+    postback asks for the same moment's text about ten times (datetimes are immutable)."""
+    global _LAST_ISO
     if dt is None:
         return None
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    last, text = _LAST_ISO
+    if dt is not last:
+        text = dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        _LAST_ISO = (dt, text)
+    return text
 
 
 def parse_iso(text: str | None) -> datetime | None:

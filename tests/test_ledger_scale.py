@@ -99,6 +99,9 @@ def test_applying_a_renewal_reads_every_table_by_index(cfg, ledger):
                         " VALUES ('g1', ?, 3, ?, 't')", (sub, T0))
     deliver(ledger, payload(2, sale="70000002", subscription="5000001", parcela=2))
     plans = plans_of(ledger, lambda: apply_inbox(ledger, cfg, now()))
+    # the audit chain's last hash: a walk down the rowid that stops at the first row
+    last_hash = plans.pop("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
+    assert last_hash == ["SCAN audit"]
     details = [d for plan in plans.values() for d in plan]
     assert any("INDEX charges_sub" in d for d in details) and any("INDEX grants_sub" in d for d in details), plans
     for table in ("charges", "grants", "subscriptions", "outbox", "audit"):

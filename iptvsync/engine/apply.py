@@ -212,12 +212,12 @@ def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postba
             raise NotApplicable(f"event {pb.event} without a sale code")
         paid_at, paid_from = _paid_at(pb, charge_kind, received_at)
         before, after = _upsert_charge(conn, sub["id"], pb, charge_kind, paid_at, days, months, now)
-        _, want = recompute(conn, sub["id"], cfg, now)
+        _, want = recompute(conn, sub["id"], cfg, now, current=sub)  # the row as RETURNING gave it
         extra = {"paid_at_from": paid_from} if paid_from else {}
-        paid = conn.execute("SELECT paid_until FROM subscriptions WHERE id = ?", (sub["id"],)).fetchone()[0]
         # paid_until as `subs show` has it (no grace); access_until is when the line stops (with grace)
         ledger.audit(f"charge.{after}", actor="process", event=pb.event, parcela=pb.parcela,
-                     previous=before, paid_until=paid, access_until=want.access_until, enabled=want.enabled,
+                     previous=before, paid_until=iso(want.paid_until), access_until=want.access_until,
+                     enabled=want.enabled,
                      **extra, **who)
         _queue_charge_emails(conn, cfg, sub, pb, before, after, want, now)
         charged = f"charge {_charge_key(pb)}: {before or 'new'} -> {after}"
@@ -242,7 +242,8 @@ def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postba
                   to_addr=sub["buyer_email"], now=now, context={"access_until": iso(want.access_until)})
         return _joined(charged, "subscription overdue: access runs to paid_until + grace")
 
-    recompute(conn, sub["id"], cfg, now)  # sub_active / waiting-only events: record, nothing to change
+    # sub_active / waiting-only events: record, nothing to change
+    recompute(conn, sub["id"], cfg, now, current=None if charged else sub)
     ledger.audit(f"subscription.{pb.kind}", actor="process", event=pb.event, **who)
     return _joined(charged, f"recorded {pb.kind}")
 

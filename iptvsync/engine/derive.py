@@ -16,13 +16,18 @@ from .model import PAYING, Desired, Period, SubFacts, desired_state, paid_until
 
 
 def facts(conn: sqlite3.Connection, sub: dict, cfg: Config) -> SubFacts:
-    charges = [dict(r) for r in conn.execute(
-        "SELECT charge_key, status, paid_at, days, months FROM charges WHERE subscription_id = ?", (sub["id"],))]
-    grants = [dict(r) for r in conn.execute(
-        "SELECT grant_key, granted_at, days FROM grants WHERE subscription_id = ?", (sub["id"],))]
-    periods = [Period(parse_iso(c["paid_at"]), c["days"], "c:" + c["charge_key"], c["months"])
-               for c in charges if c["status"] in PAYING and c["paid_at"]]
-    periods += [Period(parse_iso(g["granted_at"]), g["days"], "g:" + g["grant_key"]) for g in grants]
+    charges, periods = [], []
+    # one statement for both tables: this runs for every postback applied
+    for source, key, status, at, days, months in conn.execute(
+            "SELECT 'c', charge_key, status, paid_at, days, months FROM charges WHERE subscription_id = :id"
+            " UNION ALL SELECT 'g', grant_key, NULL, granted_at, days, 0 FROM grants WHERE subscription_id = :id",
+            {"id": sub["id"]}):
+        if source == "c":
+            charges.append({"status": status, "paid_at": at})
+            if status in PAYING and at:
+                periods.append(Period(parse_iso(at), days, "c:" + key, months))
+        else:
+            periods.append(Period(parse_iso(at), days, "g:" + key))
     # A dispute is over once a charge paid after the disputed one comes in (a renewal).
     disputed = False
     for c in charges:
@@ -37,12 +42,15 @@ def facts(conn: sqlite3.Connection, sub: dict, cfg: Config) -> SubFacts:
         refunded=any(c["status"] == "refunded" for c in charges))
 
 
-def recompute(conn: sqlite3.Connection, sub_id: int, cfg: Config, now: datetime) -> tuple[dict, Desired]:
+def recompute(conn: sqlite3.Connection, sub_id: int, cfg: Config, now: datetime,
+              current: dict | None = None) -> tuple[dict, Desired]:
     """Refresh paid_until and the desired line state; mark the line for sync when it moved.
 
-    Returns the subscription row as it was before, and the new desired state.
+    Returns the subscription row as it was before, and the new desired state (with the
+    paid_until it stored). ``current`` is that row when the caller has just read it.
     """
-    sub = dict(conn.execute("SELECT * FROM subscriptions WHERE id = ?", (sub_id,)).fetchone())
+    sub = current if current is not None else dict(
+        conn.execute("SELECT * FROM subscriptions WHERE id = ?", (sub_id,)).fetchone())
     f = facts(conn, sub, cfg)
     want = desired_state(f, now)
     expires = epoch(want.access_until) if want.access_until else None

@@ -71,6 +71,7 @@ class Desired:
     enabled: bool
     access_until: datetime | None
     reason: str  # why (for audit and `subs show`)
+    paid_until: datetime | None = None  # what it was derived from (``subs show``'s paid_until, no grace)
 
 
 def access_until(f: SubFacts) -> datetime | None:
@@ -113,15 +114,20 @@ def subscription_state(f: SubFacts, now: datetime) -> str:
 
 def desired_state(f: SubFacts, now: datetime) -> Desired:
     until = access_until(f)
+    enabled, reason = _decide(f, until, now)
+    return Desired(enabled, until, reason, f.paid_until)
+
+
+def _decide(f: SubFacts, until: datetime | None, now: datetime) -> tuple[bool, str]:
     if until is None:
-        return Desired(False, None, "nothing paid")
+        return False, "nothing paid"
     if f.hold == "suspended":
-        return Desired(False, until, "suspended by operator")
+        return False, "suspended by operator"
     if f.disputed and f.on_dispute == "suspend" and f.hold != "resumed":
-        return Desired(False, until, "payment disputed")
+        return False, "payment disputed"
     if f.cancelled and f.cancel_mode == "immediately":
-        return Desired(False, until, "subscription cancelled")
+        return False, "subscription cancelled"
     if now >= until:
-        return Desired(False, until, "expired")
-    return Desired(True, until, "paid")
+        return False, "expired"
+    return True, "paid"
 

@@ -280,3 +280,9 @@ def m010_status_indexes(db):
     db.execute("CREATE INDEX inbox_kind ON inbox(kind, received_at)")
     db.execute("CREATE INDEX subs_no_email ON subscriptions(id) WHERE paid_until IS NOT NULL"
                " AND (buyer_email IS NULL OR buyer_email NOT LIKE '_%@_%')")
+
+
+@migrations()
+def m011_grants_index(db):
+    """Applying a postback reads the subscription's charges and grants: both by index."""
+    db.execute("CREATE INDEX grants_sub ON grants(subscription_id)")
