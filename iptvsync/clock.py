@@ -1,6 +1,7 @@
 """The one clock seam: every timestamp iptvsync writes comes from ``now()``."""
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
@@ -11,22 +12,16 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-_LAST_ISO: tuple[datetime | None, str | None] = (None, None)
-
-
 def iso(dt: datetime | None) -> str | None:
-    """ISO-8601 UTC text as stored in the ledger, e.g. ``2026-11-20T17:37:57Z``.
+    """ISO-8601 UTC text as stored in the ledger, e.g. ``2026-11-20T17:37:57Z``."""
+    return None if dt is None else _iso(dt)
 
-    The last answer is kept: a stage passes one ``now`` to every row it touches, so applying a
-    postback asks for the same moment's text about ten times (datetimes are immutable)."""
-    global _LAST_ISO
-    if dt is None:
-        return None
-    last, text = _LAST_ISO
-    if dt is not last:
-        text = dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        _LAST_ISO = (dt, text)
-    return text
+
+@lru_cache(maxsize=256)
+def _iso(dt: datetime) -> str:
+    # remembered: a stage passes one ``now`` to every row it touches, so applying a postback
+    # asks for the same moment's text about ten times (a hash lookup instead of a strftime)
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_iso(text: str | None) -> datetime | None:

@@ -30,11 +30,13 @@ log = logging.getLogger("iptvsync.apply")
 #: the write lock is held for tens of milliseconds only (the receiver waits on it).
 BATCH_ROWS = 64
 
-#: Pending rows, and parked ones whose backoff has passed (``queue.INBOX.retried``).
+#: Pending rows, and parked ones whose backoff has passed (``queue.INBOX.retried``), with this
+#: attempt counted. A read, not an update: the batch's transaction holds the write lock, and
+#: each row is written once, when it is settled (``done`` or ``park`` store ``attempts``). An
+#: inbox row holds its ~5 kB body, and SQLite rewrites a whole row on every update.
 CLAIM = f"""
-UPDATE inbox SET attempts = attempts + 1
-WHERE id IN (SELECT id FROM inbox NOT INDEXED WHERE {due(INBOX)} AND id > :after ORDER BY id LIMIT :batch)
-RETURNING id, body, content_type, attempts, received_at, attached_to
+SELECT id, body, content_type, attempts + 1 AS attempts, received_at, attached_to
+FROM inbox NOT INDEXED WHERE {due(INBOX)} AND id > :after ORDER BY id LIMIT :batch
 """
 #: NOT INDEXED: the claim walks the rowids up from ``after`` and stops at ``batch`` rows. Through
 #: the status index SQLite would gather and sort every due row for each batch of 64: quadratic
@@ -79,9 +81,8 @@ def apply_inbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = 
         claimed: list[int] = []
         try:
             with ledger.tx() as conn:
-                rows = sorted(conn.execute(CLAIM, {"now": iso(now), "after": after, "batch": size,
-                                                   "max_attempts": cfg.policy.max_attempts}),
-                              key=lambda r: r["id"])
+                rows = conn.execute(CLAIM, {"now": iso(now), "after": after, "batch": size,
+                                            "max_attempts": cfg.policy.max_attempts}).fetchall()
                 claimed = [row["id"] for row in rows]
                 outcomes = [_apply_row(conn, ledger, cfg, row, now) for row in rows]
         except Exception as exc:
@@ -117,7 +118,7 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
         _, pb = parse(row["body"], row["content_type"])
         outcome = apply_postback(conn, ledger, cfg, pb, now, inbox_id=row["id"],
                                  received_at=row["received_at"], attached_to=row["attached_to"])
-        done(conn, INBOX, row["id"], InboxStatus.APPLIED, outcome, applied_at=iso(now))
+        done(conn, INBOX, row["id"], InboxStatus.APPLIED, outcome, applied_at=iso(now), attempts=row["attempts"])
     except (Unmapped, NotApplicable, Held) as exc:
         status = {Unmapped: InboxStatus.UNMAPPED, Held: InboxStatus.HELD}.get(type(exc), InboxStatus.FAILED)
         reason = str(exc)
@@ -128,7 +129,6 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
         conn.execute("RELEASE apply_row")
         return InboxStatus.APPLIED
     conn.execute("ROLLBACK TO apply_row")
-    # attempts was counted by the claim, which the rollback to the savepoint keeps
     park(conn, INBOX, row["id"], status, reason, attempts=row["attempts"], now=now)
     # with the sale and the buyer, so `logs --email` shows support why nothing happened
     ledger.audit(f"inbox.{status}", actor="process", reason=reason, inbox_id=row["id"],
@@ -139,8 +139,7 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
 
 def _settle(ledger: Ledger, inbox_id: int, status: str, reason: str, now: datetime) -> None:
     with ledger.tx() as conn:
-        attempts = conn.execute("UPDATE inbox SET attempts = attempts + 1 WHERE id = :id RETURNING attempts",
-                                {"id": inbox_id}).fetchone()[0]
+        attempts = conn.execute("SELECT attempts + 1 FROM inbox WHERE id = :id", {"id": inbox_id}).fetchone()[0]
         park(conn, INBOX, inbox_id, status, reason, attempts=attempts, now=now)
         ledger.audit(f"inbox.{status}", actor="process", reason=reason, inbox_id=inbox_id)
 

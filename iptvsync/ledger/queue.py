@@ -108,9 +108,11 @@ def fail(conn: sqlite3.Connection, q: Queue, row_id: int, *, attempts: int, erro
 
 def park(conn: sqlite3.Connection, q: Queue, row_id: int, status: str, reason: str, *, attempts: int,
          now: datetime) -> None:
-    """Set a row aside with why; statuses in ``q.retried`` come back after the backoff."""
-    conn.execute(f"UPDATE {q.table} SET {q.status} = :s, {q.error} = :r, run_after = :after WHERE id = :id",
-                 {"s": status, "r": reason, "after": iso(now + retry_after(attempts)), "id": row_id})
+    """Set a row aside with why, ``attempts`` (this one counted) stored; statuses in
+    ``q.retried`` come back after the backoff."""
+    conn.execute(f"UPDATE {q.table} SET {q.status} = :s, {q.error} = :r, run_after = :after, attempts = :a"
+                 " WHERE id = :id",
+                 {"s": status, "r": reason, "after": iso(now + retry_after(attempts)), "a": attempts, "id": row_id})
 
 
 def requeue(conn: sqlite3.Connection, q: Queue, *, ids: Iterable[int] | None = None,
