@@ -137,12 +137,37 @@ SIMULATE_HELP = """\
 [exit 0]"""
 
 
+SERVE_HELP = """\
+ Usage: iptvsync serve [OPTIONS]
+
+ Run the postback receiver until SIGTERM.
+
+╭─ Options ────────────────────────────────────────────────────────────────────╮
+│ --host                          HOST      Listen address (default [receiver] │
+│                                           host).                             │
+│ --port                          PORT      Listen port (default [receiver]    │
+│                                           port).                             │
+│ --certfile                      CERTFILE  TLS certificate (PEM).             │
+│ --keyfile                       KEYFILE   TLS private key (PEM).             │
+│ --process-every                 SECONDS   Also run `process` every SECONDS   │
+│                                           (installs without cron).           │
+│                                           [default: 0]                       │
+│ --process-on-postback                     Run `process` as soon as a         │
+│                                           postback is stored (default: on    │
+│                                           with --process-every).             │
+│ --no-process-on-postback                  Do not: with --process-every, run  │
+│                                           `process` only on its clock.       │
+│ --help                                    Show this message and exit.        │
+╰──────────────────────────────────────────────────────────────────────────────╯
+[exit 0]"""
+
 @pytest.mark.parametrize(("args", "expected"), [
     ((), TOP_HELP.replace("[exit 0]", "[exit 2]")),  # no command: the same help, exit 2 (a usage error)
     (("--help",), TOP_HELP),
     (("subs", "list", "--help"), SUBS_LIST_HELP),
     (("simulate", "purchase", "--help"), SIMULATE_HELP),
-], ids=["no-arguments", "top", "subs-list", "simulate-purchase"])
+    (("serve", "--help"), SERVE_HELP),
+], ids=["no-arguments", "top", "subs-list", "simulate-purchase", "serve"])
 def test_help_texts(args, expected):
     assert render(*args) == expected
 
@@ -176,6 +201,17 @@ def test_every_bracket_in_help_is_shown():
             for word in (param.help or "").split():
                 if "[" in word:
                     assert word in text, (path, word)
+
+
+def test_every_option_name_is_shown_whole_at_80_columns():
+    """An option the operator cannot read in full cannot be typed: no name cut to "--process-on-postba…"."""
+    for path, command in walk(typer.main.get_command(app)):
+        text = render(*path, "--help")
+        assert not re.search(r"-[\w-]*…", text), (path, text)
+        for param in command.params:
+            for name in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())):
+                if name.startswith("--"):
+                    assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w…-])", text), (path, name, text)
 
 
 def test_the_top_level_help_groups_every_command():
@@ -233,7 +269,9 @@ def test_config_errors(tmp_path, toml, env, expected):
      "error: --state must be one of active, grace, suspended, disputed, cancelled, expired, refunded, unpaid,"
      " got 'late'\n[exit 2]"),
     (("serve", "--certfile", "/nowhere/cert.pem"), "error: --certfile: /nowhere/cert.pem does not exist\n[exit 2]"),
-], ids=["inbox-status", "inbox-replay", "subs-grant-product", "subs-state", "serve-certfile"])
+    (("serve", "--process-on-postback", "--no-process-on-postback"),
+     "error: --process-on-postback and --no-process-on-postback contradict each other: pass one\n[exit 2]"),
+], ids=["inbox-status", "inbox-replay", "subs-grant-product", "subs-state", "serve-certfile", "serve-on-postback"])
 def test_usage_errors(tmp_path, args, expected):
     assert render(*args, install=install_with(tmp_path)) == expected
 

@@ -74,14 +74,22 @@ def serve(ctx: typer.Context,
           keyfile: str = typer.Option(None, help="TLS private key (PEM)."),
           process_every: float = typer.Option(0, "--process-every", metavar="SECONDS",
                                               help="Also run `process` every SECONDS (installs without cron)."),
-          on_postback: bool = typer.Option(None, "--process-on-postback/--no-process-on-postback",
-                                           help="Run `process` as soon as a postback is stored (default: "
-                                                "on with --process-every).")):
+          # two flags, not one "--x/--no-x" option: Typer's help gives the pair two columns, which
+          # do not both fit 80 columns whole
+          on_postback: bool = typer.Option(False, "--process-on-postback",
+                                           help="Run `process` as soon as a postback is stored (default:"
+                                                " on with --process-every)."),
+          no_on_postback: bool = typer.Option(False, "--no-process-on-postback",
+                                              help="Do not: with --process-every, run `process` only on"
+                                                   " its clock.")):
     """Run the postback receiver until SIGTERM."""
+    from ..errors import UsageError
     from ..receiver.server import serve as run_server
 
+    if on_postback and no_on_postback:
+        raise UsageError("--process-on-postback and --no-process-on-postback contradict each other: pass one")
     cfg = load(ctx, {"receiver.host": host, "receiver.port": port})
-    on_postback = process_every > 0 if on_postback is None else on_postback
+    on_postback = on_postback or (process_every > 0 and not no_on_postback)
     background = None
     if process_every > 0 or on_postback:
         from ..engine.runner import process_loop
