@@ -269,9 +269,11 @@ def test_config_errors(tmp_path, toml, env, expected):
      "error: --state must be one of active, grace, suspended, disputed, cancelled, expired, refunded, unpaid,"
      " got 'late'\n[exit 2]"),
     (("serve", "--certfile", "/nowhere/cert.pem"), "error: --certfile: /nowhere/cert.pem does not exist\n[exit 2]"),
+    (("logs", "--subscription", "abc"), "error: no subscription 'abc'\n[exit 2]"),
     (("serve", "--process-on-postback", "--no-process-on-postback"),
      "error: --process-on-postback and --no-process-on-postback contradict each other: pass one\n[exit 2]"),
-], ids=["inbox-status", "inbox-replay", "subs-grant-product", "subs-state", "serve-certfile", "serve-on-postback"])
+], ids=["inbox-status", "inbox-replay", "subs-grant-product", "subs-state", "serve-certfile", "logs-subscription",
+    "serve-on-postback"])
 def test_usage_errors(tmp_path, args, expected):
     assert render(*args, install=install_with(tmp_path)) == expected
 

@@ -122,6 +122,19 @@ def test_subs_grant_extend_suspend_resume_cancel(install, cfg, ledger):
     assert invoke(install, "subs", "show", "nobody").exit_code == 2  # a usage error
 
 
+def test_logs_by_subscription_takes_what_subs_show_takes(install, cfg, ledger):
+    deliver(ledger, payload(2, subscription="1104370"))
+    invoke(install, "process")
+    sub_id = json.loads(invoke(install, "subs", "show", "1104370", "--json").stdout)["id"]
+    for ref in (str(sub_id), "1104370", "sub:1104370"):  # the id, Monetizze's subscription code, the key
+        rows = json.loads(invoke(install, "logs", "--subscription", ref, "--json").stdout)
+        assert rows and {r["subscription_id"] for r in rows} == {sub_id}, ref
+        assert "panel.created" in [r["action"] for r in rows]
+    unknown = invoke(install, "logs", "--subscription", "abc")
+    assert unknown.exit_code == 2
+    assert unknown.output == "error: no subscription 'abc'\n"
+
+
 def test_logs_by_email_shows_an_unmapped_product(install, cfg, ledger):
     deliver(ledger, payload(2, product="999"))
     invoke(install, "process")

@@ -17,7 +17,9 @@ COLUMNS = ("id", "at", "actor", "action", "subscription_id", "sale_code", "buyer
 def logs(ctx: typer.Context, since: str = typer.Option(None, help="e.g. 2d, 12h, or a date."),
          sale: str = typer.Option(None, help="Monetizze sale code."),
          email: str = typer.Option(None, help="Buyer email."),
-         subscription: int = typer.Option(None, help="Subscription id."),
+         subscription: str = typer.Option(None, metavar="REF",
+                                          help="Subscription id, key, Monetizze subscription code, username or"
+                                               " buyer email (as `subs show` takes)."),
          action: str = typer.Option(None, help="Action prefix, e.g. panel, email, charge."),
          limit: int = typer.Option(200, metavar="N", help="At most N rows."),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new rows as they come (Ctrl-C"
@@ -26,10 +28,12 @@ def logs(ctx: typer.Context, since: str = typer.Option(None, help="e.g. 2d, 12h,
     """The audit trail, oldest first."""
     from ..ledger.audit import query_audit
     from ..ledger.db import Ledger
+    from ..ops.subs import find
     from ..timeparse import since_to_datetime
 
     ledger = Ledger(load(ctx).ledger_path)
-    filters = dict(since=since_to_datetime(since), sale=sale, email=email, subscription=subscription,
+    sub_id = find(ledger, subscription)["id"] if subscription else None  # unknown: one line, exit 2
+    filters = dict(since=since_to_datetime(since), sale=sale, email=email, subscription=sub_id,
                    action=action)
     rows = query_audit(ledger, limit=limit, **filters)
     emit(rows, COLUMNS, as_json=as_json, title="audit", wide=wide)
