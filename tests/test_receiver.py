@@ -314,6 +314,18 @@ def test_simulate_against_a_self_signed_receiver_suggests_insecure(start, tmp_pa
     assert "HTTP 200" in accepted.stdout and "Warning" not in accepted.stderr, accepted.stderr
 
 
+def test_simulating_an_unconfigured_product_says_so_and_posts_nothing(receiver, install, ledger):
+    """A postback for a product without [products.<code>] would only ever be unmapped: no "HTTP 200"."""
+    result = subprocess.run([sys.executable, "-m", "iptvsync", "--config", str(install), "simulate", "purchase",
+                             "--product", "999", "--url", receiver.url + PATH], capture_output=True, text=True,
+                            timeout=WAIT_S)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert result.stderr == (f"error: product 999 is not configured: add a [products.999] section to {install}"
+                             " (configured: 145388)\n")
+    assert ledger.one("SELECT COUNT(*) AS n FROM inbox")["n"] == 0
+
+
 @pytest.mark.parametrize("via", ["config", "options"])
 def test_tls(start, tmp_path, via):
     cert, key = self_signed_certificate(tmp_path)

@@ -14,7 +14,7 @@ def _confirm_real(cfg, product: str, kind: str, email: str, yes: bool) -> None:
     """Plain simulate on a real panel changes a real line: say so, and ask (or need --yes)."""
     import sys
 
-    panel = cfg.panels.get(cfg.products[product].panel) if product in cfg.products else None
+    panel = cfg.panels.get(cfg.products[product].panel)
     if panel is None or not panel.caps.real or yes:
         return
     typer.echo(f"warning: panel {panel.name} is a real {panel.kind} panel: this {kind} changes a REAL line "
@@ -42,6 +42,10 @@ def _post(ctx: typer.Context, kind: str, email: str, product: str | None, sale: 
     product = product or next(iter(cfg.products), None)
     if product is None:
         typer.echo(f"error: no [products.<code>] in {cfg.path}", err=True)
+        raise typer.Exit(2)
+    if product not in cfg.products:  # the receiver would store it, and `process` leave it unmapped for good
+        typer.echo(f"error: product {product} is not configured: add a [products.{product}] section to {cfg.path}"
+                   f" (configured: {', '.join(cfg.products)})", err=True)
         raise typer.Exit(2)
     if live and email == DEFAULT_EMAIL:
         typer.echo("error: --live sends a real email: pass --email with your own address", err=True)
