@@ -380,6 +380,28 @@ def test_inbox_list_and_logs_at_80_columns_show_whole_emails_and_actions(tmp_pat
     assert " -03" in logs and not re.search(r"\d{4}-\d\d-\d\dT\d\d", logs)  # São Paulo, never raw ISO
 
 
+def test_logs_at_80_columns_never_split_a_message_id_or_an_email(tmp_path):
+    install = install_with(tmp_path)
+    ledger = Ledger(install.parent / "iptvsync.db")
+    deliver(ledger, payload(2, email=LONG_EMAIL))
+    render("process", install=install)
+    message_id = ledger.one("SELECT message_id FROM outbox")["message_id"]
+    assert len(message_id) > 50
+    lines = render("logs", "--email", LONG_EMAIL, install=install).splitlines()
+    assert any(line.endswith(" " + message_id) for line in lines), lines  # whole, on a line of its own
+    assert any(line.endswith(" message_id=") for line in lines), lines
+    assert sum(LONG_EMAIL in line for line in lines) == 3, lines
+    assert all(len(line) <= 80 for line in lines), lines
+
+
+def test_a_token_longer_than_the_line_overflows_whole():
+    from iptvsync.cli.output import _field_lines
+
+    url = "https://panel.example.com/api.php?action=user&sub=" + "x" * 60
+    lines = _field_lines([("last_error", f"HTTP 502 from {url} after 3 tries")], 80, skip_empty=True)
+    assert lines == ["last_error  HTTP 502 from", f"            {url}", "            after 3 tries"]
+
+
 def test_doctor_at_80_columns_stays_a_table_with_its_detail_wrapped(tmp_path):
     install = install_with(tmp_path)
     render("init", install=install)

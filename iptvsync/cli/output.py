@@ -4,8 +4,8 @@ for scripts, ``--json``.
 People read over SSH at 80 columns, often through a pipe: every value is printed as text,
 never as rich markup (a buyer named "[b]Ana" stays that); times are São Paulo time with the
 UTC offset; nothing is cut to "maria@…": a row that does not fit becomes a record, and a long
-value wraps. ``--wide`` keeps the table whatever its width. JSON is the data as stored
-(ISO-8601 UTC times), whatever the layout.
+value wraps at its spaces, never inside a word. ``--wide`` keeps the table whatever its width.
+JSON is the data as stored (ISO-8601 UTC times), whatever the layout.
 """
 
 from __future__ import annotations
@@ -134,11 +134,21 @@ def _field_lines(items: list[tuple[str, object]], width: int, *, skip_empty: boo
     return lines
 
 
+#: an audit detail's ``name=value``, which may break after its ``=`` when it does not fit a line
+_NAMED = re.compile(r"(?<!\S)([\w.]+=)(?=\S)")
+
+
 def _wrap(value: str, width: int, indent: str = "") -> list[str]:
-    """Wrap at spaces; a word longer than the line (an email, a Message-ID) is folded, not cut."""
+    """Wrap at spaces, never inside a word: a word longer than the line (an email, a Message-ID,
+    a URL) gets a line of its own and overflows it, whole, so it can be copied and searched
+    for. A ``name=value`` too long for a line breaks after its ``=`` first."""
     out = []
     for paragraph in value.splitlines() or [""]:
-        out += textwrap.wrap(paragraph, width, subsequent_indent=indent, break_long_words=True,
+        # the space added after "name=" only ever becomes a line break: with it, the pair is
+        # still longer than a line
+        paragraph = " ".join(_NAMED.sub(r"\1 ", word) if len(word) > width - len(indent) else word
+                             for word in paragraph.split(" "))
+        out += textwrap.wrap(paragraph, width, subsequent_indent=indent, break_long_words=False,
                              break_on_hyphens=False) or [""]
     return out
 
