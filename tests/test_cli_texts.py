@@ -402,6 +402,28 @@ def test_a_token_longer_than_the_line_overflows_whole():
     assert lines == ["last_error  HTTP 502 from", f"            {url}", "            after 3 tries"]
 
 
+def test_logs_spell_enabled_yes_or_no_whatever_the_audit_stored(tmp_path):
+    import json
+
+    install = install_with(tmp_path)
+    ledger = Ledger(install.parent / "iptvsync.db")
+    deliver(ledger, payload(2))
+    render("process", install=install)
+    stored = {row["action"]: json.loads(row["detail"])["enabled"]
+              for row in json.loads(render("logs", "--json", install=install).rsplit("\n", 1)[0])
+              if "enabled" in json.loads(row["detail"])}
+    assert stored == {"charge.paid": True, "panel.created": 1}  # --json: as stored
+    logs = render("logs", install=install)
+    assert logs.count("enabled=yes") == 2 and "enabled=1" not in logs, logs
+
+
+def test_an_audit_detail_enabled_0_reads_no():
+    from iptvsync.cli.output import text
+
+    assert text('{"panel": "main", "enabled": 0, "line_id": 1}') == "panel=main  enabled=no  line_id=1"
+    assert text('{"enabled": false, "count": 1}') == "enabled=no  count=1"
+
+
 def test_doctor_at_80_columns_stays_a_table_with_its_detail_wrapped(tmp_path):
     install = install_with(tmp_path)
     render("init", install=install)

@@ -29,6 +29,8 @@ WIDE_OPTION = typer.Option(False, "--wide", help="Keep the table however wide it
 
 #: a UTC time as the ledger stores it (``...Z``) or as Python prints one (``... +00:00``)
 ISO_UTC = re.compile(r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|\+00:00)")
+#: audit detail keys that are yes or no, whether stored as true/false or 1/0
+FLAG_KEYS = frozenset({"enabled"})
 MIN_WRAPPED = 30  # the narrowest a wrapping column may get before rows become records
 
 
@@ -39,9 +41,12 @@ def console(width: int | None = None) -> Console:
 
 def text(value, key: str = "") -> str:
     """A value as an operator reads it: ISO times (also inside text) and unix expiry seconds in
-    São Paulo time, booleans as yes/no, structures as compact JSON, None as nothing."""
+    São Paulo time, booleans (and the 1/0 of ``FLAG_KEYS``) as yes/no, structures as compact
+    JSON, None as nothing."""
     if value is None:
         return ""
+    if key in FLAG_KEYS and type(value) is int and value in (0, 1):
+        value = bool(value)  # the audit holds True from some stages and 1 from others
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int) and key.endswith("expires_at") and value > 0:
