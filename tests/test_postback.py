@@ -526,6 +526,42 @@ def test_redact_secret_with_characters_that_need_escaping(encoding):
         parse(body, content_type)[1], chave_unica=None)
 
 
+HIDDEN = SECRET[:-1] + "%5Cu0066"  # the key with its last letter as a JSON \u escape, percent-encoded
+
+
+@pytest.mark.parametrize("body", [
+    f"chave_unica={SECRET}%5Cd&venda%5Bcodigo%5D=1".encode(),  # "\d" right after the key
+    (f"json=%7B%22chave_unica%22%3A%22{HIDDEN}%22%7D&note=%5Cd%5C8%5C400".encode()),  # only decoding finds it
+    (f"json=%7B%22chave_unica%22%3A%22{HIDDEN}%5C%5Cd%22%7D".encode()),  # "\\d" in the JSON: a backslash, d
+], ids=["after-the-key", "hidden-elsewhere", "escaped-backslash"])
+def test_redact_beside_unknown_backslash_escapes_warns_nothing_and_misses_nothing(body):
+    """``\\d`` is no escape Python's unicode_escape codec knows: it warned (DeprecationWarning),
+    an error under ``-W error``, and newer Pythons may refuse it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        redacted = redact(body, SECRET, FORM)
+    assert SECRET.encode() not in redacted
+    assert SECRET not in json.dumps(parse(redacted, FORM)[0])
+
+
+def test_redact_a_secret_holding_a_backslash_sequence():
+    import warnings
+
+    secret = "s3cr\\d-chave\\u00e9"
+    payload = load("approved-first-charge")
+    payload["chave_unica"] = secret
+    payload["comprador"]["nome"] = "Jo\\d " + secret
+    for body, content_type in ((phpform.build_form(payload), FORM), (json.dumps(payload).encode(), JSON)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            redacted = redact(body, secret, content_type)
+        for leak in (secret, phpform.php_urlencode(secret), json.dumps(secret)[1:-1]):
+            assert leak.encode() not in redacted
+        assert secret not in json.dumps(parse(redacted, content_type)[0], ensure_ascii=False)
+
+
 def test_redact_lower_case_percent_escapes():
     body = b"chave_unica=ab%2fcd&venda%5Bcodigo%5D=1"
     assert redact(body, "ab/cd") == b"chave_unica=&venda%5Bcodigo%5D=1"

@@ -82,12 +82,38 @@ def _could_hide(body: bytes, content_type: str | None, secret: str) -> bool:
     text = body.decode("ascii").replace("+", " ")
     try:
         for _ in range(2):
-            # JSON's "\\/" is "/" (PHP's json_encode writes every slash so); Python's codec would
-            # warn on it as an invalid escape, once per request
-            text = codecs.decode(text.replace("\\/", "/").replace("%", "\\x").encode("latin-1"), "unicode_escape")
+            # JSON's "\\/" is "/" (PHP's json_encode writes every slash so)
+            text = text.replace("\\/", "/")
+            odd = "\\" in text  # else every backslash is one of the "\\x" written next, all known
+            text = text.replace("%", "\\x")
+            text = codecs.decode((_known_escapes_only(text) if odd else text).encode("latin-1"), "unicode_escape")
     except (UnicodeError, ValueError):
         return True
     return secret in text
+
+
+#: what ``_known_escapes_only`` rewrites: an escaped backslash (only to step over it whole), an
+#: octal escape above \377, a backslash before a letter that starts no escape. A known escape
+#: (``\u``, ``\n``…) is left alone, not even matched.
+_ODD_ESCAPE = re.compile(r"\\(\\|[4-7][0-7]{2}|[^0-7xuUN'\"abfnrtv\n\\])")
+
+
+def _known_escapes_only(text: str) -> str:
+    """``text`` written so that ``unicode_escape`` decodes it to the same characters without a
+    ``DeprecationWarning`` (an error under ``-W error``, maybe in a newer Python): an escape the
+    codec does not know (``\\d``, ``\\8``), which it keeps as written, gets its backslash doubled;
+    an octal escape above ``\\377`` becomes the ``\\u`` escape of the character it stands for.
+    Escapes the codec refuses (``\\x`` without two hex digits) stay, and still raise."""
+    return _ODD_ESCAPE.sub(_known_escape, text)
+
+
+def _known_escape(match: re.Match) -> str:
+    sequence = match.group(1)
+    if sequence == "\\":
+        return match.group()
+    if len(sequence) == 3:
+        return f"\\u{int(sequence, 8):04x}"
+    return "\\\\" + sequence
 
 
 def _strings(value):
