@@ -108,21 +108,27 @@ def test_applying_a_renewal_reads_every_table_by_index(cfg, ledger):
         assert not any(d.startswith(f"SCAN {table}") for d in details), (table, plans)
     assert ledger.one("SELECT COUNT(*) n FROM charges WHERE subscription_id = ?", (sub,))["n"] == 2
 
+
 # --- retention ------------------------------------------------------------------------------
 
 def test_settled_bodies_are_compressed_and_read_back_as_received(cfg, ledger):
+    test_button = payload(2, sale="51000002")
+    test_button["produto"]["nome"] = "X-Wing"  # stored as ignored: settled when it is stored
     with freeze_time(T0):
-        inbox_id = deliver(ledger, payload(2))
-        raw = inbox.get(ledger, inbox_id)["body"]
+        applied_id, ignored_id = deliver(ledger, payload(2)), deliver(ledger, test_button)
+        raws = {i: inbox.get(ledger, i)["body"] for i in (applied_id, ignored_id)}
         summary = run_process(cfg)
+    # the applied row is compressed as it is settled, the ignored one by the pass after
     assert summary["apply"]["applied"] == 1 and summary["compressed"] == 1
-    stored = ledger.one("SELECT body, body_encoding FROM inbox WHERE id = ?", (inbox_id,))
-    assert stored["body_encoding"] == inbox.ZDICT and inbox.raw_body(stored["body"], inbox.ZDICT) == raw
-    assert len(stored["body"]) < len(raw) / 4
     # the encoding is plain zlib with the preset dictionary shipped in the package
-    unpack = zlib.decompressobj(15, resources.files("iptvsync").joinpath("data/inbox-zdict-1.bin").read_bytes())
-    assert unpack.decompress(stored["body"]) + unpack.flush() == raw
-    assert inbox.get(ledger, inbox_id)["body"] == raw  # `inbox show` reads it as received
+    zdict = resources.files("iptvsync").joinpath("data/inbox-zdict-1.bin").read_bytes()
+    for inbox_id, raw in raws.items():
+        stored = ledger.one("SELECT body, body_encoding FROM inbox WHERE id = ?", (inbox_id,))
+        assert stored["body_encoding"] == inbox.ZDICT and inbox.raw_body(stored["body"], inbox.ZDICT) == raw
+        assert len(stored["body"]) < len(raw) / 4
+        unpack = zlib.decompressobj(15, zdict)
+        assert unpack.decompress(stored["body"]) + unpack.flush() == raw
+        assert inbox.get(ledger, inbox_id)["body"] == raw  # `inbox show` reads it as received
     # replaying it stores it raw again, so process applies it from the body as received
     assert inbox.retry(ledger, [inbox_id]) == 1
     assert ledger.one("SELECT body, body_encoding FROM inbox WHERE id = ?", (inbox_id,)) == {

@@ -18,6 +18,7 @@ from datetime import datetime
 from ..clock import iso
 from ..config import Config, ProductConfig
 from ..ledger.db import Ledger
+from ..ledger.inbox import settled_body
 from ..ledger.outbox import queue
 from ..ledger.queue import INBOX, InboxStatus, done, due, park
 from ..monetizze.postback import Postback, parse
@@ -118,7 +119,8 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
         _, pb = parse(row["body"], row["content_type"])
         outcome = apply_postback(conn, ledger, cfg, pb, now, inbox_id=row["id"],
                                  received_at=row["received_at"], attached_to=row["attached_to"])
-        done(conn, INBOX, row["id"], InboxStatus.APPLIED, outcome, applied_at=iso(now), attempts=row["attempts"])
+        done(conn, INBOX, row["id"], InboxStatus.APPLIED, outcome, applied_at=iso(now), attempts=row["attempts"],
+             **settled_body(bytes(row["body"])))  # settled: kept compressed from now on
     except (Unmapped, NotApplicable, Held) as exc:
         status = {Unmapped: InboxStatus.UNMAPPED, Held: InboxStatus.HELD}.get(type(exc), InboxStatus.FAILED)
         reason = str(exc)
@@ -188,16 +190,7 @@ def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postba
     if attached_to is None:
         _hold_if_second_line(conn, pb, key)
     days, months = period_of(product, pb)
-    sub = dict(conn.execute(
-        "INSERT INTO subscriptions (key, product_code, product_name, plan_code, panel, buyer_email,"
-        " buyer_name, recurring, created_at, updated_at) VALUES (:key, :product, :pname, :plan, :panel,"
-        " :email, :name, :recurring, :now, :now) ON CONFLICT (key) DO UPDATE SET"
-        " buyer_email = COALESCE(subscriptions.buyer_email, excluded.buyer_email),"
-        " buyer_name = COALESCE(subscriptions.buyer_name, excluded.buyer_name) RETURNING *",
-        {"key": key, "product": product.code, "pname": product.name or pb.product_name,
-         "plan": pb.plan_ref or pb.plan_code, "panel": product.panel, "email": pb.buyer_email,
-         "name": pb.buyer_name, "recurring": int(bool(pb.subscription_code and pb.periodicity)),
-         "now": iso(now)}).fetchone())  # the row as it is now: no second read
+    sub = _subscription(conn, key, pb, product, now)
     who = {"subscription_id": sub["id"], "sale_code": pb.sale_code, "buyer_email": sub["buyer_email"]}
 
     charge_kind = pb.kind if pb.kind in KIND_TO_CHARGE else None
@@ -245,6 +238,28 @@ def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postba
     recompute(conn, sub["id"], cfg, now, current=None if charged else sub)
     ledger.audit(f"subscription.{pb.kind}", actor="process", event=pb.event, **who)
     return _joined(charged, f"recorded {pb.kind}")
+
+
+def _subscription(conn: sqlite3.Connection, key: str, pb: Postback, product: ProductConfig, now: datetime) -> dict:
+    """The subscription ``key`` names, created on its first postback. A renewal only reads it
+    (a write would rewrite the row and its indexes for nothing); a buyer's email or name it
+    lacks is filled in, never replaced."""
+    row = conn.execute("SELECT * FROM subscriptions WHERE key = :key", {"key": key}).fetchone()
+    if row is None:
+        row = conn.execute(
+            "INSERT INTO subscriptions (key, product_code, product_name, plan_code, panel, buyer_email,"
+            " buyer_name, recurring, created_at, updated_at) VALUES (:key, :product, :pname, :plan, :panel,"
+            " :email, :name, :recurring, :now, :now) RETURNING *",
+            {"key": key, "product": product.code, "pname": product.name or pb.product_name,
+             "plan": pb.plan_ref or pb.plan_code, "panel": product.panel, "email": pb.buyer_email,
+             "name": pb.buyer_name, "recurring": int(bool(pb.subscription_code and pb.periodicity)),
+             "now": iso(now)}).fetchone()
+    elif (row["buyer_email"] is None and pb.buyer_email) or (row["buyer_name"] is None and pb.buyer_name):
+        row = conn.execute(
+            "UPDATE subscriptions SET buyer_email = COALESCE(buyer_email, :email),"
+            " buyer_name = COALESCE(buyer_name, :name) WHERE id = :id RETURNING *",
+            {"email": pb.buyer_email, "name": pb.buyer_name, "id": row["id"]}).fetchone()
+    return dict(row)  # the row as it is now: recompute needs no second read
 
 
 def _joined(*parts: str | None) -> str:

@@ -203,7 +203,7 @@ def sync_one(ledger: Ledger, cfg: Config, panel: Panel, sub: dict, now: datetime
             " AND desired_expires_at IS :want_x", values)
         if cur.rowcount:
             ledger.audit(f"panel.{action}", actor="process", subscription_id=sub["id"],
-                         buyer_email=sub["buyer_email"], panel=panel.name, enabled=values["enabled"],
+                         buyer_email=sub["buyer_email"], panel=panel.name, enabled=bool(values["enabled"]),
                          expires_at=values["expires"], line_id=values["line_id"])
     return line
 
