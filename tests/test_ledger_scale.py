@@ -18,6 +18,7 @@ from iptvsync.engine.sweep import sweep
 from iptvsync.ledger import inbox
 from iptvsync.ledger.audit import query_audit
 from iptvsync.ledger.db import Ledger
+from iptvsync.monetizze.form import build_form
 from iptvsync.ops.health import health
 
 T0 = "2026-11-20T18:00:00Z"
@@ -111,38 +112,45 @@ def test_applying_a_renewal_reads_every_table_by_index(cfg, ledger):
 
 # --- retention ------------------------------------------------------------------------------
 
-def test_settled_bodies_are_compressed_and_read_back_as_received(cfg, ledger):
+def test_bodies_are_stored_compressed_and_read_back_as_received(cfg, ledger):
+    """Every body is compressed as it is stored, whatever becomes of it (applied, ignored,
+    unmapped), and reads back byte for byte: in ``inbox show``, in ``process``, in a replay."""
     test_button = payload(2, sale="51000002")
-    test_button["produto"]["nome"] = "X-Wing"  # stored as ignored: settled when it is stored
+    test_button["produto"]["nome"] = "X-Wing"  # stored as ignored
+    sent = {"applied": payload(2), "ignored": test_button, "unmapped": payload(2, product="999999", sale="51000009")}
     with freeze_time(T0):
-        applied_id, ignored_id = deliver(ledger, payload(2)), deliver(ledger, test_button)
-        raws = {i: inbox.get(ledger, i)["body"] for i in (applied_id, ignored_id)}
+        ids = {name: deliver(ledger, p) for name, p in sent.items()}
         summary = run_process(cfg)
-    # the applied row is compressed as it is settled, the ignored one by the pass after
-    assert summary["apply"]["applied"] == 1 and summary["compressed"] == 1
+    assert summary["apply"]["applied"] == 1 and summary["compressed"] == 0  # nothing left raw to compress
     # the encoding is plain zlib with the preset dictionary shipped in the package
     zdict = resources.files("iptvsync").joinpath("data/inbox-zdict-1.bin").read_bytes()
-    for inbox_id, raw in raws.items():
-        stored = ledger.one("SELECT body, body_encoding FROM inbox WHERE id = ?", (inbox_id,))
-        assert stored["body_encoding"] == inbox.ZDICT and inbox.raw_body(stored["body"], inbox.ZDICT) == raw
+    for name, inbox_id in ids.items():
+        raw = build_form(sent[name])
+        stored = ledger.one("SELECT status, body, body_encoding FROM inbox WHERE id = ?", (inbox_id,))
+        assert stored["status"] == name and stored["body_encoding"] == inbox.ZDICT
         assert len(stored["body"]) < len(raw) / 4
         unpack = zlib.decompressobj(15, zdict)
         assert unpack.decompress(stored["body"]) + unpack.flush() == raw
         assert inbox.get(ledger, inbox_id)["body"] == raw  # `inbox show` reads it as received
-    # replaying it stores it raw again, so process applies it from the body as received
-    assert inbox.retry(ledger, [inbox_id]) == 1
-    assert ledger.one("SELECT body, body_encoding FROM inbox WHERE id = ?", (inbox_id,)) == {
-        "body": raw, "body_encoding": None}
+    # replayed, the applied one is applied again from its compressed body
+    assert inbox.retry(ledger, [ids["applied"]], action="inbox.replay") == 1
     with freeze_time(T0):
         assert run_process(cfg)["apply"]["applied"] == 1
 
 
-def test_pending_and_failed_bodies_stay_raw(cfg, ledger):
+def test_raw_bodies_a_ledger_kept_are_read_and_compressed_once_settled(cfg, ledger):
+    """A ledger filled by an older version holds raw bodies (``body_encoding`` NULL): pending
+    ones are applied as they are, settled ones are compressed by ``process``."""
     with freeze_time(T0):
-        unmapped = deliver(ledger, payload(2, product="999999", sale="51000009"))
-        run_process(cfg)
-    row = ledger.one("SELECT status, body_encoding FROM inbox WHERE id = ?", (unmapped,))
-    assert row == {"status": "unmapped", "body_encoding": None}
+        ids = [deliver(ledger, payload(2, sale=f"5100001{i}", subscription=f"110437{i}")) for i in range(2)]
+        raws = [inbox.get(ledger, i)["body"] for i in ids]
+        for inbox_id, raw in zip(ids, raws, strict=True):
+            ledger.conn.execute("UPDATE inbox SET body = ?, body_encoding = NULL WHERE id = ?", (raw, inbox_id))
+        summary = run_process(cfg)
+    assert summary["apply"]["applied"] == 2 and summary["compressed"] == 2
+    for inbox_id, raw in zip(ids, raws, strict=True):
+        assert ledger.one("SELECT body_encoding FROM inbox WHERE id = ?", (inbox_id,))["body_encoding"] == inbox.ZDICT
+        assert inbox.get(ledger, inbox_id)["body"] == raw
 
 
 def test_prune_drops_old_bodies_and_keeps_facts_and_audit(cfg, ledger):

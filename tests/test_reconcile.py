@@ -17,6 +17,7 @@ from iptvsync.cli import _register, app
 from iptvsync.clock import SAO_PAULO, now
 from iptvsync.config import load_config
 from iptvsync.engine.runner import run_process
+from iptvsync.ledger import inbox
 from iptvsync.ledger.db import Ledger
 from iptvsync.panels.dry_run import DryRunPanel
 
@@ -78,7 +79,7 @@ def test_a_missed_sale_is_injected_then_provisioned_exactly_once(shop, api, ledg
     [row] = report["sales"]
     assert (row["sale_code"], row["event"], row["buyer_email"], row["outcome"]) == (
         "52000001", 2, "joao@example.com", "injected")
-    stored = ledger.one("SELECT * FROM inbox")
+    stored = inbox.get(ledger, ledger.one("SELECT id FROM inbox")["id"])  # the body as received
     assert (stored["source"], stored["content_type"], stored["status"]) == ("reconcile", "application/json", "pending")
     assert stored["dedupe_key"] == "52000001:2:1" and CHAVE.encode() not in stored["body"]
     assert json.loads(stored["body"])["chave_unica"] == ""

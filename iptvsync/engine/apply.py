@@ -18,7 +18,7 @@ from datetime import datetime
 from ..clock import iso
 from ..config import Config, ProductConfig
 from ..ledger.db import Ledger
-from ..ledger.inbox import settled_body
+from ..ledger.inbox import raw_body
 from ..ledger.outbox import queue
 from ..ledger.queue import INBOX, InboxStatus, done, due, park
 from ..monetizze.postback import Postback, parse
@@ -33,10 +33,9 @@ BATCH_ROWS = 64
 
 #: Pending rows, and parked ones whose backoff has passed (``queue.INBOX.retried``), with this
 #: attempt counted. A read, not an update: the batch's transaction holds the write lock, and
-#: each row is written once, when it is settled (``done`` or ``park`` store ``attempts``). An
-#: inbox row holds its ~5 kB body, and SQLite rewrites a whole row on every update.
+#: each row is written once, when it is settled (``done`` or ``park`` store ``attempts``).
 CLAIM = f"""
-SELECT id, body, content_type, attempts + 1 AS attempts, received_at, attached_to
+SELECT id, body, body_encoding, content_type, attempts + 1 AS attempts, received_at, attached_to
 FROM inbox NOT INDEXED WHERE {due(INBOX)} AND id > :after ORDER BY id LIMIT :batch
 """
 #: NOT INDEXED: the claim walks the rowids up from ``after`` and stops at ``batch`` rows. Through
@@ -116,11 +115,10 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
     conn.execute("SAVEPOINT apply_row")
     pb = None
     try:
-        _, pb = parse(row["body"], row["content_type"])
+        _, pb = parse(raw_body(row["body"], row["body_encoding"]), row["content_type"])
         outcome = apply_postback(conn, ledger, cfg, pb, now, inbox_id=row["id"],
                                  received_at=row["received_at"], attached_to=row["attached_to"])
-        done(conn, INBOX, row["id"], InboxStatus.APPLIED, outcome, applied_at=iso(now), attempts=row["attempts"],
-             **settled_body(bytes(row["body"])))  # settled: kept compressed from now on
+        done(conn, INBOX, row["id"], InboxStatus.APPLIED, outcome, applied_at=iso(now), attempts=row["attempts"])
     except (Unmapped, NotApplicable, Held) as exc:
         status = {Unmapped: InboxStatus.UNMAPPED, Held: InboxStatus.HELD}.get(type(exc), InboxStatus.FAILED)
         reason = str(exc)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import requests
 
+from iptvsync.ledger.inbox import raw_body
 from iptvsync.monetizze.form import build_form
 
 from .install import BASE_TOML, CHAVE, fixture_body, wait_for, write_install
@@ -98,7 +99,11 @@ class Receiver:
         return [(m[1], m[2], m[3], int(m[4])) for m in ACCESS_LINE.finditer(self.log())]
 
     def inbox(self) -> list[dict]:
-        return query(self.ledger, "SELECT * FROM inbox ORDER BY id")
+        """The stored rows, each body as received (inflated: it is stored compressed)."""
+        rows = query(self.ledger, "SELECT * FROM inbox ORDER BY id")
+        for row in rows:
+            row["body"] = raw_body(row["body"], row.pop("body_encoding"))
+        return rows
 
     def rejections(self) -> list[dict]:
         return query(self.ledger, "SELECT * FROM rejections ORDER BY status, reason")
