@@ -1,12 +1,15 @@
 """How long an operator waits for a read-only command, and where the time goes.
 
-    .venv/bin/python bench/startup.py                       # on a fresh install
+    .venv/bin/python bench/startup.py                       # a fresh install on an XUI.one panel
+    .venv/bin/python bench/startup.py --panel dry-run       # ... on the default dry-run panel
     .venv/bin/python bench/startup.py --config bench/results/scale-100000/config.toml --runs 15
 
 For each command it runs ``python -m iptvsync …`` ``--runs`` times (after one warm-up) and prints
 the median and the best wall time, like hyperfine; then, for each, the modules whose import took
 longest (``python -X importtime``, cumulative µs). The baseline is ``python -c pass`` with the
 same interpreter and site-packages: what any command costs before iptvsync's first import.
+A fresh install is switched to ``--panel`` (default ``xui-admin``, what a shop runs): reading
+the config imports the panel's adapter, so the dry-run default alone would hide its imports.
 Goal: ``status``, ``subs show``, ``logs --email`` <= 150 ms.
 """
 
@@ -51,11 +54,17 @@ def main() -> int:
     parser.add_argument("--config", type=Path, help="an install's config.toml (default: a fresh `iptvsync init`)")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--top", type=int, default=8)
+    parser.add_argument("--panel", default="xui-admin", help="the fresh install's panel kind (default xui-admin)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="iptvsync-startup-") as tmp:
         if args.config is None:
             subprocess.run([sys.executable, "-m", "iptvsync", "init"], cwd=tmp, capture_output=True, check=True)
             config = Path(tmp) / "config.toml"
+            if args.panel != "dry-run":  # never called: the commands timed here make no panel call
+                config.write_text(config.read_text().replace('kind = "dry-run"', f'kind = "{args.panel}"', 1)
+                                  .replace('url = ""', 'url = "http://127.0.0.1:9/access"', 1))
+                with (Path(tmp) / ".env").open("a") as env:
+                    env.write("PANEL_MAIN_API_KEY=bench\n")
         else:
             config = args.config.resolve()
         cwd = config.parent

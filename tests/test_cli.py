@@ -31,6 +31,7 @@ from iptvsync.ledger.inbox import inbox_row, store
 from iptvsync.ledger.migrations import migrations
 from iptvsync.monetizze.postback import parse
 from iptvsync.monetizze.redact import redact
+from iptvsync.panels.registry import KINDS
 
 _register()
 
@@ -441,3 +442,33 @@ def test_inbox_show_blanks_the_configured_product_key_too(tmp_path):
         result = invoke("--config", install, "inbox", "show", inbox_id, *extra)
         assert result.exit_code == 0
         assert product_key not in result.output and "51000001" in result.output
+
+
+# --- what an operator command loads -----------------------------------------------------------
+
+#: what the read-only commands never need: HTTP clients and retries (panel calls), templates
+#: (emails), sqlite-utils (migrations), cryptography (panel passwords), the receiver's server
+HEAVY = ("requests", "urllib3", "tenacity", "jinja2", "sqlite_utils", "cryptography", "cheroot", "pydantic")
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_read_only_commands_import_nothing_heavy_whatever_the_panel(kind, tmp_path):
+    """`status`, `subs show` and `logs --email` start in ~150 ms only if they import what they
+    use (bench/startup.py times them; this proves the imports). Reading the config imports
+    the configured panel's adapter for its ``caps``: not its HTTP client."""
+    from iptvsync.panels.registry import capabilities
+
+    caps = capabilities(kind)
+    toml = BASE_TOML.replace('kind = "dry-run"', f'kind = "{kind}"' + ('\nurl = "http://127.0.0.1:9"' * caps.needs_url))
+    if caps.extends_by_package:
+        toml = toml.replace("bouquets = [1, 2, 3]", "bouquets = [1, 2, 3]\npackage = 1")
+    config = write_install(tmp_path, toml, env={"PANEL_MAIN_API_KEY": "k"} if caps.needs_api_key else None)
+    subprocess.run([sys.executable, "-m", "iptvsync", "--config", str(config), "init"], check=True,
+                   capture_output=True, timeout=60)
+    for command in (["status"], ["subs", "show", "1"], ["logs", "--email", "maria@example.com"]):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "iptvsync", "--config", str(config),
+                               *command], capture_output=True, text=True, timeout=60)
+        imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert "iptvsync.cli" in imported and done.returncode in (0, 2), (command, done.stderr[-500:])
+        assert not {m for m in imported if m.split(".")[0] in HEAVY}, (kind, command)

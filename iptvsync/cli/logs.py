@@ -28,11 +28,14 @@ def logs(ctx: typer.Context, since: str = typer.Option(None, help="e.g. 2d, 12h,
     """The audit trail, oldest first."""
     from ..ledger.audit import query_audit
     from ..ledger.db import Ledger
-    from ..ops.subs import find
     from ..timeparse import since_to_datetime
 
     ledger = Ledger(load(ctx).ledger_path)
-    sub_id = find(ledger, subscription)["id"] if subscription else None  # unknown: one line, exit 2
+    sub_id = None
+    if subscription:  # an id or Monetizze's code, as `subs show` takes; unknown: one line, exit 2
+        from ..ops.subs import find  # only then: it brings the engine's rules along
+
+        sub_id = find(ledger, subscription)["id"]
     filters = dict(since=since_to_datetime(since), sale=sale, email=email, subscription=sub_id,
                    action=action)
     rows = query_audit(ledger, limit=limit, **filters)

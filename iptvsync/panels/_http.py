@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
-
-import requests
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from typing import TYPE_CHECKING, Any
 
 from iptvsync.errors import PanelError
 from iptvsync.panels.base import Line
+
+if TYPE_CHECKING:
+    import requests
+
+# requests, urllib3 and tenacity (~90 ms to import) are imported where a call is made: reading
+# the config imports each configured adapter for its ``caps``, and `status` must not pay them.
 
 #: Reply keys whose values are never kept or shown (XUI rows carry the line password,
 #: ``user_info`` carries the API user's key).
@@ -45,6 +47,8 @@ class PanelHttp:
 
     def __init__(self, label: str, url: str, timeout_s: float, secrets: Iterable[str] = (),
                  pool_size: int = 4):
+        import requests
+
         self.label = label  # e.g. "xui-admin panel 'main'", prefixed to every message
         self.url = url
         self.timeout = (min(timeout_s, CONNECT_TIMEOUT_CAP_S), timeout_s)
@@ -70,6 +74,8 @@ class PanelHttp:
     def post(self, what: str, fields: dict[str, Any], *, query: dict[str, str] | None = None,
              secrets: Iterable[str] = ()) -> dict:
         """POST ``fields``; the decoded JSON object, or PanelError. ``what`` names the call."""
+        import requests
+
         try:
             response = self._send(fields, query)
         except requests.RequestException as exc:
@@ -100,6 +106,8 @@ class PanelHttp:
     def _send(self, fields: dict[str, Any], query: dict[str, str] | None) -> requests.Response:
         # Only failures that certainly did not reach the server are retried here; anything
         # else may have written, so it goes back to the engine, which re-reads first.
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
         for attempt in Retrying(retry=retry_if_exception(never_reached_server),
                                 stop=stop_after_attempt(CONNECT_ATTEMPTS),
                                 wait=wait_exponential(multiplier=0.05, max=0.5), reraise=True):
@@ -111,6 +119,8 @@ class PanelHttp:
     def _transport_error(self, what: str, exc: requests.RequestException,
                          secrets: Iterable[str]) -> PanelError:
         # str(exc) quotes the URL and urllib3 internals: name the exception class only.
+        import requests
+
         name = type(exc).__name__
         if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                             requests.exceptions.InvalidSchema)):
@@ -129,6 +139,9 @@ class PanelHttp:
 
 def never_reached_server(exc: BaseException) -> bool:
     """True when the request provably was not sent: no TCP connection or no TLS session."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
     if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
         return True
     if isinstance(exc, requests.exceptions.ConnectionError) and exc.args:
