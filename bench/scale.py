@@ -12,9 +12,9 @@ The ledger is built through the project's own code, then cached in
   cancelled after one to six charges (event 103), 10 % refunded (event 4) or disputed (event 5)
   after their first charge; start dates spread over the year. Each body is the ~5 kB form a
   first charge sends (``tests/fixtures/monetizze``), with its own sale, subscription, parcela,
-  buyer and payment date; stored as the receiver stores them (``inbox_row`` + ``store_rows``),
-  ``received_at`` = the payment date;
-* applied by ``apply_inbox`` (the ``process`` stage), bodies compressed by ``compress_settled``;
+  buyer and payment date; stored as the receiver stores them (``inbox_row`` + ``store_rows``,
+  which compresses each body), ``received_at`` = the payment date;
+* applied by ``apply_inbox`` (the ``process`` stage);
 * every line synced by ``sync_panels`` to the dry-run panel (its SQLite file next to the
   ledger), credentials stored encrypted as in production;
 * the emails this queued are marked sent in SQL (rendering 600,000 emails would measure jinja2,
@@ -435,7 +435,9 @@ def main() -> int:
     parser.add_argument("--build-only", action="store_true")
     args = parser.parse_args()
     folder = RESULTS / f"scale-{args.subs}"
-    if args.rebuild or not (folder / "build.json").exists():
+    if args.rebuild:
+        shutil.rmtree(folder, ignore_errors=True)  # from scratch: not a resumed build
+    if not (folder / "build.json").exists():
         print(f"building a {args.subs:,}-subscription ledger in {folder} (cached for later runs)", file=sys.stderr)
         t0 = time.monotonic()
         facts = build(folder, args.subs)

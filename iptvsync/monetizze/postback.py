@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from email.parser import BytesParser
+from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from iptvsync.clock import SAO_PAULO, iso
@@ -406,6 +407,7 @@ def _int(value) -> int | None:
     return None
 
 
+@lru_cache(maxsize=1024)  # the same few labels every time ("Mensal", "Finalizada"): ~8 µs each
 def _fold(text: str) -> str:
     """Case-, accent- and spacing-blind form for comparing Monetizze's labels."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
