@@ -3,11 +3,16 @@
     .venv/bin/python bench/startup.py                       # a fresh install on an XUI.one panel
     .venv/bin/python bench/startup.py --panel dry-run       # ... on the default dry-run panel
     .venv/bin/python bench/startup.py --config bench/results/scale-100000/config.toml --runs 15
+    .venv/bin/python bench/startup.py --python /tmp/prod/bin/python   # a production install:
+        # python3 -m venv /tmp/prod && /tmp/prod/bin/pip install .   (not editable, as the guide does)
 
 For each command it runs ``python -m iptvsync …`` ``--runs`` times (after one warm-up) and prints
 the median and the best wall time, like hyperfine; then, for each, the modules whose import took
 longest (``python -X importtime``, cumulative µs). The baseline is ``python -c pass`` with the
 same interpreter and site-packages: what any command costs before iptvsync's first import.
+``--python`` runs the commands with another interpreter: the development venv's editable
+install adds an import hook to every start (~10 ms, ``python -c pass`` included) that an
+install made as docs/pt-BR/guia-de-instalacao.md makes it (``pip install /opt/iptvsync``) has not.
 A fresh install is switched to ``--panel`` (default ``xui-admin``, what a shop runs): reading
 the config imports the panel's adapter, so the dry-run default alone would hide its imports.
 Goal: ``status``, ``subs show``, ``logs --email`` <= 150 ms.
@@ -55,10 +60,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--top", type=int, default=8)
     parser.add_argument("--panel", default="xui-admin", help="the fresh install's panel kind (default xui-admin)")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter of the install to time"
+                        " (default: this one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="iptvsync-startup-") as tmp:
         if args.config is None:
-            subprocess.run([sys.executable, "-m", "iptvsync", "init"], cwd=tmp, capture_output=True, check=True)
+            subprocess.run([args.python, "-m", "iptvsync", "init"], cwd=tmp, capture_output=True, check=True)
             config = Path(tmp) / "config.toml"
             if args.panel != "dry-run":  # never called: the commands timed here make no panel call
                 config.write_text(config.read_text().replace('kind = "dry-run"', f'kind = "{args.panel}"', 1)
@@ -68,8 +75,8 @@ def main() -> int:
         else:
             config = args.config.resolve()
         cwd = config.parent
-        base = [sys.executable, "-m", "iptvsync", "--config", str(config)]
-        commands = {"python -c pass (baseline)": [sys.executable, "-c", "pass"],
+        base = [args.python, "-m", "iptvsync", "--config", str(config)]
+        commands = {"python -c pass (baseline)": [args.python, "-c", "pass"],
                     "status": [*base, "status"], "subs show 1": [*base, "subs", "show", "1"],
                     "logs --email": [*base, "logs", "--email", "nobody@example.com"],
                     "process (quiet)": [*base, "process"]}
