@@ -202,7 +202,7 @@ def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postba
             raise NotApplicable(f"event {pb.event} without a sale code")
         paid_at, paid_from = _paid_at(pb, charge_kind, received_at)
         before, after = _upsert_charge(conn, sub["id"], pb, charge_kind, paid_at, days, months, now)
-        _, want = recompute(conn, sub["id"], cfg, now, current=sub)  # the row as RETURNING gave it
+        _, want = recompute(conn, sub["id"], cfg, now, current=sub)  # the row _subscription just read
         extra = {"paid_at_from": paid_from} if paid_from else {}
         # paid_until as `subs show` has it (no grace); access_until is when the line stops (with grace)
         ledger.audit(f"charge.{after}", actor="process", event=pb.event, parcela=pb.parcela,

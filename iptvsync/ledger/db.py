@@ -245,6 +245,6 @@ def _record(row) -> dict[str, Any]:
 
 def audit_hash(prev: str, record: dict[str, Any]) -> str:
     payload = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
-    from hashlib import sha256  # here: read-only commands never hash (~3 ms of their start)
+    from hashlib import sha256  # on the first hash: status, subs show and logs never hash (~3 ms of a start)
 
     return sha256((prev + payload).encode()).hexdigest()
