@@ -11,17 +11,20 @@ JSON is the data as stored (ISO-8601 UTC times), whatever the layout.
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 import textwrap
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import typer
 from rich.cells import cell_len
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from ..clock import human
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON (times in ISO-8601 UTC) instead of a table.")
 WIDE_OPTION = typer.Option(False, "--wide", help="Keep the table however wide it gets (default: a record per row"
@@ -35,8 +38,30 @@ MIN_WRAPPED = 30  # the narrowest a wrapping column may get before rows become r
 
 
 def console(width: int | None = None) -> Console:
-    """No markup, no highlighting, no emoji: what is printed is exactly the text."""
+    """No markup, no highlighting, no emoji: what is printed is exactly the text. Only tables
+    need it: rich's console and tables are ~25 ms of a command's start, so records and single
+    items print without them."""
+    from rich.console import Console
+
     return Console(markup=False, highlight=False, emoji=False, width=width)
+
+
+def terminal_width() -> int:
+    """The width ``console().width`` has, found the way rich finds it (POSIX): a dumb terminal
+    is 80 wide; else ``COLUMNS`` when it is a number; else the first of stdin, stdout, stderr
+    that is a terminal; else 80."""
+    is_terminal = sys.stdout is not None and sys.stdout.isatty()
+    if is_terminal and os.environ.get("TERM", "").lower() in ("dumb", "unknown"):
+        return 80
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        return int(columns)
+    for descriptor in (0, 1, 2):
+        try:
+            return os.get_terminal_size(descriptor).columns or 80
+        except (AttributeError, ValueError, OSError):  # not a terminal
+            continue
+    return 80
 
 
 def text(value, key: str = "") -> str:
@@ -84,28 +109,31 @@ def emit(rows: Iterable[dict], columns: Sequence[str], *, as_json: bool, title: 
         _stream_json(rows)
         return
     rows = list(rows)
-    out = console()
+    width = terminal_width()
     title = text(title) if title else None
     if not rows:
-        out.print(Text(f"{title}: (none)" if title else "(none)"))
+        typer.echo(f"{title}: (none)" if title else "(none)")
         return
     cells = [[text(row.get(c), c) for c in columns] for row in rows]
     widths = [max(cell_len(col), *(cell_len(r[i]) for r in cells)) for i, col in enumerate(columns)]
     needed = sum(widths) + 3 * len(columns) + 1  # one space each side of a cell, one rule between
-    if wide or needed <= out.width:
-        _table(console(width=max(needed, out.width)) if wide else out, cells, columns, title, wrap=None)
+    if wide or needed <= width:
+        _table(console(width=max(needed, width)) if wide else console(), cells, columns, title, wrap=None)
         return
     # Too wide: the table still reads well when only its widest column has to wrap, and that
     # column keeps a fair width (a doctor's detail, an error); else a record per row.
     widest = widths.index(max(widths))
-    if needed - widths[widest] + MIN_WRAPPED <= out.width:
-        _table(out, cells, columns, title, wrap=widest)
+    if needed - widths[widest] + MIN_WRAPPED <= width:
+        _table(console(), cells, columns, title, wrap=widest)
     else:
-        _records(out, rows, columns, title)
+        _records(width, rows, columns, title)
 
 
 def _table(out: Console, cells: list[list[str]], columns: Sequence[str], title: str | None,
            wrap: int | None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=Text(title) if title else None, show_lines=False)
     for i, col in enumerate(columns):
         table.add_column(Text(col), overflow="fold", no_wrap=wrap is not None and i != wrap)
@@ -114,13 +142,13 @@ def _table(out: Console, cells: list[list[str]], columns: Sequence[str], title: 
     out.print(table)
 
 
-def _records(out: Console, rows: list[dict], columns: Sequence[str], title: str | None) -> None:
+def _records(width: int, rows: list[dict], columns: Sequence[str], title: str | None) -> None:
     """A block per row, ``name  value`` lines, empty values left out; values wrap, never cut.
     Plain text (no rich rendering): a hundred records print in milliseconds."""
     lines = [f"{title} ({len(rows)})"] if title else []
     for row in rows:
-        lines.append("─" * min(out.width, 40))
-        lines += _field_lines([(c, row.get(c)) for c in columns], out.width, skip_empty=True)
+        lines.append("─" * min(width, 40))
+        lines += _field_lines([(c, row.get(c)) for c in columns], width, skip_empty=True)
     typer.echo("\n".join(lines))
 
 
@@ -163,7 +191,7 @@ def emit_one(row: dict, *, as_json: bool) -> None:
     if as_json:
         print_json(row)
         return
-    width = console().width
+    width = terminal_width()
     lines = _field_lines([(k, v) for k, v in row.items() if not _is_records(v)], width, skip_empty=False)
     for key, value in row.items():
         if _is_records(value):

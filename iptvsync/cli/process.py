@@ -7,7 +7,7 @@ import json
 import typer
 
 from .app import app, load
-from .output import JSON_OPTION, emit, text
+from .output import JSON_OPTION, emit, emit_one, text
 
 
 @app.command()
@@ -56,8 +56,7 @@ def status(ctx: typer.Context, as_json: bool = JSON_OPTION):
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
     else:
-        emit([{"check": k, "value": v} for k, v in report["facts"].items()], ("check", "value"), as_json=False,
-             title="iptvsync status")
+        emit_one(report["facts"], as_json=False)  # name  value lines, like `subs show`
         for problem in report["problems"]:
             typer.echo(f"UNHEALTHY: {text(problem)}", err=True)
         if not report["problems"]:
