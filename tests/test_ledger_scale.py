@@ -65,6 +65,63 @@ def test_logs_email_uses_the_buyer_email_indexes(ledger):
     assert uses(plans, "audit_email", "audit") and uses(plans, "subs_email", "subscriptions"), plans
 
 
+
+def test_logs_email_finds_everything_about_a_buyer_with_the_partial_index(cfg, ledger):
+    """``audit_email`` holds only the rows ``logs --email`` cannot reach through a subscription
+    (m012). Support still finds, by email: the rows about the buyer's subscriptions, the rows
+    about none (an unmapped product), and a held postback an operator attached to another
+    buyer's subscription, by either buyer's email."""
+    from iptvsync.ledger.inbox import attach
+
+    with freeze_time(T0):
+        deliver(ledger, payload(2, sale="51000001", subscription="1104370", email="maria@example.com"))
+        deliver(ledger, payload(2, sale="51000002", subscription="1104371", email="joao@example.com"))
+        deliver(ledger, payload(2, sale="51000003", product="999999", email="joao@example.com"))  # unmapped
+        run_process(cfg)
+        held = payload(2, sale="51000004", subscription=None, email="joao@example.com")
+        held["plano"]["periodicidade"] = "Mensal"  # a plan's charge without assinatura: held
+        held_id = deliver(ledger, held)
+        run_process(cfg)
+        maria = ledger.one("SELECT id FROM subscriptions WHERE buyer_email = 'maria@example.com'")["id"]
+        attach(ledger, held_id, str(maria))  # the operator puts it on maria's subscription
+        run_process(cfg)
+    joao = {row["action"] for row in query_audit(ledger, email="joao@example.com")}
+    assert {"charge.paid", "panel.created", "email.sent", "inbox.unmapped", "inbox.held",
+            "inbox.attached"} <= joao, joao
+    maria_rows = query_audit(ledger, email="maria@example.com")
+    assert {"charge.paid", "panel.created", "email.sent", "inbox.attached"} <= {r["action"] for r in maria_rows}
+    assert {r["subscription_id"] for r in maria_rows} == {maria}
+    plans = plans_of(ledger, lambda: query_audit(ledger, email="joao@example.com"))
+    assert uses(plans, "audit_email", "audit") and uses(plans, "subs_email", "subscriptions"), plans
+
+
+@freeze_time(T0)
+def test_an_audit_row_about_a_subscription_carries_its_email(cfg, ledger):
+    """What m012's partial ``audit_email`` relies on: apart from ``inbox.attached``, a row about a
+    subscription names that subscription's buyer (or nobody), through a whole lifecycle:
+    purchase, renewal, emails, a dispute, a refund, a cancellation, operator actions."""
+    from iptvsync.ops import subs
+
+    deliver(ledger, payload(2, parcela=1))
+    run_process(cfg)
+    deliver(ledger, payload(2, sale="51000011", parcela=2))
+    deliver(ledger, payload(5, sale="51000011", parcela=2))
+    run_process(cfg)
+    subs.set_hold(ledger, cfg, "1", "suspended")
+    subs.set_hold(ledger, cfg, "1", "resumed")
+    subs.extend(ledger, cfg, "1", 3, "gift-1")
+    subs.resend(ledger, "1", "activation")
+    deliver(ledger, payload(4, sale="51000011", parcela=2))
+    deliver(ledger, payload(103, sale="51000011", parcela=2))
+    run_process(cfg)
+    subs.cancel(ledger, cfg, "1", immediately=True)
+    run_process(cfg)
+    assert ledger.one("SELECT COUNT(*) n FROM audit WHERE subscription_id IS NOT NULL")["n"] >= 8
+    strays = ledger.query("SELECT a.id, a.action, a.buyer_email FROM audit a JOIN subscriptions s"
+                          " ON s.id = a.subscription_id WHERE a.buyer_email IS NOT s.buyer_email"
+                          " AND a.buyer_email IS NOT NULL AND a.action != 'inbox.attached'")
+    assert strays == []
+
 @freeze_time(T0)
 def test_inbox_list_since_uses_the_received_at_index(ledger):
     deliver(ledger, payload(2))

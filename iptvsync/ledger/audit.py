@@ -6,6 +6,7 @@ from datetime import datetime
 
 from ..clock import iso
 from .db import Ledger
+from .migrations import AUDIT_EMAIL_ROWS
 
 
 def query_audit(ledger: Ledger, *, since: datetime | None = None, sale: str | None = None,
@@ -25,8 +26,9 @@ def query_audit(ledger: Ledger, *, since: datetime | None = None, sale: str | No
                      " (SELECT subscription_id FROM charges WHERE sale_code = :sale))")
         params["sale"] = sale
     if email:
-        # Support asks by email: include everything about that buyer's subscriptions.
-        where.append("(buyer_email = :email OR subscription_id IN"
+        # Support asks by email: everything about that buyer's subscriptions, and the rows about
+        # none (or an attached postback) by the partial index over exactly those (m012)
+        where.append(f"((({AUDIT_EMAIL_ROWS}) AND buyer_email = :email) OR subscription_id IN"
                      " (SELECT id FROM subscriptions WHERE buyer_email = :email))")
         params["email"] = email.strip().lower()
     if subscription:
