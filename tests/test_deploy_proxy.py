@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 from support.binaries import need
 from support.install import BASE_TOML, wait_for, write_install
+from support.receiver import query
 from support.serve import free_port, post, postback_body, serving
 from support.tls import make_cert
-
-from iptvsync.ledger.db import Ledger
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 PATH = "/monetizze/postback/s3cr3tpath"
@@ -75,19 +74,12 @@ def client_context(cert_path: Path) -> ssl.SSLContext:
 
 
 def remote_of_last_postback(config: Path) -> str:
-    ledger = Ledger(config.parent / "iptvsync.db")
-    try:
-        return ledger.one("SELECT remote_addr FROM inbox ORDER BY id DESC LIMIT 1")["remote_addr"]
-    finally:
-        ledger.close()
+    return query(config.parent / "iptvsync.db", "SELECT remote_addr FROM inbox ORDER BY id DESC LIMIT 1")[0][
+        "remote_addr"]
 
 
 def stored(config: Path) -> int:
-    ledger = Ledger(config.parent / "iptvsync.db")
-    try:
-        return ledger.one("SELECT COUNT(*) AS n FROM inbox")["n"]
-    finally:
-        ledger.close()
+    return query(config.parent / "iptvsync.db", "SELECT COUNT(*) AS n FROM inbox")[0]["n"]
 
 
 def run_nginx(prefix: Path, conf: Path):
