@@ -48,7 +48,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # tests/support: the chunked-stream client
 sys.path.insert(0, str(ROOT))
+
+from support.receiver import stream_until_answered  # noqa: E402
 
 from iptvsync.config import load_config  # noqa: E402
 from iptvsync.errors import MalformedPostback  # noqa: E402
@@ -552,30 +555,10 @@ def _rss_kb(pid: int) -> int:
 
 
 def _chunked_stream(server: Server, declared: int, statuses: list, limit_s: float = 10.0) -> None:
-    block = b"x" * (1 << 20)
     with _connect(server) as sock:
         sock.sendall(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM}\r\n"
                      f"Transfer-Encoding: chunked\r\n\r\n{declared:x}\r\n".encode())
-        sock.setblocking(False)
-        answer, sent, deadline = b"", 0, time.monotonic() + limit_s
-        while time.monotonic() < deadline and sent < declared:
-            try:
-                answer += sock.recv(4096)
-                break
-            except BlockingIOError:
-                pass
-            except OSError:
-                break
-            try:
-                sent += sock.send(block)
-            except BlockingIOError:
-                time.sleep(0.005)
-            except OSError:
-                break
-        sock.settimeout(30)
-        with contextlib.suppress(OSError):
-            while chunk := sock.recv(4096):
-                answer += chunk
+        answer = stream_until_answered(sock, declared, limit_s)
     statuses.append(int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.") else 0)
 
 

@@ -22,7 +22,16 @@ from pathlib import Path
 import pytest
 import requests
 from support.install import CHAVE, fixture_body, running, wait_for
-from support.receiver import FORM, JSON, PATH, WAIT_S, install_with, sale_body, self_signed_certificate
+from support.receiver import (
+    FORM,
+    JSON,
+    PATH,
+    WAIT_S,
+    install_with,
+    sale_body,
+    self_signed_certificate,
+    stream_until_answered,
+)
 from support.smtp import smtp_server
 
 from iptvsync.monetizze.form import build_form
@@ -233,32 +242,11 @@ def _chunked_flood(port: int, *, declared: int, streams: int, limit_s: float = 1
     """``streams`` connections, each declaring a chunk of ``declared`` bytes and streaming it
     in 1 MiB writes until the receiver answers or ``limit_s`` passes; the statuses answered."""
     statuses = []
-    block = b"x" * (1 << 20)
 
     def one():
         with connect(port) as sock:
             sock.sendall(head(Transfer_Encoding="chunked") + f"{declared:x}\r\n".encode())
-            sock.setblocking(False)
-            deadline, sent, answer = time.monotonic() + limit_s, 0, b""
-            while time.monotonic() < deadline and sent < declared:
-                try:
-                    answer += sock.recv(4096)
-                    break  # the receiver has answered (and stops reading)
-                except BlockingIOError:
-                    pass
-                try:
-                    sent += sock.send(block)
-                except BlockingIOError:
-                    time.sleep(0.01)
-                except OSError:
-                    break
-            sock.settimeout(WAIT_S)
-            try:
-                while chunk := sock.recv(4096):
-                    answer += chunk
-            except OSError:
-                pass
-            statuses.append(status_of(answer))
+            statuses.append(status_of(stream_until_answered(sock, declared, limit_s)))
 
     workers = [threading.Thread(target=one) for _ in range(streams)]
     for worker in workers:

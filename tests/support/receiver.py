@@ -3,6 +3,7 @@ tests share. The ``start`` and ``receiver`` fixtures (conftest) run them."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import json
@@ -11,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,6 +49,34 @@ def query(ledger: Path, sql: str, params: tuple = ()) -> list[dict]:
     finally:
         conn.close()
 
+
+
+def stream_until_answered(sock, declared: int, limit_s: float, wait_s: float = WAIT_S) -> bytes:
+    """On a connected socket whose request head (and chunk size line) is sent: stream up to
+    ``declared`` bytes in 1 MiB writes until the server answers or ``limit_s`` passes, then read
+    the rest of its answer (``wait_s`` per read). Returns what the server answered."""
+    block = b"x" * (1 << 20)
+    sock.setblocking(False)
+    answer, sent, deadline = b"", 0, time.monotonic() + limit_s
+    while time.monotonic() < deadline and sent < declared:
+        try:
+            answer += sock.recv(4096)
+            break  # the server has answered (and stops reading)
+        except BlockingIOError:
+            pass
+        except OSError:
+            break
+        try:
+            sent += sock.send(block)
+        except BlockingIOError:
+            time.sleep(0.005)
+        except OSError:
+            break
+    sock.settimeout(wait_s)
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(4096):
+            answer += chunk
+    return answer
 
 def sale_body(sale: str) -> bytes:
     """A realistic first-charge postback form (~5 kB, as Monetizze posts it) for sale code ``sale``."""
