@@ -16,30 +16,30 @@ from .model import PAYING, Desired, Period, SubFacts, desired_state, paid_until
 
 
 def facts(conn: sqlite3.Connection, sub: dict, cfg: Config) -> SubFacts:
-    charges, periods = [], []
+    charges, periods = [], []  # charges: (status, paid_at)
     # one statement for both tables: this runs for every postback applied
     for source, key, status, at, days, months in conn.execute(
             "SELECT 'c', charge_key, status, paid_at, days, months FROM charges WHERE subscription_id = :id"
             " UNION ALL SELECT 'g', grant_key, NULL, granted_at, days, 0 FROM grants WHERE subscription_id = :id",
             {"id": sub["id"]}):
         if source == "c":
-            charges.append({"status": status, "paid_at": at})
+            charges.append((status, at))
             if status in PAYING and at:
-                periods.append(Period(parse_iso(at), days, "c:" + key, months))
+                periods.append(Period(parse_iso(at), "c:" + key, days, months))
         else:
-            periods.append(Period(parse_iso(at), days, "g:" + key))
+            periods.append(Period(parse_iso(at), "g:" + key, days))
     # A dispute is over once a charge paid after the disputed one comes in (a renewal).
     disputed = False
-    for c in charges:
-        if c["status"] == "blocked":
-            later_paid = any(o["status"] in ("paid", "complete") and o["paid_at"] and c["paid_at"]
-                             and o["paid_at"] > c["paid_at"] for o in charges)
+    for status, at in charges:
+        if status == "blocked":
+            later_paid = any(other in ("paid", "complete") and paid_at and at and paid_at > at
+                             for other, paid_at in charges)
             disputed = disputed or not later_paid
     return SubFacts(
         paid_until=paid_until(periods), recurring=bool(sub["recurring"]),
         cancelled=sub["cancelled_at"] is not None, cancel_mode=sub["cancel_mode"], disputed=disputed,
         hold=sub["hold"], grace_days=cfg.policy.grace_days, on_dispute=cfg.policy.on_dispute,
-        refunded=any(c["status"] == "refunded" for c in charges))
+        refunded=any(status == "refunded" for status, _ in charges))
 
 
 def recompute(conn: sqlite3.Connection, sub_id: int, cfg: Config, now: datetime,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 CHARGE_RANK = {"waiting": 1, "cancelled": 2, "paid": 3, "complete": 4, "blocked": 5, "refunded": 6}
 KIND_TO_CHARGE = {"waiting": "waiting", "approved": "paid", "complete": "complete",
@@ -26,11 +27,14 @@ KIND_TO_CHARGE = {"waiting": "waiting", "approved": "paid", "complete": "complet
 PAYING = ("paid", "complete", "blocked")
 
 
-@dataclass(frozen=True)
-class Period:
+class Period(NamedTuple):
+    """A paid (or granted) stretch of access. A tuple, and in this field order, because
+    ``paid_until`` folds them sorted by (start, key): the key is unique, so equal timestamps
+    still fold in one order (the fold runs for every postback applied)."""
+
     start_at: datetime  # when it was paid (or granted)
+    key: str  # tie-breaker: "c:<charge key>" or "g:<grant key>"
     days: int
-    key: str  # tie-breaker, so equal timestamps still fold in one order
     months: int = 0  # calendar months, added after the days
 
 
@@ -38,16 +42,17 @@ def add_months(moment: datetime, months: int) -> datetime:
     """``moment`` plus calendar months, the day clamped to the month's end (Jan 31 -> Feb 28)."""
     index = moment.year * 12 + moment.month - 1 + months
     year, month = divmod(index, 12)
-    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    day = moment.day if moment.day <= 28 else min(moment.day, calendar.monthrange(year, month + 1)[1])
     return moment.replace(year=year, month=month + 1, day=day)
 
 
 def paid_until(periods: list[Period]) -> datetime | None:
     """Each period adds its days (and calendar months) to ``max(previous paid_until, paid_at)``."""
     until = None
-    for p in sorted(periods, key=lambda p: (p.start_at, p.key)):
-        base = p.start_at if until is None or p.start_at > until else until
-        until = add_months(base + timedelta(days=p.days), p.months)
+    for start_at, _, days, months in sorted(periods):
+        until = (start_at if until is None or start_at > until else until) + timedelta(days=days)
+        if months:
+            until = add_months(until, months)
     return until
 
 

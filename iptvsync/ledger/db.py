@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +162,7 @@ class Ledger:
         ``detail`` must never hold secrets: callers pass facts (days, status, panel), not
         credentials; values named like secrets are dropped as a last line of defence.
         """
-        clean = {k: v for k, v in detail.items()
-                 if v is not None and not any(s in k.lower() for s in ("password", "api_key", "chave"))}
+        clean = {k: v for k, v in detail.items() if v is not None and not _secret_named(k)}
         with self.tx():  # joins the caller's transaction; alone, it still reads and appends atomically
             self._append_audit(action, actor, subscription_id, sale_code, buyer_email, clean)
 
@@ -170,7 +170,7 @@ class Ledger:
         row = self.conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
         prev = row[0] if row else GENESIS
         record = {
-            "at": iso(now()), "actor": actor or os_user(), "action": action,
+            "at": iso(now().replace(microsecond=0)), "actor": actor or os_user(), "action": action,
             "subscription_id": subscription_id, "sale_code": sale_code, "buyer_email": buyer_email,
             "detail": json.dumps(clean, sort_keys=True, default=str),
         }
@@ -241,6 +241,12 @@ class Ledger:
 
 def _record(row) -> dict[str, Any]:
     return {k: row[k] for k in ("at", "actor", "action", "subscription_id", "sale_code", "buyer_email", "detail")}
+
+
+@lru_cache(maxsize=512)
+def _secret_named(key: str) -> bool:
+    """An audit detail named like a secret (dropped): asked for every key of every audit row."""
+    return any(s in key.lower() for s in ("password", "api_key", "chave"))
 
 
 def audit_hash(prev: str, record: dict[str, Any]) -> str:
