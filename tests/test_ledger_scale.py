@@ -4,7 +4,9 @@ compressed once settled and prunable, the ``runs`` table pruned, ``audit verify`
 
 from __future__ import annotations
 
+import json
 import zlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
@@ -19,9 +21,11 @@ from iptvsync.ledger import inbox
 from iptvsync.ledger.audit import query_audit
 from iptvsync.ledger.db import Ledger
 from iptvsync.monetizze.form import build_form
+from iptvsync.monetizze.postback import facts_version, from_facts, parse
 from iptvsync.ops.health import health
 
 T0 = "2026-11-20T18:00:00Z"
+FORM = "application/x-www-form-urlencoded"
 
 
 def plans_of(ledger: Ledger, call) -> dict[str, list[str]]:
@@ -193,6 +197,36 @@ def test_bodies_are_stored_compressed_and_read_back_as_received(cfg, ledger):
     assert inbox.retry(ledger, [ids["applied"]], action="inbox.replay") == 1
     with freeze_time(T0):
         assert run_process(cfg)["apply"]["applied"] == 1
+
+
+def test_the_apply_stage_reads_the_facts_kept_with_a_row_and_parses_a_body_only_without_them(
+        cfg, ledger, monkeypatch):
+    """The writer parses each pending body as it stores it and keeps what the parser made of
+    it (``facts``) until the row is settled; the apply stage reads that instead of parsing the
+    body again. Facts an older parser left (another fingerprint) are not trusted: that body is
+    parsed, and what it says is applied."""
+    from iptvsync.engine import apply as apply_stage
+
+    parsed = []
+    real_parse = apply_stage.parse
+    monkeypatch.setattr(apply_stage, "parse", lambda body, ct: parsed.append(body) or real_parse(body, ct))
+    fresh, stale = payload(2), payload(2, sale="51000002", subscription="1104372", email="jo@example.com")
+    with freeze_time(T0):
+        fresh_id, stale_id = deliver(ledger, fresh), deliver(ledger, stale)
+    row = ledger.one("SELECT facts FROM inbox WHERE id = ?", (fresh_id,))
+    assert from_facts(row["facts"]) == replace(parse(build_form(fresh), FORM)[1], chave_unica=None, product_key=None)
+    version, fields = json.loads(ledger.one("SELECT facts FROM inbox WHERE id = ?", (stale_id,))["facts"])
+    assert version == facts_version()
+    fields["sale_code"] = "99999999"  # what an older parser might have made of it
+    ledger.conn.execute("UPDATE inbox SET facts = ? WHERE id = ?", (json.dumps(["0" * 16, fields]), stale_id))
+
+    with freeze_time(T0):
+        assert run_process(cfg)["apply"]["applied"] == 2
+    assert parsed == [build_form(stale)]  # the fresh row's body was never parsed again
+    assert [r["sale_code"] for r in ledger.query("SELECT sale_code FROM charges ORDER BY sale_code")] == [
+        "51000001", "51000002"]
+    # settled rows keep no copy: the inbox holds facts only while they wait
+    assert ledger.one("SELECT COUNT(*) AS n FROM inbox WHERE facts IS NOT NULL")["n"] == 0
 
 
 def test_raw_bodies_a_ledger_kept_are_read_and_compressed_once_settled(cfg, ledger):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import replace
 from urllib.parse import quote
 
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +19,8 @@ from support.install import CHAVE, fixture_body
 from support.receiver import PATH
 
 from iptvsync.errors import MalformedPostback
-from iptvsync.monetizze.postback import extract, parse
+from iptvsync.ledger.inbox import stored_facts
+from iptvsync.monetizze.postback import extract, from_facts, parse
 from iptvsync.monetizze.redact import redact
 
 
@@ -55,6 +57,10 @@ def _check(body: bytes, content_type: str | None) -> None:
     except MalformedPostback:
         return
     assert CHAVE not in json.dumps(again, ensure_ascii=False, default=str)
+    # what the writer keeps for the apply stage is exactly what parsing the stored bytes gives
+    facts = stored_facts(cleaned, content_type)
+    assert from_facts(facts) == replace(parse(cleaned, content_type)[1], chave_unica=None, product_key=None)
+    assert CHAVE not in facts and CHAVE not in json.loads(facts)[1].values()
 
 
 @fuzz(1500)

@@ -22,6 +22,7 @@ import sys
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ from support.receiver import (
 )
 
 from iptvsync.monetizze.form import build_form
-from iptvsync.monetizze.postback import parse
+from iptvsync.monetizze.postback import from_facts, parse
 
 SAMPLES = sorted(p.name for p in (FIXTURES / "monetizze").iterdir() if p.suffix in (".form", ".json"))
 PRODUCT_KEY = "fedcba9876543210fedcba9876543210"  # produto[chave] in the samples
@@ -72,6 +73,13 @@ def test_each_sample_postback_is_stored_with_its_parsed_fields_and_no_secret(sta
     # the raw body, byte for byte, with only the chave_unica value blanked
     assert row["body"] == body.replace(chave.encode(), b"")
     assert parse(row["body"], content_type)[1].chave_unica is None
+    # a pending one carries what the parser makes of the stored bytes, for the apply stage;
+    # no secret in it either (produto[chave] left out too)
+    if row["status"] == "pending":
+        assert from_facts(row["facts"]) == replace(parse(row["body"], content_type)[1], product_key=None)
+        assert chave not in row["facts"] and PRODUCT_KEY not in row["facts"]
+    else:
+        assert row["facts"] is None
     assert receiver.access_lines() == [("127.0.0.1", "POST", "<postback>", 200)]
     assert_no_secrets(receiver.log(), chave)
 

@@ -1,7 +1,9 @@
 """The inbox: every postback that passed authentication, stored whole (secret blanked) + parsed.
 
 The body is kept byte for byte, deflated with a preset dictionary as it is stored (``ZDICT``:
-a ~5 kB form becomes ~150 bytes); ``get`` and the apply stage inflate it.
+a ~5 kB form becomes ~150 bytes); ``get`` and the apply stage inflate it. A pending row also
+carries ``facts``, what the parser made of the stored body, until it is settled: the apply
+stage reads them instead of parsing the body a second time.
 
 Rows are keyed by the postback's dedupe key; a duplicate bumps ``times_seen`` instead of
 creating a second row, so redelivery never means a second effect.
@@ -16,16 +18,16 @@ from typing import Any
 
 from ..clock import iso, now
 from ..errors import UsageError
-from ..monetizze.postback import NOT_PAYMENT, UNCLASSIFIED, Postback
+from ..monetizze.postback import NOT_PAYMENT, UNCLASSIFIED, Postback, facts_json, parse
 from .db import Ledger
 from .queue import INBOX, InboxStatus, not_in, requeue
 
 INSERT = """
-INSERT INTO inbox (received_at, source, remote_addr, content_type, body, body_encoding, dedupe_key, event, kind,
-                   sale_code, subscription_code, parcela, product_code, plan_code, plan_ref,
+INSERT INTO inbox (received_at, source, remote_addr, content_type, body, body_encoding, facts, dedupe_key, event,
+                   kind, sale_code, subscription_code, parcela, product_code, plan_code, plan_ref,
                    buyer_email, paid_at, is_test, status, reason, last_seen_at)
-VALUES (:received_at, :source, :remote_addr, :content_type, :body, :body_encoding, :dedupe_key, :event, :kind,
-        :sale_code, :subscription_code, :parcela, :product_code, :plan_code, :plan_ref,
+VALUES (:received_at, :source, :remote_addr, :content_type, :body, :body_encoding, :facts, :dedupe_key, :event,
+        :kind, :sale_code, :subscription_code, :parcela, :product_code, :plan_code, :plan_ref,
         :buyer_email, :paid_at, :is_test, :status, :reason, :received_at)
 ON CONFLICT (dedupe_key) DO UPDATE SET times_seen = times_seen + 1, last_seen_at = excluded.last_seen_at
 RETURNING id, times_seen
@@ -54,18 +56,34 @@ def inbox_row(pb: Postback, body: bytes, *, content_type: str | None, remote_add
 
 
 def store_rows(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[tuple[int, bool]]:
-    """Insert-or-count each row inside the caller's transaction, its body compressed (``ZDICT``):
-    [(id, duplicate)].
-
-    The receiver's writer process calls this, so compression runs on its one thread: in the
-    request threads, zlib's two GIL releases per body cost ~20 % of the throughput at 64
-    connections (bench/receiver.py), for an ~18 µs job."""
+    """Insert-or-count each row inside the caller's transaction: [(id, duplicate)]. Rows not
+    ``prepared`` yet are prepared here."""
     out = []
     for row in rows:
-        row = {**row, "body": compress_body(row["body"]), "body_encoding": ZDICT}
-        inbox_id, times_seen = conn.execute(INSERT, row).fetchone()
+        inbox_id, times_seen = conn.execute(INSERT, row if "facts" in row else prepared(row)).fetchone()
         out.append((inbox_id, times_seen > 1))
     return out
+
+
+def prepared(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as stored: its body compressed (``ZDICT``), and a pending row's ``facts``.
+
+    The receiver's writer process prepares its rows before it takes the write lock. So both
+    jobs run on its one thread, off the request threads: there, zlib's two GIL releases per
+    body cost ~20 % of the throughput at 64 connections (bench/receiver.py), for an ~18 µs
+    job, and the parse (~70 µs) would hold the GIL."""
+    facts = stored_facts(row["body"], row["content_type"]) if row["status"] == InboxStatus.PENDING else None
+    return {**row, "body": compress_body(row["body"]), "body_encoding": ZDICT, "facts": facts}
+
+
+def stored_facts(body: bytes, content_type: str | None) -> str | None:
+    """What the apply stage will make of this stored body (``postback.facts_json``): parsed here,
+    from the bytes as stored (secret blanked), so it is exactly what parsing them later gives.
+    None when it does not parse: the apply stage parses it then, and says why it fails."""
+    try:
+        return facts_json(parse(body, content_type)[1])
+    except Exception:
+        return None
 
 
 def store(ledger: Ledger, row: dict[str, Any]) -> tuple[int, bool]:
@@ -102,10 +120,12 @@ def list_inbox(ledger: Ledger, *, status: str | None = None, sale: str | None = 
 
 
 def get(ledger: Ledger, inbox_id: int) -> dict[str, Any] | None:
-    """One row with its body as received (decompressed; empty once pruned)."""
+    """One row with its body as received (decompressed; empty once pruned). Without ``facts``:
+    the apply stage's copy of what the body says, not evidence."""
     row = ledger.one("SELECT * FROM inbox WHERE id = :id", {"id": inbox_id})
     if row is not None:
         row["body"] = raw_body(row["body"], row.pop("body_encoding"))
+        row.pop("facts", None)
     return row
 
 

@@ -1,10 +1,12 @@
 """Monetizze postback bodies: decoding, classification, the dedupe key and redaction.
 
-Pure and deterministic: the receiver stores the raw body (after ``redact``) and the engine
-parses it again later. Odd optional fields never raise: an unclassifiable postback is still
-stored and shown, never dropped. Monetizze posts a PHP bracket-key form plus a ``json`` field
-holding the whole payload (JSON bodies may also arrive); form scalars are all strings while
-the ``json`` copy has int codes, so every reader accepts both.
+Pure and deterministic: the receiver stores the raw body (after ``redact``), its writer keeps
+what ``parse`` makes of those bytes (``facts_json``) while the row is pending, and the engine
+reads that, or parses the body again when it is missing or was made by another parser. Odd
+optional fields never raise: an unclassifiable postback is still stored and shown, never
+dropped. Monetizze posts a PHP bracket-key form plus a ``json`` field holding the whole
+payload (JSON bodies may also arrive); form scalars are all strings while the ``json`` copy
+has int codes, so every reader accepts both.
 """
 
 from __future__ import annotations
@@ -362,6 +364,62 @@ def parse(body: bytes, content_type: str | None) -> tuple[dict, Postback]:
     """``parse_body`` then ``extract``."""
     payload = parse_body(body, content_type)
     return payload, extract(payload)
+
+
+# --- facts: what ``parse`` made of a stored body, kept with it until it is applied -----------
+
+@lru_cache(maxsize=1)
+def facts_version() -> str:
+    """The parser's fingerprint: a hash of the modules ``parse`` runs (this one, ``form``, the
+    clock it reads dates with). Facts stored under another fingerprint are not trusted: the
+    body is parsed again. So a parser change (a fix, a new field) can never leave a pending
+    postback applied from what an older parser made of it, and nobody has to remember to
+    bump a number."""
+    from hashlib import sha256
+    from pathlib import Path
+
+    from iptvsync import clock, errors
+    from iptvsync.monetizze import form
+
+    digest = sha256()
+    for module in (__file__, form.__file__, clock.__file__, errors.__file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+#: left out: the secrets the receiver checks and the engine never reads
+_UNSTORED = ("chave_unica", "product_key")
+_FACT_FIELDS = tuple(name for name in Postback.__dataclass_fields__ if name not in (*_UNSTORED, "items"))
+_STORED_KEYS = {*_FACT_FIELDS, "items"}
+
+
+def facts_json(pb: Postback) -> str:
+    """``pb`` as the inbox keeps it for the apply stage (``from_facts``): JSON, without the
+    secrets (``chave_unica``, ``produto[chave]``), which only the receiver checks."""
+    fields = {name: getattr(pb, name) for name in _FACT_FIELDS}
+    fields["items"] = [[i.product_code, i.name, i.main, i.amount] for i in pb.items]
+    # ASCII: a lone surrogate from a "\\ud800" escape in the body must not stop the row being stored
+    return json.dumps([facts_version(), fields], separators=(",", ":"))
+
+
+def from_facts(text: str | None) -> Postback | None:
+    """The Postback ``facts_json`` stored; None when there is none, or when another version of
+    the parser made it (then the body is parsed again)."""
+    if not text:
+        return None
+    try:
+        version, fields = json.loads(text)
+        if version != facts_version():
+            return None
+        fields["items"] = tuple(LineItem(*item) for item in fields["items"])
+        if fields.keys() != _STORED_KEYS:
+            return None
+    except (ValueError, TypeError):  # not ours: the body is the evidence, parse it
+        return None
+    # every field given, so __init__ (29 frozen assignments, ~15 µs) has nothing to add
+    pb = object.__new__(Postback)
+    pb.__dict__.update(fields, chave_unica=None, product_key=None)
+    return pb
 
 
 def _classify(payload: dict, sale: dict) -> tuple[int | None, str]:

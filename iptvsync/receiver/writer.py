@@ -48,7 +48,7 @@ import time
 
 from ..errors import LedgerError
 from ..ledger.db import Ledger
-from ..ledger.inbox import count_rejection, store_rows, touch_heartbeat
+from ..ledger.inbox import count_rejection, prepared, store_rows, touch_heartbeat
 
 log = logging.getLogger("iptvsync.receiver")
 
@@ -95,6 +95,7 @@ def read_frame(sock: socket.socket) -> tuple[bytes, object, bytes]:
 def commit_group(ledger: Ledger, rows: list[dict], rejections: list[list],
                  heartbeat: bool = False) -> list[tuple[int, bool]]:
     """Store ``rows`` and count ``rejections`` in one transaction; raises if nothing was stored."""
+    rows = [prepared(row) for row in rows]  # compressed and parsed before the write lock is taken
     try:
         with ledger.tx() as conn:
             results = store_rows(conn, rows)
