@@ -93,7 +93,10 @@ class Ledger:
         if not self.pending_migrations():
             return []
         if "inbox" in self.db.table_names():  # an existing ledger: keep a copy of it as it was
-            self.backup_before_migrating(self.pending_migrations()[0])
+            first = self.pending_migrations()  # read again: another opener may have just migrated it
+            if not first:
+                return []
+            self.backup_before_migrating(first[0])
         with self.tx():
             pending = self.pending_migrations()
             migrations.apply(self.db)
