@@ -14,8 +14,7 @@ import os
 import re
 import string
 import tomllib
-from dataclasses import dataclass, field, fields
-from email.utils import parseaddr
+from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
@@ -30,18 +29,60 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = "config.toml"
 
 
+class _Record:
+    """What ``@dataclass(frozen=True)`` gives a config class (keyword ``__init__`` with the
+    defaults, ``repr``, value equality and hash, no assignment after it), written once here.
+    ``dataclass`` generates those methods for each class by compiling source, ~1 ms a class,
+    and every command reads the config: the classes are declared ``@dataclass(init=False,
+    repr=False, eq=False)``, so ``fields()`` still describes them and nothing is compiled."""
+
+    __slots__ = ()
+
+    def __init__(self, **values: Any) -> None:
+        for f in fields(self):
+            if f.name in values:
+                value = values.pop(f.name)
+            elif f.default is not MISSING:
+                value = f.default
+            elif f.default_factory is not MISSING:
+                value = f.default_factory()
+            else:
+                raise TypeError(f"{type(self).__name__}() missing argument {f.name!r}")
+            object.__setattr__(self, f.name, value)
+        if values:
+            raise TypeError(f"{type(self).__name__}() got unexpected arguments {', '.join(values)}")
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def __eq__(self, other: object) -> bool:
+        return self._values() == other._values() if type(other) is type(self) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in fields(self))})"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
 def setting(default: Any, *, key: str | None = None, choices: tuple[str, ...] = ()) -> Any:
     """A config field: its default, its TOML key when that is not a Python name, its choices."""
     return field(default=default, metadata={"key": key, "choices": choices})
 
 
-@dataclass(frozen=True)
-class LedgerSection:
+@dataclass(init=False, repr=False, eq=False)
+class LedgerSection(_Record):
     path: str = "iptvsync.db"
 
 
-@dataclass(frozen=True)
-class ReceiverSection:
+@dataclass(init=False, repr=False, eq=False)
+class ReceiverSection(_Record):
     host: str = "127.0.0.1"
     port: int = 8080
     path: str = "/monetizze/postback"
@@ -58,14 +99,14 @@ class ReceiverSection:
     ledger_timeout_s: int = 10
 
 
-@dataclass(frozen=True)
-class MonetizzeSection:
+@dataclass(init=False, repr=False, eq=False)
+class MonetizzeSection(_Record):
     api_url: str = "https://api.monetizze.com.br/2.1"
     check_product_key: bool = False
 
 
-@dataclass(frozen=True)
-class PolicySection:
+@dataclass(init=False, repr=False, eq=False)
+class PolicySection(_Record):
     on_subscription_cancelled: str = setting("end_of_period", choices=("end_of_period", "immediately"))
     on_dispute: str = setting("suspend", choices=("suspend", "ignore"))
     grace_days: int = 3
@@ -73,8 +114,8 @@ class PolicySection:
     max_attempts: int = 8
 
 
-@dataclass(frozen=True)
-class EmailSection:
+@dataclass(init=False, repr=False, eq=False)
+class EmailSection(_Record):
     backend: str = setting("maildir", choices=("maildir", "smtp"))
     maildir: str = "mail/"
     from_addr: str = setting("IPTV <no-reply@example.com>", key="from")
@@ -146,15 +187,15 @@ PRODUCT_SCHEMA: dict[str, tuple[Any, Any]] = {
 PLAN_SCHEMA = {k: PRODUCT_SCHEMA[k] for k in ("days", "period", "max_connections", "bouquets", "package")}
 
 
-@dataclass(frozen=True)
-class Links:
+@dataclass(init=False, repr=False, eq=False)
+class Links(_Record):
     server: str
     m3u: str
     epg: str
 
 
-@dataclass(frozen=True)
-class PanelConfig:
+@dataclass(init=False, repr=False, eq=False)
+class PanelConfig(_Record):
     name: str
     kind: str
     url: str
@@ -165,8 +206,8 @@ class PanelConfig:
     outputs: tuple[str, ...] = ()  # stream formats new lines get; () = all the panel offers
 
 
-@dataclass(frozen=True)
-class PlanOverride:
+@dataclass(init=False, repr=False, eq=False)
+class PlanOverride(_Record):
     days: int | None = None
     months: int | None = None
     max_connections: int | None = None
@@ -174,8 +215,8 @@ class PlanOverride:
     package: int | None = None
 
 
-@dataclass(frozen=True)
-class ProductConfig:
+@dataclass(init=False, repr=False, eq=False)
+class ProductConfig(_Record):
     code: str
     name: str
     panel: str
@@ -189,8 +230,8 @@ class ProductConfig:
     outputs: tuple[str, ...] = ()  # overrides the panel's outputs
 
 
-@dataclass(frozen=True)
-class Secrets:
+@dataclass(init=False, repr=False, eq=False)
+class Secrets(_Record):
     chave_unica: str = ""
     consumer_key: str = ""
     secret_key: str = ""
@@ -202,8 +243,8 @@ class Secrets:
         return "Secrets(<redacted>)"
 
 
-@dataclass(frozen=True)
-class Config:
+@dataclass(init=False, repr=False, eq=False)
+class Config(_Record):
     path: Path
     env_path: Path
     ledger: LedgerSection
@@ -323,6 +364,22 @@ def _section(raw: dict, schema: dict, where: str, file: Path, required: tuple[st
     return out
 
 
+#: "addr@host" or "Name <addr@host>" with a plain name: forms whose address ``parseaddr``
+#: reads as written; ``has_address`` answers those without importing email.utils (~6 ms of
+#: every command, with the socket module it pulls in). Anything else goes to parseaddr.
+_PLAIN_FROM = re.compile(r"(?:[^\W_]+(?: [^\W_]+)* )?<?[A-Za-z0-9.+_-]+@[A-Za-z0-9.-]+>?")
+
+
+def has_address(value: str) -> bool:
+    """``"@" in email.utils.parseaddr(value)[1]``: [email] from names an address."""
+    match = _PLAIN_FROM.fullmatch(value)
+    if match and (value.endswith(">") == ("<" in value)):
+        return True
+    from email.utils import parseaddr
+
+    return "@" in parseaddr(value)[1]
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
                 environ: dict[str, str] | None = None) -> Config:
     """Read, validate and resolve the whole configuration.
@@ -389,7 +446,7 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
     if sections["policy"]["max_attempts"] < 1:
         raise ConfigError(f"{file}: [policy] max_attempts must be at least 1, got {sections['policy']['max_attempts']}"
                           f"{origin.get(('policy', 'max_attempts'), '')}")
-    if "@" not in parseaddr(sections["email"]["from"])[1]:
+    if not has_address(sections["email"]["from"]):
         raise ConfigError(f"{file}: [email] from must be an address such as \"Loja <no-reply@loja.com.br>\", "
                           f"got {sections['email']['from']!r}{origin.get(('email', 'from'), '')}")
     if not sections["receiver"]["path"].startswith("/"):

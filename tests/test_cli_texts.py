@@ -12,12 +12,14 @@ import socket
 
 import pytest
 import typer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.install import BASE_TOML, write_install
 from support.postbacks import deliver, payload
 from typer.testing import CliRunner
 
 from iptvsync.cli import _register, app
-from iptvsync.cli.help import PANELS
+from iptvsync.cli.help import PANELS, escape
 from iptvsync.ledger.db import Ledger
 
 _register()
@@ -443,3 +445,13 @@ def test_status_problems_read_in_sao_paulo_time(tmp_path):
     with freeze_time("2026-11-20T19:00:00Z"):
         got = render("status", install=install)
     assert "UNHEALTHY: oldest pending postback is from 2026-11-20 15:00 -03: is cron running process?" in got
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=st.sampled_from("[]/\\#@ab Z1"), max_size=24) | st.text(max_size=24))
+def test_help_text_is_escaped_exactly_as_rich_escapes_it(text):
+    """``help.escape`` stands in for ``rich.markup.escape`` so that no command imports rich's
+    markup to start: it must give the same text for anything, tags and backslashes included."""
+    from rich.markup import escape as rich_escape
+
+    assert escape(text) == rich_escape(text)

@@ -27,7 +27,6 @@ Quirks handled:
 from __future__ import annotations
 
 import json
-import secrets as token_source
 from collections.abc import Iterable
 
 from iptvsync.panels._http import PanelHttp, line_from_row
@@ -133,7 +132,9 @@ class XtreamCodesPanel:
 
     def health(self) -> dict:
         """Ask for a line that cannot exist: NOT EXISTS proves the IP and api_pass pass."""
-        probe = "iptvsync-health-" + token_source.token_hex(6)
+        from secrets import token_hex  # here: reading the config imports this adapter
+
+        probe = "iptvsync-health-" + token_hex(6)
         self.call("info", {"username": probe, "password": probe}, absent_ok=True)
         return {"ok": True}
 
