@@ -10,12 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iptvsync.errors import MalformedPostback
+from iptvsync.ledger.inbox import stored_facts
 from iptvsync.monetizze import form as phpform
+from iptvsync.monetizze import postback as postback_module
 from iptvsync.monetizze.postback import (
     EVENT_KINDS,
     Postback,
     UnsupportedContentType,
     extract,
+    from_facts,
     parse,
     parse_body,
 )
@@ -107,6 +110,34 @@ def test_form_and_json_of_a_fixture_extract_the_same(name):
     from_json = parse((FIXTURES / f"{name}.json").read_bytes(), JSON)[1]
     from_form = parse((FIXTURES / f"{name}.form").read_bytes(), FORM)[1]
     assert from_form == from_json
+
+
+@pytest.mark.parametrize("suffix, content_type", [(".json", JSON), (".form", FORM)])
+@pytest.mark.parametrize("name", sorted(FIXTURE_EXPECTATIONS))
+def test_the_facts_kept_for_a_fixture_are_what_parsing_it_gives(name, suffix, content_type):
+    """What the writer keeps with a pending row (``facts``) reads back as the parse of its
+    bytes, without the two secrets: the apply stage may use it instead of parsing."""
+    body = (FIXTURES / f"{name}{suffix}").read_bytes()
+    facts = stored_facts(body, content_type)
+    expected = dataclasses.replace(parse(body, content_type)[1], chave_unica=None, product_key=None)
+    assert from_facts(facts) == expected
+    assert SECRET not in facts and "fedcba9876543210fedcba9876543210" not in facts
+
+
+def test_a_process_whose_parser_changed_on_disk_keeps_and_trusts_no_facts(monkeypatch):
+    """After an upgrade the files on disk are not the parser this process runs (``serve`` not
+    restarted yet): its fingerprint would name the new parser, so it stores no facts and
+    trusts none, and the apply stage parses every body."""
+    body = (FIXTURES / "approved-first-charge.form").read_bytes()
+    facts = stored_facts(body, FORM)
+    assert from_facts(facts) is not None
+    monkeypatch.setattr(postback_module, "_LOADED", tuple((0, 0, 0) for _ in postback_module._LOADED))
+    postback_module.facts_version.cache_clear()
+    try:
+        assert postback_module.facts_version() is None
+        assert stored_facts(body, FORM) is None and from_facts(facts) is None
+    finally:
+        postback_module.facts_version.cache_clear()
 
 
 def test_fixture_details_approved_first_charge():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import unicodedata
 import warnings
@@ -368,23 +369,39 @@ def parse(body: bytes, content_type: str | None) -> tuple[dict, Postback]:
 
 # --- facts: what ``parse`` made of a stored body, kept with it until it is applied -----------
 
-@lru_cache(maxsize=1)
-def facts_version() -> str:
-    """The parser's fingerprint: a hash of the modules ``parse`` runs (this one, ``form``, the
-    clock it reads dates with). Facts stored under another fingerprint are not trusted: the
-    body is parsed again. So a parser change (a fix, a new field) can never leave a pending
-    postback applied from what an older parser made of it, and nobody has to remember to
-    bump a number."""
-    from hashlib import sha256
-    from pathlib import Path
-
+def _parser_files() -> tuple[str, ...]:
+    """The modules ``parse`` runs: this one, ``form``, the clock it reads dates with, the errors."""
     from iptvsync import clock, errors
     from iptvsync.monetizze import form
 
+    return __file__, form.__file__, clock.__file__, errors.__file__
+
+
+def _file_stamps() -> tuple[tuple[int, int, int], ...]:
+    return tuple((s.st_ino, s.st_size, s.st_mtime_ns) for s in map(os.stat, _parser_files()))
+
+
+#: the parser files as they were when this process loaded them (a stat each, no hashing here)
+_LOADED = _file_stamps()
+
+
+@lru_cache(maxsize=1)
+def facts_version() -> str | None:
+    """The parser's fingerprint: a hash of the modules ``parse`` runs. Facts stored under
+    another fingerprint are not trusted: the body is parsed again. So a parser change (a fix,
+    a new field) can never leave a pending postback applied from what an older parser made of
+    it, and nobody has to remember to bump a number.
+
+    None when those files changed since this process loaded them (an upgrade, ``serve`` not
+    restarted yet): the code running is not the code on disk, so this process neither stores
+    facts nor trusts any."""
+    from hashlib import sha256
+    from pathlib import Path
+
     digest = sha256()
-    for module in (__file__, form.__file__, clock.__file__, errors.__file__):
+    for module in _parser_files():
         digest.update(Path(module).read_bytes())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()[:16] if _file_stamps() == _LOADED else None
 
 
 #: left out: the secrets the receiver checks and the engine never reads
@@ -393,9 +410,12 @@ _FACT_FIELDS = tuple(name for name in Postback.__dataclass_fields__ if name not 
 _STORED_KEYS = {*_FACT_FIELDS, "items"}
 
 
-def facts_json(pb: Postback) -> str:
+def facts_json(pb: Postback) -> str | None:
     """``pb`` as the inbox keeps it for the apply stage (``from_facts``): JSON, without the
-    secrets (``chave_unica``, ``produto[chave]``), which only the receiver checks."""
+    secrets (``chave_unica``, ``produto[chave]``), which only the receiver checks. None when
+    this process cannot vouch for its parser (``facts_version``)."""
+    if facts_version() is None:
+        return None
     fields = {name: getattr(pb, name) for name in _FACT_FIELDS}
     fields["items"] = [[i.product_code, i.name, i.main, i.amount] for i in pb.items]
     # ASCII: a lone surrogate from a "\\ud800" escape in the body must not stop the row being stored
@@ -409,7 +429,7 @@ def from_facts(text: str | None) -> Postback | None:
         return None
     try:
         version, fields = json.loads(text)
-        if version != facts_version():
+        if version is None or version != facts_version():
             return None
         fields["items"] = tuple(LineItem(*item) for item in fields["items"])
         if fields.keys() != _STORED_KEYS:
