@@ -6,7 +6,8 @@
     .venv/bin/python bench/startup.py --python /tmp/prod/bin/python   # a production install:
         # python3 -m venv /tmp/prod && /tmp/prod/bin/pip install .   (not editable, as the guide does)
 
-For each command it runs ``python -m iptvsync …`` ``--runs`` times (after one warm-up) and prints
+For each command it runs the installed ``iptvsync …`` script (what an operator types; ``python
+-m iptvsync`` when there is none) ``--runs`` times (after one warm-up) and prints
 the median and the best wall time, like hyperfine; then, for each, the modules whose import took
 longest (``python -X importtime``, cumulative µs). The baseline is ``python -c pass`` with the
 same interpreter and site-packages: what any command costs before iptvsync's first import.
@@ -21,6 +22,7 @@ Goal: ``status``, ``subs show``, ``logs --email`` <= 150 ms.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -42,8 +44,8 @@ def timed(argv: list[str], cwd: Path, runs: int) -> tuple[float, float]:
 
 
 def slowest_imports(argv: list[str], cwd: Path, top: int) -> list[tuple[int, str]]:
-    out = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], cwd=cwd, capture_output=True, text=True,
-                         timeout=120).stderr
+    out = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}).stderr  # -X importtime, for a script too
     rows = []
     for line in out.splitlines():
         parts = line.split("|")
@@ -75,7 +77,8 @@ def main() -> int:
         else:
             config = args.config.resolve()
         cwd = config.parent
-        base = [args.python, "-m", "iptvsync", "--config", str(config)]
+        script = Path(args.python).with_name("iptvsync")  # what an operator types, when installed
+        base = [*([str(script)] if script.exists() else [args.python, "-m", "iptvsync"]), "--config", str(config)]
         commands = {"python -c pass (baseline)": [args.python, "-c", "pass"],
                     "status": [*base, "status"], "subs show 1": [*base, "subs", "show", "1"],
                     "logs --email": [*base, "logs", "--email", "nobody@example.com"],

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from iptvsync.cli import _register, app
 from iptvsync.cli.help import PANELS, escape
+from iptvsync.cli.output import cell_len
 from iptvsync.ledger.db import Ledger
 
 _register()
@@ -455,3 +456,13 @@ def test_help_text_is_escaped_exactly_as_rich_escapes_it(text):
     from rich.markup import escape as rich_escape
 
     assert escape(text) == rich_escape(text)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(max_size=24) | st.text(alphabet=st.characters(max_codepoint=127), max_size=24))
+def test_cells_are_counted_as_rich_counts_them(text):
+    """``output.cell_len`` counts printable ASCII itself (no rich import for an ASCII table)
+    and must agree with ``rich.cells.cell_len`` on anything: accents, wide CJK, controls."""
+    from rich.cells import cell_len as rich_cell_len
+
+    assert cell_len(text) == rich_cell_len(text)
