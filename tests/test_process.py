@@ -429,8 +429,10 @@ def test_order_bump_items_get_their_own_line_and_unmapped_ones_are_recorded(tmp_
 def test_a_recurring_postback_without_assinatura_is_held_then_attached(cfg, ledger):
     from typer.testing import CliRunner
 
-    from iptvsync.cli import app
+    from iptvsync.cli import _register, app
     from iptvsync.ops.health import health
+
+    _register()  # every command module: this file alone imports none of them
 
     with freeze_time(T0):
         deliver(ledger, payload(2))
