@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,16 +18,16 @@ BEFORE, IN_GRACE, AFTER = PAID_UNTIL - timedelta(days=1), PAID_UNTIL + timedelta
     (BASE, BEFORE, "active"),
     (BASE, IN_GRACE, "grace"),
     (BASE, AFTER, "expired"),
-    (replace(BASE, recurring=False), IN_GRACE, "expired"),  # a one-off plan has no grace
-    (replace(BASE, hold="suspended"), BEFORE, "suspended"),
-    (replace(BASE, disputed=True), BEFORE, "disputed"),
-    (replace(BASE, disputed=True, hold="resumed"), BEFORE, "active"),
-    (replace(BASE, cancelled=True, cancel_mode="end_of_period"), BEFORE, "cancelled"),
-    (replace(BASE, cancelled=True, cancel_mode="end_of_period"), IN_GRACE, "expired"),  # no grace once cancelled
-    (replace(BASE, cancelled=True, cancel_mode="immediately"), AFTER, "cancelled"),
-    (replace(BASE, paid_until=None, refunded=True), BEFORE, "refunded"),
-    (replace(BASE, paid_until=None), BEFORE, "unpaid"),
-    (replace(BASE, hold="suspended", disputed=True), BEFORE, "suspended"),
+    (BASE._replace(recurring=False), IN_GRACE, "expired"),  # a one-off plan has no grace
+    (BASE._replace(hold="suspended"), BEFORE, "suspended"),
+    (BASE._replace(disputed=True), BEFORE, "disputed"),
+    (BASE._replace(disputed=True, hold="resumed"), BEFORE, "active"),
+    (BASE._replace(cancelled=True, cancel_mode="end_of_period"), BEFORE, "cancelled"),
+    (BASE._replace(cancelled=True, cancel_mode="end_of_period"), IN_GRACE, "expired"),  # no grace once cancelled
+    (BASE._replace(cancelled=True, cancel_mode="immediately"), AFTER, "cancelled"),
+    (BASE._replace(paid_until=None, refunded=True), BEFORE, "refunded"),
+    (BASE._replace(paid_until=None), BEFORE, "unpaid"),
+    (BASE._replace(hold="suspended", disputed=True), BEFORE, "suspended"),
 ])
 def test_state(facts, at, state):
     assert subscription_state(facts, at) == state

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from ..clock import iso
 
@@ -41,8 +41,7 @@ class MailStatus(StrEnum):
     DEAD = "dead"  # temporary failures until max_attempts
 
 
-@dataclass(frozen=True)
-class Queue:
+class Queue(NamedTuple):  # not a dataclass: generating one costs ~1 ms of every command's start
     table: str
     status: str  # the status column
     error: str  # the column that says why
