@@ -13,7 +13,7 @@ The ledger is built through the project's own code, then cached in
   after their first charge; start dates spread over the year. Each body is the ~5 kB form a
   first charge sends (``tests/fixtures/monetizze``), with its own sale, subscription, parcela,
   buyer and payment date; stored as the receiver stores them (``inbox_row`` + ``store_rows``,
-  which compresses each body), ``received_at`` = the payment date;
+  which compresses each body and keeps its parsed facts), ``received_at`` = the payment date;
 * applied by ``apply_inbox`` (the ``process`` stage);
 * every line synced by ``sync_panels`` to the dry-run panel (its SQLite file next to the
   ledger), credentials stored encrypted as in production;
