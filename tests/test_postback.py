@@ -124,6 +124,14 @@ def test_the_facts_kept_for_a_fixture_are_what_parsing_it_gives(name, suffix, co
     assert SECRET not in facts and "fedcba9876543210fedcba9876543210" not in facts
 
 
+@pytest.mark.parametrize("stored", ["", "x", "null", "[1]", '["{v}", []]', '["{v}", {{}}]',
+                                    '["{v}", {{"items": [[1]]}}]', '["{v}", {{"items": []}}]'])
+def test_facts_that_are_not_whole_are_not_trusted(stored):
+    """Anything but a whole ``facts_json`` of this parser reads as no facts (the body is then
+    parsed), never as a half-filled Postback or an exception in the apply stage."""
+    assert from_facts(stored.format(v=postback_module.facts_version())) is None
+
+
 def test_a_process_whose_parser_changed_on_disk_keeps_and_trusts_no_facts(monkeypatch):
     """After an upgrade the files on disk are not the parser this process runs (``serve`` not
     restarted yet): its fingerprint would name the new parser, so it stores no facts and

@@ -395,10 +395,9 @@ def facts_version() -> str | None:
     None when those files changed since this process loaded them (an upgrade, ``serve`` not
     restarted yet): the code running is not the code on disk, so this process neither stores
     facts nor trusts any."""
-    from hashlib import sha256
     from pathlib import Path
 
-    digest = sha256()
+    digest = hashlib.sha256()
     for module in _parser_files():
         digest.update(Path(module).read_bytes())
     return digest.hexdigest()[:16] if _file_stamps() == _LOADED else None
@@ -434,7 +433,7 @@ def from_facts(text: str | None) -> Postback | None:
         fields["items"] = tuple(LineItem(*item) for item in fields["items"])
         if fields.keys() != _STORED_KEYS:
             return None
-    except (ValueError, TypeError):  # not ours: the body is the evidence, parse it
+    except (ValueError, TypeError, KeyError):  # not ours: the body is the evidence, parse it
         return None
     # every field given, so __init__ (29 frozen assignments, ~15 µs) has nothing to add
     pb = object.__new__(Postback)
