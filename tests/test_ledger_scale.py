@@ -202,9 +202,9 @@ def test_bodies_are_stored_compressed_and_read_back_as_received(cfg, ledger):
 def test_the_apply_stage_reads_the_facts_kept_with_a_row_and_parses_a_body_only_without_them(
         cfg, ledger, monkeypatch):
     """The writer parses each pending body as it stores it and keeps what the parser made of
-    it (``facts``) until the row is settled; the apply stage reads that instead of parsing the
-    body again. Facts an older parser left (another fingerprint) are not trusted: that body is
-    parsed, and what it says is applied."""
+    it (``inbox_facts``) until the row is settled; the apply stage reads that instead of
+    parsing the body again. Facts an older parser left (another fingerprint) are not trusted:
+    that body is parsed, and what it says is applied."""
     from iptvsync.engine import apply as apply_stage
 
     parsed = []
@@ -213,20 +213,44 @@ def test_the_apply_stage_reads_the_facts_kept_with_a_row_and_parses_a_body_only_
     fresh, stale = payload(2), payload(2, sale="51000002", subscription="1104372", email="jo@example.com")
     with freeze_time(T0):
         fresh_id, stale_id = deliver(ledger, fresh), deliver(ledger, stale)
-    row = ledger.one("SELECT facts FROM inbox WHERE id = ?", (fresh_id,))
-    assert from_facts(row["facts"]) == replace(parse(build_form(fresh), FORM)[1], chave_unica=None, product_key=None)
-    version, fields = json.loads(ledger.one("SELECT facts FROM inbox WHERE id = ?", (stale_id,))["facts"])
+        deliver(ledger, fresh)  # a duplicate: counted on its row, no second copy of the facts
+    facts = {r["inbox_id"]: r["facts"] for r in ledger.query("SELECT * FROM inbox_facts")}
+    assert set(facts) == {fresh_id, stale_id}
+    assert from_facts(facts[fresh_id]) == replace(parse(build_form(fresh), FORM)[1], chave_unica=None,
+                                                  product_key=None)
+    version, fields = json.loads(facts[stale_id])
     assert version == facts_version()
     fields["sale_code"] = "99999999"  # what an older parser might have made of it
-    ledger.conn.execute("UPDATE inbox SET facts = ? WHERE id = ?", (json.dumps(["0" * 16, fields]), stale_id))
+    ledger.conn.execute("UPDATE inbox_facts SET facts = ? WHERE inbox_id = ?", (json.dumps(["0" * 16, fields]),
+                                                                                stale_id))
 
     with freeze_time(T0):
         assert run_process(cfg)["apply"]["applied"] == 2
     assert parsed == [build_form(stale)]  # the fresh row's body was never parsed again
     assert [r["sale_code"] for r in ledger.query("SELECT sale_code FROM charges ORDER BY sale_code")] == [
         "51000001", "51000002"]
-    # settled rows keep no copy: the inbox holds facts only while they wait
-    assert ledger.one("SELECT COUNT(*) AS n FROM inbox WHERE facts IS NOT NULL")["n"] == 0
+    # settled rows keep no copy: the table holds facts only while their rows wait
+    assert ledger.query("SELECT * FROM inbox_facts") == []
+
+
+def test_facts_go_whichever_way_a_row_is_settled_and_take_no_room_in_the_inbox(cfg, ledger):
+    """A trigger deletes a row's facts as soon as its status leaves pending, whoever changes it
+    (applied, parked as unmapped, or an operator), and a row requeued later is parsed from its
+    body. The inbox row itself never held them, so its pages keep no dead space."""
+    with freeze_time(T0):
+        unmapped = deliver(ledger, payload(2, product="999999", sale="51000009"))
+        waiting = deliver(ledger, payload(2, sale="51000003", subscription="1104373"))
+    assert {r["inbox_id"] for r in ledger.query("SELECT inbox_id FROM inbox_facts")} == {unmapped, waiting}
+    ledger.conn.execute("UPDATE inbox SET status = 'ignored', reason = 'operator' WHERE id = ?", (waiting,))
+    with freeze_time(T0):
+        run_process(cfg)
+    assert ledger.one("SELECT status FROM inbox WHERE id = ?", (unmapped,))["status"] == "unmapped"
+    assert ledger.query("SELECT * FROM inbox_facts") == []
+    assert "facts" not in {c["name"] for c in ledger.query("PRAGMA table_info(inbox)")}
+    # requeued (as `inbox retry` does), it is parsed from its body: still unmapped, for the same reason
+    inbox.retry(ledger, [unmapped])
+    with freeze_time(T0):
+        assert run_process(cfg)["apply"]["unmapped"] == 1
 
 
 def test_raw_bodies_a_ledger_kept_are_read_and_compressed_once_settled(cfg, ledger):

@@ -36,7 +36,8 @@ BATCH_ROWS = 64
 #: each row is written once, when it is settled (``done`` or ``park`` store ``attempts``).
 CLAIM = f"""
 SELECT id, body, body_encoding, content_type, facts, attempts + 1 AS attempts, received_at, attached_to
-FROM inbox NOT INDEXED WHERE {due(INBOX)} AND id > :after ORDER BY id LIMIT :batch
+FROM inbox NOT INDEXED LEFT JOIN inbox_facts ON inbox_id = id
+WHERE {due(INBOX)} AND id > :after ORDER BY id LIMIT :batch
 """
 #: NOT INDEXED: the claim walks the rowids up from ``after`` and stops at ``batch`` rows. Through
 #: the status index SQLite would gather and sort every due row for each batch of 64: quadratic
@@ -127,12 +128,12 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
     conn.execute("SAVEPOINT apply_row")
     pb = None
     try:
-        # what the writer's parser made of the body as it was stored, else the body parsed now
+        # what the writer's parser made of the body as it was stored (inbox_facts, deleted by a
+        # trigger once the row is settled), else the body parsed now
         pb = from_facts(row["facts"]) or parse(raw_body(row["body"], row["body_encoding"]), row["content_type"])[1]
         outcome = apply_postback(conn, ledger, cfg, pb, now, inbox_id=row["id"],
                                  received_at=row["received_at"], attached_to=row["attached_to"])
-        done(conn, INBOX, row["id"], InboxStatus.APPLIED, outcome, applied_at=iso(now), attempts=row["attempts"],
-             facts=None)
+        done(conn, INBOX, row["id"], InboxStatus.APPLIED, outcome, applied_at=iso(now), attempts=row["attempts"])
     except (Unmapped, NotApplicable, Held) as exc:
         status = {Unmapped: InboxStatus.UNMAPPED, Held: InboxStatus.HELD}.get(type(exc), InboxStatus.FAILED)
         reason = str(exc)
@@ -143,7 +144,7 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
         conn.execute("RELEASE apply_row")
         return InboxStatus.APPLIED
     conn.execute("ROLLBACK TO apply_row")
-    park(conn, INBOX, row["id"], status, reason, attempts=row["attempts"], now=now, facts=None)
+    park(conn, INBOX, row["id"], status, reason, attempts=row["attempts"], now=now)
     # with the sale and the buyer, so `logs --email` shows support why nothing happened
     ledger.audit(f"inbox.{status}", actor="process", reason=reason, inbox_id=row["id"],
                  sale_code=pb.sale_code if pb else None, buyer_email=pb.buyer_email if pb else None)
@@ -154,7 +155,7 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
 def _settle(ledger: Ledger, inbox_id: int, status: str, reason: str, now: datetime) -> None:
     with ledger.tx() as conn:
         attempts = conn.execute("SELECT attempts + 1 FROM inbox WHERE id = :id", {"id": inbox_id}).fetchone()[0]
-        park(conn, INBOX, inbox_id, status, reason, attempts=attempts, now=now, facts=None)
+        park(conn, INBOX, inbox_id, status, reason, attempts=attempts, now=now)
         ledger.audit(f"inbox.{status}", actor="process", reason=reason, inbox_id=inbox_id)
 
 

@@ -1,9 +1,9 @@
 """The inbox: every postback that passed authentication, stored whole (secret blanked) + parsed.
 
 The body is kept byte for byte, deflated with a preset dictionary as it is stored (``ZDICT``:
-a ~5 kB form becomes ~150 bytes); ``get`` and the apply stage inflate it. A pending row also
-carries ``facts``, what the parser made of the stored body, until it is settled: the apply
-stage reads them instead of parsing the body a second time.
+a ~5 kB form becomes ~150 bytes); ``get`` and the apply stage inflate it. What the parser made
+of a pending row's body waits beside it in ``inbox_facts`` until the row is settled: the apply
+stage reads that instead of parsing the body a second time.
 
 Rows are keyed by the postback's dedupe key; a duplicate bumps ``times_seen`` instead of
 creating a second row, so redelivery never means a second effect.
@@ -23,11 +23,11 @@ from .db import Ledger
 from .queue import INBOX, InboxStatus, not_in, requeue
 
 INSERT = """
-INSERT INTO inbox (received_at, source, remote_addr, content_type, body, body_encoding, facts, dedupe_key, event,
-                   kind, sale_code, subscription_code, parcela, product_code, plan_code, plan_ref,
+INSERT INTO inbox (received_at, source, remote_addr, content_type, body, body_encoding, dedupe_key, event, kind,
+                   sale_code, subscription_code, parcela, product_code, plan_code, plan_ref,
                    buyer_email, paid_at, is_test, status, reason, last_seen_at)
-VALUES (:received_at, :source, :remote_addr, :content_type, :body, :body_encoding, :facts, :dedupe_key, :event,
-        :kind, :sale_code, :subscription_code, :parcela, :product_code, :plan_code, :plan_ref,
+VALUES (:received_at, :source, :remote_addr, :content_type, :body, :body_encoding, :dedupe_key, :event, :kind,
+        :sale_code, :subscription_code, :parcela, :product_code, :plan_code, :plan_ref,
         :buyer_email, :paid_at, :is_test, :status, :reason, :received_at)
 ON CONFLICT (dedupe_key) DO UPDATE SET times_seen = times_seen + 1, last_seen_at = excluded.last_seen_at
 RETURNING id, times_seen
@@ -60,13 +60,18 @@ def store_rows(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[tup
     ``prepared`` yet are prepared here."""
     out = []
     for row in rows:
-        inbox_id, times_seen = conn.execute(INSERT, row if "facts" in row else prepared(row)).fetchone()
+        if "facts" not in row:
+            row = prepared(row)
+        inbox_id, times_seen = conn.execute(INSERT, row).fetchone()
+        if times_seen == 1 and row["facts"]:  # a new row; a duplicate's first copy has its own
+            conn.execute("INSERT INTO inbox_facts (inbox_id, facts) VALUES (?, ?)", (inbox_id, row["facts"]))
         out.append((inbox_id, times_seen > 1))
     return out
 
 
 def prepared(row: dict[str, Any]) -> dict[str, Any]:
-    """The row as stored: its body compressed (``ZDICT``), and a pending row's ``facts``.
+    """The row as stored: its body compressed (``ZDICT``), and a pending row's ``facts`` (kept in
+    ``inbox_facts`` until the row is settled).
 
     The receiver's writer process prepares its rows before it takes the write lock. So both
     jobs run on its one thread, off the request threads: there, zlib's two GIL releases per
@@ -120,12 +125,10 @@ def list_inbox(ledger: Ledger, *, status: str | None = None, sale: str | None = 
 
 
 def get(ledger: Ledger, inbox_id: int) -> dict[str, Any] | None:
-    """One row with its body as received (decompressed; empty once pruned). Without ``facts``:
-    the apply stage's copy of what the body says, not evidence."""
+    """One row with its body as received (decompressed; empty once pruned)."""
     row = ledger.one("SELECT * FROM inbox WHERE id = :id", {"id": inbox_id})
     if row is not None:
         row["body"] = raw_body(row["body"], row.pop("body_encoding"))
-        row.pop("facts", None)
     return row
 
 

@@ -309,8 +309,14 @@ def m012_audit_email_partial(db):
 
 
 @migrations()
-def m013_inbox_facts(db):
-    """``facts``: what the parser made of a pending row's body (``postback.facts_json``), written
-    by the receiver's writer as it stores the row and cleared once the row is settled. The
-    apply stage reads it instead of parsing the body a second time (a quarter of its work)."""
-    db.execute("ALTER TABLE inbox ADD COLUMN facts TEXT")
+def m013_pending_facts(db):
+    """``inbox_facts``: what the parser made of a pending row's body (``postback.facts_json``),
+    written by the receiver's writer as it stores the row; the apply stage reads it instead of
+    parsing the body a second time (a quarter of its work). A table of its own, not a column:
+    cleared from a row, ~0.7 kB would stay as dead space in each inbox page, since new rows
+    only ever go at the end; here a settled row's facts are deleted (the trigger, whichever
+    path settles it) and their pages reused, so the table holds only what waits."""
+    db.execute("CREATE TABLE inbox_facts (inbox_id INTEGER PRIMARY KEY REFERENCES inbox(id) ON DELETE CASCADE,"
+               " facts TEXT NOT NULL)")
+    db.execute("CREATE TRIGGER inbox_facts_settled AFTER UPDATE OF status ON inbox"
+               " WHEN NEW.status != 'pending' BEGIN DELETE FROM inbox_facts WHERE inbox_id = NEW.id; END")

@@ -106,14 +106,12 @@ def fail(conn: sqlite3.Connection, q: Queue, row_id: int, *, attempts: int, erro
 
 
 def park(conn: sqlite3.Connection, q: Queue, row_id: int, status: str, reason: str, *, attempts: int,
-         now: datetime, **columns) -> None:
+         now: datetime) -> None:
     """Set a row aside with why, ``attempts`` (this one counted) stored; statuses in
     ``q.retried`` come back after the backoff."""
-    sets = "".join(f", {name} = :{name}" for name in columns)
-    conn.execute(f"UPDATE {q.table} SET {q.status} = :s, {q.error} = :r, run_after = :after, attempts = :a{sets}"
+    conn.execute(f"UPDATE {q.table} SET {q.status} = :s, {q.error} = :r, run_after = :after, attempts = :a"
                  " WHERE id = :id",
-                 {"s": status, "r": reason, "after": iso(now + retry_after(attempts)), "a": attempts, "id": row_id,
-                  **columns})
+                 {"s": status, "r": reason, "after": iso(now + retry_after(attempts)), "a": attempts, "id": row_id})
 
 
 def requeue(conn: sqlite3.Connection, q: Queue, *, ids: Iterable[int] | None = None,
