@@ -14,7 +14,9 @@ def now() -> datetime:
 
 def iso(dt: datetime | None) -> str | None:
     """ISO-8601 UTC text as stored in the ledger, e.g. ``2026-11-20T17:37:57Z``."""
-    return None if dt is None else _iso(dt)
+    # whole seconds are all the text holds: so a moment read from the clock (now()) hits the
+    # cache within its second too, instead of filling it with microseconds
+    return None if dt is None else _iso(dt.replace(microsecond=0) if dt.microsecond else dt)
 
 
 @lru_cache(maxsize=256)

@@ -173,7 +173,7 @@ class Ledger:
         row = self.conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
         prev = row[0] if row else GENESIS
         record = {
-            "at": iso(now().replace(microsecond=0)), "actor": actor or os_user(), "action": action,
+            "at": iso(now()), "actor": actor or os_user(), "action": action,
             "subscription_id": subscription_id, "sale_code": sale_code, "buyer_email": buyer_email,
             "detail": json.dumps(clean, sort_keys=True, default=str),
         }
