@@ -506,15 +506,15 @@ def test_healthz_is_503_while_the_ledger_cannot_commit(receiver):
     _soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, hard))  # the writer's files cannot grow: a full disk
     try:
-        time.sleep(1.1)  # past the last probe's answer
-        unhealthy = receiver.get("/healthz")
-        assert unhealthy.status_code == 503
+        # answers are cached for a second (PROBE_EVERY_S): the first probe after that one fails
+        # (a Response is falsy when not ok: the condition hands it back in a list)
+        [unhealthy] = wait_for(lambda: [r] if (r := receiver.get("/healthz")).status_code == 503 else None,
+                               "/healthz to see the ledger cannot commit", 10)
         assert unhealthy.json()["error"].startswith("ledger cannot commit")
         assert receiver.post(sale_body("69000001")).status_code == 503
     finally:
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
-    time.sleep(1.1)
-    assert receiver.get("/healthz").status_code == 200
+    wait_for(lambda: receiver.get("/healthz").status_code == 200, "/healthz to see commits again", 10)
     assert receiver.post(sale_body("69000001")).status_code == 200
 
 
