@@ -11,14 +11,25 @@ creating a second row, so redelivery never means a second effect.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import zlib
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import iso, now
 from ..errors import UsageError
-from ..monetizze.postback import NOT_PAYMENT, UNCLASSIFIED, Postback, facts_json, parse
+from ..monetizze.postback import (
+    IDENTITY_FIELDS,
+    MAX_CODE_CHARS,
+    NOT_PAYMENT,
+    UNCLASSIFIED,
+    Postback,
+    facts_json,
+    parse,
+    unusable_identity,
+)
 from .db import Ledger
 from .queue import INBOX, InboxStatus, not_in, requeue
 
@@ -37,7 +48,9 @@ RETURNING id, times_seen
 def inbox_row(pb: Postback, body: bytes, *, content_type: str | None, remote_addr: str | None,
               source: str = "postback", at: datetime | None = None) -> dict[str, Any]:
     """The row to store for one postback. Test-button and non-payment events are stored
-    already settled (``ignored``) with the reason, so nothing is dropped silently."""
+    already settled (``ignored``) with the reason, so nothing is dropped silently; one whose
+    sale, buyer or product no real postback could have (``unusable_identity``) is stored
+    ``held`` for an operator, its columns cut to ``MAX_CODE_CHARS``."""
     status, reason = InboxStatus.PENDING, None
     if pb.is_test:
         status, reason = InboxStatus.IGNORED, "Monetizze test postback"
@@ -45,6 +58,12 @@ def inbox_row(pb: Postback, body: bytes, *, content_type: str | None, remote_add
         status, reason = InboxStatus.IGNORED, "cannot classify: no event or status code"
     elif pb.kind == NOT_PAYMENT:
         status, reason = InboxStatus.IGNORED, f"event {pb.event} is not a subscription payment event"
+    elif problems := unusable_identity(pb):
+        status, reason = InboxStatus.HELD, (
+            "not applied: " + "; ".join(problems) + ". Compare the body (`iptvsync inbox show`) with the"
+            " sale in Monetizze, then `iptvsync inbox attach` it to its subscription, or leave it")
+        # only the same body resent is a duplicate of it: two odd codes may read alike ("\ufffd")
+        pb = replace(_clipped(pb), dedupe_key="held:" + hashlib.sha256(body).hexdigest())
     return {
         "received_at": iso(at or now()), "source": source, "remote_addr": remote_addr,
         "content_type": content_type, "body": body, "dedupe_key": pb.dedupe_key, "event": pb.event,
@@ -55,18 +74,61 @@ def inbox_row(pb: Postback, body: bytes, *, content_type: str | None, remote_add
     }
 
 
+def _clipped(pb: Postback) -> Postback:
+    return replace(pb, **{name: getattr(pb, name)[:MAX_CODE_CHARS] for name in IDENTITY_FIELDS
+                          if len(getattr(pb, name) or "") > MAX_CODE_CHARS})
+
+#: what one row's values can raise (an unencodable text, an int too wide): that row's fault,
+#: raised before SQLite runs the statement, so the transaction and the other rows are intact
+ROW_ERRORS = (ValueError, TypeError, OverflowError, sqlite3.InterfaceError, sqlite3.IntegrityError,
+              sqlite3.DataError)
+
+
+class UnstorableRow(Exception):
+    """Row ``index`` of a group cannot be stored even as bare evidence; the rest can."""
+
+    def __init__(self, index: int, error: BaseException):
+        super().__init__(f"this postback cannot be stored: {type(error).__name__}")
+        self.index = index
+
+
 def store_rows(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[tuple[int, bool]]:
     """Insert-or-count each row inside the caller's transaction: [(id, duplicate)]. Rows not
-    ``prepared`` yet are prepared here."""
+    ``prepared`` yet are prepared here.
+
+    A row whose parsed values cannot be stored is stored as evidence (``evidence_only``), so
+    one odd postback never fails the others committed with it; one that cannot be stored even
+    so raises ``UnstorableRow`` (nothing of the transaction is lost: the caller retries without it)."""
     out = []
-    for row in rows:
+    for index, row in enumerate(rows):
         if "facts" not in row:
             row = prepared(row)
-        inbox_id, times_seen = conn.execute(INSERT, row).fetchone()
+        try:
+            inbox_id, times_seen = conn.execute(INSERT, row).fetchone()
+        except ROW_ERRORS as exc:
+            try:
+                row = evidence_only(row, exc)
+                inbox_id, times_seen = conn.execute(INSERT, row).fetchone()
+            except ROW_ERRORS as again:
+                raise UnstorableRow(index, again) from None
         if times_seen == 1 and row["facts"]:  # a new row; a duplicate's first copy has its own
             conn.execute("INSERT INTO inbox_facts (inbox_id, facts) VALUES (?, ?)", (inbox_id, row["facts"]))
         out.append((inbox_id, times_seen > 1))
     return out
+
+
+def evidence_only(row: dict[str, Any], error: BaseException) -> dict[str, Any]:
+    """``row`` (prepared) reduced to what cannot fail: its body and when and whence it came,
+    ``held`` with the reason; only an identical body resent is a duplicate of it."""
+    def text(value):
+        return value.encode("utf-8", "replace").decode("utf-8") if isinstance(value, str) else None
+
+    return {**{key: None for key in row}, "received_at": text(row["received_at"]), "source": text(row["source"]),
+            "remote_addr": text(row["remote_addr"]), "content_type": text(row["content_type"]),
+            "body": row["body"], "body_encoding": row["body_encoding"], "kind": UNCLASSIFIED, "is_test": 0,
+            "dedupe_key": "raw:" + hashlib.sha256(row["body"]).hexdigest(), "status": InboxStatus.HELD,
+            "reason": f"stored as received only: what was read from it cannot be stored ({type(error).__name__})."
+                      " See the body with `iptvsync inbox show`"}
 
 
 def prepared(row: dict[str, Any]) -> dict[str, Any]:

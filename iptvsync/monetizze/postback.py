@@ -66,6 +66,16 @@ _CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 _MAX_FORM_DEPTH = 64
 _DATE_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}")
 _INTEGER = re.compile(r"[+-]?\d{1,18}")
+_INT_LIMIT = 10**18  # the same bound for JSON numbers: a wider one would not fit an SQLite INTEGER
+# What no store, log or mail can encode: a lone surrogate, from a JSON "\ud800" escape or a body
+# in UTF-7 or unicode_escape. In a derived text it becomes U+FFFD; the raw bytes stay as they came.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: the longest code or address taken as such (Monetizze's codes are digits, e-mails <= 254)
+MAX_CODE_CHARS = 254
+#: the Postback fields that name a sale, a buyer or a product, and where Monetizze sends each
+IDENTITY_FIELDS = {"sale_code": "venda.codigo", "subscription_code": "assinatura.codigo",
+                   "product_code": "produto.codigo", "plan_code": "plano.codigo",
+                   "plan_ref": "plano.referencia", "buyer_email": "comprador.email"}
 # ``_could_hide`` runs ``unicode_escape`` over bodies whose backslashes are JSON's ("\/"), not
 # Python's: the codec keeps such a pair as it is, and warns. That warning says nothing here.
 warnings.filterwarnings("ignore", message="invalid escape sequence", category=DeprecationWarning,
@@ -282,6 +292,8 @@ def extract(payload: dict) -> Postback:
 
     if sale_code and event is not None:
         dedupe_key = f"{sale_code}:{event}:{'' if parcela is None else parcela}"
+        if len(dedupe_key) > MAX_CODE_CHARS:  # no real sale code is that long: a bounded key
+            dedupe_key = "long:" + hashlib.sha256(dedupe_key.encode()).hexdigest()
     else:  # abandoned checkout or unreadable: only an identical resend is a duplicate
         hashed = {key: value for key, value in payload.items() if key not in _UNHASHED_KEYS}
         dedupe_key = "nosale:" + hashlib.sha256(_canonical(hashed).encode()).hexdigest()
@@ -465,10 +477,32 @@ def _block(payload: dict, name: str) -> dict:
 
 
 def _text(value) -> str | None:
-    """A scalar as stripped text; None for absent, empty, bool or container values."""
+    """A scalar as stripped text that any store can encode (a lone surrogate becomes U+FFFD);
+    None for absent, empty, bool or container values."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
-    return str(value).strip() or None
+    text = str(value).strip()
+    if not text.isascii():
+        text = _SURROGATE.sub("\ufffd", text)
+    return text or None
+
+
+def unusable_identity(pb: Postback) -> list[str]:
+    """Why this postback's sale, buyer or product cannot be trusted as a key: a field holding a
+    character no real one has (a lone surrogate, read as U+FFFD; a control or invisible
+    character) or longer than any real one. Empty for every postback Monetizze sends."""
+    problems = []
+    for name, field in IDENTITY_FIELDS.items():
+        value = getattr(pb, name)
+        if not value or (value.isprintable() and len(value) <= MAX_CODE_CHARS and "\ufffd" not in value):
+            continue
+        if len(value) > MAX_CODE_CHARS:
+            problems.append(f"{field} is {len(value)} characters long")
+        elif "\ufffd" in value:
+            problems.append(f"{field} holds a lone surrogate (or U+FFFD)")
+        else:
+            problems.append(f"{field} holds a control or invisible character")
+    return problems
 
 
 def _int(value) -> int | None:
@@ -476,9 +510,9 @@ def _int(value) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return value if -_INT_LIMIT < value < _INT_LIMIT else None
     if isinstance(value, float):
-        return int(value) if value.is_integer() else None
+        return int(value) if value.is_integer() and -_INT_LIMIT < value < _INT_LIMIT else None
     if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value.strip())
     return None

@@ -13,12 +13,14 @@ import ipaddress
 import json
 import logging
 import time
+from typing import NoReturn
 
 from ..config import Config
 from ..ledger.inbox import inbox_row
 from ..monetizze.postback import MalformedPostback, UnsupportedContentType, parse
 from ..monetizze.redact import redact_stored
 from .body import BodyError
+from .refusals import RefusalLog
 from .writer import LedgerUnavailable, Writer
 
 log = logging.getLogger("iptvsync.receiver")
@@ -48,6 +50,7 @@ class ReceiverApp:
         self.allowed = _networks(self.cfg.allowed_ips)
         self.proxies = _networks(self.cfg.trusted_proxies)
         self.writer = writer
+        self.refusals = RefusalLog(log)
 
     def client_addr(self, environ) -> str | None:
         peer = environ.get("REMOTE_ADDR")
@@ -69,17 +72,24 @@ class ReceiverApp:
     def __call__(self, environ, start_response):
         started = time.perf_counter()
         remote = self.client_addr(environ)
+        logged = True
         try:
             status, body, route = self.handle(environ, remote)
+        except Refused as refusal:
+            status, body, route = refusal.status, {"error": refusal.reason}, refusal.route
+            logged = refusal.logged
         except Exception:  # a true internal fault: a traceback in the log, never on the wire
-            log.exception("internal error")
+            logged = self.refusals.admit(500, "internal error")
+            if logged:
+                log.exception("internal error")
             status, body, route = 500, {"error": "internal error"}, self.route(environ.get("PATH_INFO", ""))
             self.writer.reject(500, "internal error", remote)
         payload = json.dumps(body).encode()
         start_response(f"{status} {_REASONS.get(status, '')}",
                        [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
-        access_log.info('%s "%s %s" %d %.1fms %s', remote, environ.get("REQUEST_METHOD"), route,
-                        status, (time.perf_counter() - started) * 1000, body.get("result", ""))
+        if logged:
+            access_log.info('%s "%s %s" %d %.1fms %s', remote, environ.get("REQUEST_METHOD"), route,
+                            status, (time.perf_counter() - started) * 1000, body.get("result", ""))
         return [payload]
 
     def handle(self, environ, remote) -> tuple[int, dict, str]:
@@ -130,24 +140,49 @@ class ReceiverApp:
                 return self.reject(403, "produto[chave] missing or wrong", remote, route)
         body, stored_type = redact_stored(raw, content_type, self.secret)
         row = inbox_row(pb, body, content_type=stored_type, remote_addr=remote)
+        if any(self.secret in value for value in row.values() if type(value) is str):
+            row = self._without_secret(row, body, stored_type, remote)
         try:
             inbox_id, duplicate = self.writer.store(row)
         except LedgerUnavailable:
             return 503, {"error": "ledger unavailable, retry later"}, route
         return 200, {"result": "duplicate" if duplicate else "stored", "id": inbox_id}, route
 
-    def reject(self, status: int, reason: str, remote: str | None, route: str) -> tuple[int, dict, str]:
-        log.warning("rejected %d from %s: %s", status, remote, reason)
+    def _without_secret(self, row: dict, body: bytes, content_type: str | None, remote: str | None) -> dict:
+        """The row of a postback that repeats the key in another field (``venda[codigo]`` = the
+        key): its columns read from the body as stored, key blanked, as the engine reads them."""
+        try:
+            row = inbox_row(parse(body, content_type)[1], body, content_type=content_type, remote_addr=remote)
+        except MalformedPostback:
+            pass
+        return {name: value.replace(self.secret, "") if type(value) is str else value
+                for name, value in row.items()}
+
+    def reject(self, status: int, reason: str, remote: str | None, route: str) -> NoReturn:
+        """Refuse this request: counted, always; logged within ``RefusalLog``'s limits (the
+        answer and its access line are written by ``__call__``, which catches this)."""
         self.writer.reject(status, reason, remote, on_path=route == "<postback>")
-        return status, {"error": reason}, route
+        logged = self.refusals.admit(status, reason)
+        if logged:
+            log.warning("rejected %d from %s: %s", status, remote, reason)
+        raise Refused(status, reason, route, logged)
 
     def refuse(self, status: int, reason: str, remote: str | None, method: str = "-", path: str = "") -> None:
         """A request the server answered before it reached the app (bad framing, too slow, too
         many connections): the same log line, access line and count as the app's rejections."""
         route = self.route(path) if path else "-"
-        log.warning("rejected %d from %s: %s", status, remote, reason)
-        access_log.info('%s "%s %s" %d %.1fms %s', remote, method or "-", route, status, 0.0, "")
         self.writer.reject(status, reason, remote, on_path=route == "<postback>")
+        if self.refusals.admit(status, reason):
+            log.warning("rejected %d from %s: %s", status, remote, reason)
+            access_log.info('%s "%s %s" %d %.1fms %s', remote, method or "-", route, status, 0.0, "")
+
+
+class Refused(Exception):
+    """``ReceiverApp.reject``: the request is refused with ``status`` and ``reason``."""
+
+    def __init__(self, status: int, reason: str, route: str, logged: bool):
+        super().__init__(status, reason)
+        self.status, self.reason, self.route, self.logged = status, reason, route, logged
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",

@@ -17,6 +17,9 @@ How it works:
   nothing of the group was stored and the receiver answers 503. Rejections are counted in the
   same transactions and get no answer. A probe (``/healthz``) rides a group too: it touches the
   heartbeat row, so its answer says whether the ledger can commit right now (a full disk).
+  One postback never fails the others: a row whose parsed values cannot be stored is stored as
+  its bare body (``inbox.evidence_only``), and one that cannot be stored even so is left out,
+  the group committed without it, and only it gets the error.
 * The child ignores SIGTERM and SIGINT (a Ctrl-C or a stop reaches the whole process group) and
   ends when its standard input closes: when the receiver closes it after the last in-flight
   request, or when the receiver dies, even by SIGKILL. It finishes the group in hand first.
@@ -48,7 +51,7 @@ import time
 
 from ..errors import LedgerError
 from ..ledger.db import Ledger
-from ..ledger.inbox import count_rejection, prepared, store_rows, touch_heartbeat
+from ..ledger.inbox import UnstorableRow, count_rejection, prepared, store_rows, touch_heartbeat
 
 log = logging.getLogger("iptvsync.receiver")
 
@@ -93,26 +96,35 @@ def read_frame(sock: socket.socket) -> tuple[bytes, object, bytes]:
 # --- the writer process -------------------------------------------------------------------------
 
 def commit_group(ledger: Ledger, rows: list[dict], rejections: list[list],
-                 heartbeat: bool = False) -> list[tuple[int, bool]]:
-    """Store ``rows`` and count ``rejections`` in one transaction; raises if nothing was stored."""
+                 heartbeat: bool = False) -> list[tuple[int, bool] | str]:
+    """Store ``rows`` and count ``rejections`` in one transaction: each row's (id, duplicate),
+    or the reason it alone could not be stored (the group is committed without it). Raises
+    when nothing could be stored (disk full, locked past the busy timeout)."""
     rows = [prepared(row) for row in rows]  # compressed and parsed before the write lock is taken
-    try:
-        with ledger.tx() as conn:
-            results = store_rows(conn, rows)
-            for status, reason, remote, *flags in rejections:
-                count_rejection(conn, status, reason, remote, on_path=bool(flags and flags[0]))
-            if heartbeat:
-                touch_heartbeat(conn, os.getpid())
-        return results
-    except Exception:
-        # A COMMIT that fails (disk full, I/O error) may leave the transaction open; SQLite
-        # asks for an explicit ROLLBACK, else every later BEGIN fails and each postback gets 503.
-        if ledger.conn.in_transaction:
-            try:
-                ledger.conn.execute("ROLLBACK")
-            except Exception:
-                pass
-        raise
+    unstorable: dict[int, str] = {}
+    while True:
+        kept = [index for index in range(len(rows)) if index not in unstorable]
+        try:
+            with ledger.tx() as conn:
+                results = store_rows(conn, [rows[index] for index in kept])
+                for status, reason, remote, *flags in rejections:
+                    count_rejection(conn, status, reason, remote, on_path=bool(flags and flags[0]))
+                if heartbeat:
+                    touch_heartbeat(conn, os.getpid())
+            break
+        except UnstorableRow as exc:  # rolled back: the group again, without that row
+            unstorable[kept[exc.index]] = str(exc)
+        except Exception:
+            # A COMMIT that fails (disk full, I/O error) may leave the transaction open; SQLite
+            # asks for an explicit ROLLBACK, else every later BEGIN fails and each postback gets 503.
+            if ledger.conn.in_transaction:
+                try:
+                    ledger.conn.execute("ROLLBACK")
+                except Exception:
+                    pass
+            raise
+    stored = dict(zip(kept, results, strict=True))
+    return [stored.get(index) or unstorable[index] for index in range(len(rows))]
 
 
 def run_writer(ledger_path: str, address: str, timeout_s: float) -> int:
@@ -152,8 +164,12 @@ def run_writer(ledger_path: str, address: str, timeout_s: float) -> int:
             for conn in [conn for conn, _ in stores] + probes:
                 _answer(conn, selector, ERROR, message)
             continue
-        for (conn, _), (inbox_id, duplicate) in zip(stores, results, strict=True):
-            _answer(conn, selector, OK, [inbox_id, duplicate])
+        for (conn, _), result in zip(stores, results, strict=True):
+            if isinstance(result, str):
+                log.error("ledger write failed for one postback: %s", result)
+                _answer(conn, selector, ERROR, result)
+            else:
+                _answer(conn, selector, OK, list(result))
         for conn in probes:
             _answer(conn, selector, OK, None)
     ledger.close()
