@@ -78,6 +78,15 @@ def stream_until_answered(sock, declared: int, limit_s: float, wait_s: float = W
             answer += chunk
     return answer
 
+def logged_refusals(log: str, status: int, reason: str) -> int:
+    """How many refusals of (status, reason) the log accounts for: logged one by one, or in the
+    summary lines of the rate limit (``iptvsync.receiver.refusals``)."""
+    one_by_one = len(re.findall(rf": rejected {status} from \S+: {re.escape(reason)}$", log, re.MULTILINE))
+    summed = sum(int(n.replace(",", "")) for n in re.findall(
+        rf"\.\.\. and ([\d,]+) more refusals \({status} {re.escape(reason)}\) in the last \d+ s", log))
+    return one_by_one + summed
+
+
 def sale_body(sale: str) -> bytes:
     """A realistic first-charge postback form (~5 kB, as Monetizze posts it) for sale code ``sale``."""
     payload = json.loads(fixture_body("approved-first-charge.json"))
