@@ -145,3 +145,53 @@ def test_a_real_receiver_answers_fuzzed_requests_deliberately(receiver):
     log = receiver.log()
     assert "Traceback" not in log and " 500 " not in log
     assert any(400 <= status < 500 for status in seen)
+
+
+# --- the real receiver, authenticated bodies with odd values (issue 17, item 4) ---------------------
+
+#: any text, lone surrogates included (hypothesis leaves them out unless asked), NULs, long runs
+ODD_TEXT = st.one_of(st.text(st.characters(exclude_categories=()), max_size=12),
+                     st.sampled_from(["\ud800", "\udfff1", "a\x00b", "\x00", "9" * 3000, " \ufffd ", "\u200b"]))
+ODD_VALUES = st.one_of(ODD_TEXT, st.integers(min_value=-(10**30), max_value=10**30), st.booleans(), st.none(),
+                       st.floats(), st.lists(st.integers(), max_size=2),
+                       st.dictionaries(ODD_TEXT, ODD_TEXT, max_size=2))
+FIELDS = st.sampled_from(["venda.codigo", "codigo_venda", "comprador.email", "comprador.nome", "assinatura.codigo",
+                          "assinatura.parcela", "produto.codigo", "produto.nome", "plano.codigo", "plano.referencia",
+                          "plano.periodicidade", "tipoEvento.codigo", "venda.status", "venda.dataFinalizada",
+                          "venda.valor", "postback_evento", "tipoPostback.codigo"])
+
+
+def test_a_real_receiver_stores_every_authenticated_body_whatever_its_values(receiver):
+    """Every authenticated postback is answered 200 and stored, whatever its fields hold; an
+    unauthenticated one is refused with a 4xx: never a 503 (a row the writer cannot store) or a 500."""
+    sample = json.loads(fixture_body("approved-first-charge.json"))
+    answers: list[int] = []
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(changes=st.lists(st.tuples(FIELDS, ODD_VALUES), min_size=1, max_size=4),
+           key=st.one_of(st.just(CHAVE), ODD_TEXT), encoding=st.sampled_from(["json", "utf-7", "unicode_escape"]))
+    def one(changes, key, encoding):
+        payload = json.loads(json.dumps(sample))
+        payload["chave_unica"] = key
+        payload["venda"]["codigo"] = f"9{len(answers):07d}"  # each example a sale of its own
+        for dotted, value in changes:
+            block, _, name = dotted.rpartition(".")
+            (payload.setdefault(block, {}) if block else payload)[name] = value
+        if encoding == "json":
+            body, content_type = json.dumps(payload).encode(), "application/json"
+        else:  # a form in a charset that makes lone surrogates of "+2AA-" or "\\ud800"
+            text = json.dumps(payload).replace("%", "%25").replace("&", "%26").replace("+", "%2B")
+            quoted_key = quote(key.encode("utf-8", "surrogatepass"), safe="")
+            body = f"chave_unica={quoted_key}&json={text}".encode()
+            content_type = f"application/x-www-form-urlencoded; charset={encoding}"
+        response = receiver.post(body, content_type)
+        answers.append(response.status_code)
+        if key == CHAVE:
+            assert response.status_code == 200, (response.status_code, response.text)
+        else:
+            assert response.status_code in (400, 403), (response.status_code, response.text)
+
+    one()
+    assert 200 in answers and len(answers) >= 100, answers
+    log = receiver.log()
+    assert "Traceback" not in log and " 500 " not in log and " 503 " not in log

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from support.install import CHAVE, fixture_body, wait_for
-from support.receiver import JSON, PATH, WAIT_S, logged_refusals, query, sale_body
+from support.receiver import FORM, JSON, PATH, WAIT_S, logged_refusals, query, sale_body
 
 from iptvsync.monetizze.form import build_form
 
@@ -152,6 +152,34 @@ def test_process_leaves_a_held_odd_postback_held_and_status_names_it(receiver):
     listed = cli(receiver.config, "inbox", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert {row["sale_code"] for row in json.loads(listed.stdout)} == {"\ufffd", "86000002"}
+
+
+def _row(sale: str, **changes) -> dict:
+    from iptvsync.ledger.inbox import inbox_row
+    from iptvsync.monetizze.postback import parse
+
+    body = sale_body(sale)
+    return {**inbox_row(parse(body, FORM)[1], body, content_type=FORM, remote_addr="127.0.0.1"), **changes}
+
+
+def test_the_writer_stores_a_row_it_cannot_store_whole_as_evidence_and_leaves_out_one_it_cannot_store(ledger):
+    """The writer's own guard, below the parser's: a row whose values SQLite cannot bind (here
+    built by hand: the parser no longer makes one) is stored as its bare body, held; a row that
+    cannot be stored even so gets its error alone, and the group is committed without it."""
+    from iptvsync.receiver.writer import commit_group
+
+    rows = [_row("89000001"), _row("89000002", sale_code="\ud800", parcela=10**20),
+            _row("89000003", content_type="\ud800", received_at=None), _row("89000004")]
+    results = commit_group(ledger, rows, [[403, "chave_unica missing or wrong", "127.0.0.1"]])
+
+    assert [type(result) for result in results] == [tuple, tuple, str, tuple]
+    assert results[2] == "this postback cannot be stored: IntegrityError"
+    stored = {row["id"]: row for row in ledger.query("SELECT * FROM inbox")}
+    assert [stored[results[i][0]]["sale_code"] for i in (0, 3)] == ["89000001", "89000004"]
+    evidence = stored[results[1][0]]
+    assert (evidence["status"], evidence["sale_code"], evidence["parcela"]) == ("held", None, None)
+    assert evidence["reason"].startswith("stored as received only") and "(UnicodeEncodeError)" in evidence["reason"]
+    assert ledger.query("SELECT count FROM rejections") == [{"count": 1}]
 
 
 # --- item 5: the key in another field -----------------------------------------------------------
