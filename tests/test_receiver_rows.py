@@ -12,6 +12,7 @@ items 4, 5 and the refusal logs of 6), each against a real ``iptvsync serve`` on
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -106,7 +107,16 @@ def _odd_bodies() -> dict[str, tuple[bytes, str, str]]:
     # "+2AA-" is U+D800 in UTF-7 (a body in it must hold no %-escaped non-ASCII byte: those fail)
     utf7 = (b"chave_unica=" + CHAVE.encode() + b"&tipoEvento%5Bcodigo%5D=2&venda%5Bcodigo%5D=+2AA-"
             b"&produto%5Bcodigo%5D=145388&comprador%5Bemail%5D=maria@example.com&assinatura%5Bparcela%5D=1")
+    def part(name: str, value: str, *headers: str) -> str:
+        return "\r\n".join([f'--B\r\nContent-Disposition: form-data; name="{name}"', *headers, "", value]) + "\r\n"
+
+    # the key in base64 (only re-encoding can blank it) beside a part in UTF-7
+    multipart = (part("chave_unica", base64.b64encode(CHAVE.encode()).decode(), "Content-Transfer-Encoding: base64")
+                 + part("tipoEvento[codigo]", "2") + part("produto[codigo]", "145388")
+                 + part("venda[codigo]", "+2AA-", "Content-Type: text/plain; charset=utf-7") + "--B--\r\n").encode()
     return {
+        "multipart-base64-key-and-utf-7-part": (multipart, "multipart/form-data; boundary=B",
+                                                "venda.codigo holds a lone"),
         "form-in-utf-7": (utf7, "application/x-www-form-urlencoded; charset=utf-7", "venda.codigo holds a lone"),
         "nul-in-sale-code": (as_json(payload("84000002\x00")), JSON, "venda.codigo holds a control"),
         "nul-in-email": (as_json(payload("84000003", comprador__email="a\x00@example.com")), JSON,

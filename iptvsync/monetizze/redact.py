@@ -13,7 +13,7 @@ import re
 from urllib.parse import quote, quote_plus, unquote_to_bytes
 
 from ..errors import MalformedPostback
-from .postback import _CHARSET, _FORM, _FORM_TYPO, _form_fields, _lenient, parse_body
+from .postback import _CHARSET, _FORM, _FORM_TYPO, _SURROGATE, _form_fields, _lenient, parse_body
 
 
 def redact(body: bytes, secret: str, content_type: str | None = None) -> bytes:
@@ -51,7 +51,7 @@ def redact_stored(body: bytes, content_type: str | None, secret: str) -> tuple[b
             return cleaned, content_type
     from iptvsync.monetizze.form import build_form  # the last resort: the decoded fields, re-encoded
 
-    payload = _scrub(parse_body(body, content_type), secret)
+    payload = _scrub(parse_body(body, content_type), secret, encodable=True)
     return build_form(payload, json_field=False), _FORM
 
 
@@ -153,13 +153,16 @@ def _leaks(body: bytes, content_type: str | None, secret: str) -> bool:
     return False
 
 
-def _scrub(value, secret: str):
+def _scrub(value, secret: str, encodable: bool = False):
+    """``value`` without ``secret``; ``encodable``: its lone surrogates (a part in UTF-7, say)
+    made U+FFFD too, for a body re-encoded as a form, which UTF-8 must be able to write."""
     if isinstance(value, str):
-        return value.replace(secret, "")
+        value = value.replace(secret, "")
+        return _SURROGATE.sub("\ufffd", value) if encodable else value
     if isinstance(value, dict):
-        return {_scrub(k, secret): _scrub(v, secret) for k, v in value.items()}
+        return {_scrub(k, secret, encodable): _scrub(v, secret, encodable) for k, v in value.items()}
     if isinstance(value, list):
-        return [_scrub(v, secret) for v in value]
+        return [_scrub(v, secret, encodable) for v in value]
     return value
 
 
