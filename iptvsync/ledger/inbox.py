@@ -78,6 +78,7 @@ def _clipped(pb: Postback) -> Postback:
     return replace(pb, **{name: getattr(pb, name)[:MAX_CODE_CHARS] for name in IDENTITY_FIELDS
                           if len(getattr(pb, name) or "") > MAX_CODE_CHARS})
 
+
 #: what one row's values can raise (an unencodable text, an int too wide): that row's fault,
 #: raised before SQLite runs the statement, so the transaction and the other rows are intact
 ROW_ERRORS = (ValueError, TypeError, OverflowError, sqlite3.InterfaceError, sqlite3.IntegrityError,

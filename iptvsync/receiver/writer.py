@@ -13,13 +13,14 @@ How it works:
   ``ready``. Each request thread of the receiver connects once and keeps its connection.
 * A thread sends its row and waits for the answer. The child takes whatever rows are waiting on
   all connections, commits them in one ``BEGIN IMMEDIATE`` transaction (``synchronous=FULL``:
-  one fsync for the group), then answers each: ``(id, duplicate)``, or the error, in which case
-  nothing of the group was stored and the receiver answers 503. Rejections are counted in the
-  same transactions and get no answer. A probe (``/healthz``) rides a group too: it touches the
-  heartbeat row, so its answer says whether the ledger can commit right now (a full disk).
-  One postback never fails the others: a row whose parsed values cannot be stored is stored as
-  its bare body (``inbox.evidence_only``), and one that cannot be stored even so is left out,
-  the group committed without it, and only it gets the error.
+  one fsync for the group), then answers each: ``(id, duplicate)``, or the error (the receiver
+  answers 503). Rejections are counted in the same transactions and get no answer. A probe
+  (``/healthz``) rides a group too: it touches the heartbeat row, so its answer says whether the
+  ledger can commit right now (a full disk).
+* One postback never fails the others. A row whose parsed values cannot be stored is stored as
+  its bare body (``inbox.evidence_only``); one that cannot be stored even so is left out, the
+  group committed without it, and only it gets the error. An error of the ledger itself (disk
+  full, locked) fails the whole group: nothing of it is stored, every row gets the error.
 * The child ignores SIGTERM and SIGINT (a Ctrl-C or a stop reaches the whole process group) and
   ends when its standard input closes: when the receiver closes it after the last in-flight
   request, or when the receiver dies, even by SIGKILL. It finishes the group in hand first.
