@@ -50,7 +50,7 @@ class RefusalLog:
                 return True
             window[2] += 1
             if window[2] == 1:  # the first one not logged: make sure its window is summed up
-                timer = threading.Timer(window[0] + self.interval_s - now, self.flush)
+                timer = threading.Timer(window[0] + self.interval_s - now + 0.05, self.flush)  # just past it
                 timer.daemon = True
                 timer.start()
             return False
