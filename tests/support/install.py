@@ -65,7 +65,7 @@ def create_ledger(config: Path) -> Path | None:
 
     try:
         path = Path(tomllib.loads(config.read_text("utf-8")).get("ledger", {}).get("path", "iptvsync.db"))
-    except (tomllib.TOMLDecodeError, AttributeError):
+    except (tomllib.TOMLDecodeError, AttributeError, TypeError):
         return None  # a test of a broken config: it never gets as far as the ledger
     path = path if path.is_absolute() else config.parent / path
     if not path.exists():
