@@ -358,3 +358,43 @@ def test_the_receiver_refuses_to_start_without_its_ledger(tmp_path):
     config = write_install(tmp_path / "install", ledger=False)
     error = one_line_error(cli(config, "serve", "--port", "0", timeout=60), 2)
     assert "no ledger there" in error and not (config.parent / "iptvsync.db").exists()
+
+
+def test_an_unexpected_panel_reply_fails_the_run_and_marks_the_subscription(tmp_path):
+    from iptvsync.engine.runner import build_panels
+
+    config = write_install(tmp_path / "install")
+    cfg = load_config(config)
+    ledger = Ledger(cfg.ledger_path)
+    deliver(ledger, payload(2))
+    ledger.close()
+    panels = build_panels(cfg)
+
+    def garbled(username, password, line_id=None):  # an adapter tripping over a reply it never saw
+        return {"user_info": []}["user_info"][0]
+
+    panels["main"].get = garbled
+    summary = run_process(cfg, panels=panels)
+    assert summary["errors"] and "IndexError" in summary["errors"][0]
+    sub = json.loads(cli(config, "subs", "show", "1", "--json").stdout)
+    assert sub["last_error"].startswith("IndexError")
+    code, report = status_json(config)
+    assert code == 1 and any("last `process` run" in p and "IndexError" in p for p in report["problems"])
+
+
+def test_a_postback_that_breaks_apply_fails_the_run(tmp_path, monkeypatch):
+    import iptvsync.engine.apply as apply
+
+    config = write_install(tmp_path / "install")
+    ledger = Ledger(load_config(config).ledger_path)
+    deliver(ledger, payload(2))
+    ledger.close()
+
+    def broken(*args, **kwargs):
+        raise ValueError("a field no rule expected")
+
+    monkeypatch.setattr(apply, "apply_postback", broken)
+    summary = run_process(load_config(config))
+    assert summary["errors"] and "ValueError" in summary["errors"][0]
+    code, report = status_json(config)
+    assert code == 1 and any("a field no rule expected" in p for p in report["problems"])

@@ -280,6 +280,8 @@ def process_loop(cfg: Config, *, every_s: float, stop: threading.Event, on_postb
 def _run_logged(cfg: Config, every_s: float) -> dict | None:
     try:
         summary = run_process(cfg)
+        if summary["errors"]:
+            log.error("process run failed (%d error(s)): %s", len(summary["errors"]), summary["errors"][0])
         if any(summary["apply"].values()) or summary["sync"][SyncStatus.SYNCED] or summary["mail"][MailStatus.SENT]:
             log.info("process: %s", json.dumps({k: summary[k] for k in ("apply", "sync", "mail", "sweep")}))
         return summary

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import IptvsyncError
+from ..errors import IptvsyncError, LedgerError
 
 SUFFIX = ".in-use"
 #: How to stop every holder of an install set up by ``iptvsync deploy systemd``.
@@ -38,7 +38,10 @@ def lock_path(ledger_path: str | Path) -> Path:
 
 
 def _open(ledger_path: str | Path) -> int:
-    return os.open(lock_path(ledger_path), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        return os.open(lock_path(ledger_path), os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as exc:
+        raise LedgerError(f"{lock_path(ledger_path)}: cannot open the ledger's lock: {exc.strerror or exc}") from None
 
 
 def hold_shared(ledger_path: str | Path) -> int:
