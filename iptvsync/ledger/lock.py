@@ -80,3 +80,21 @@ def exclusive(ledger_path: str | Path, command: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def identity(ledger_path: str | Path) -> tuple[int, int]:
+    st = os.stat(ledger_path)
+    return st.st_dev, st.st_ino
+
+
+def replaced(ledger_path: str | Path, opened: tuple[int, int]) -> str | None:
+    """Why the file at ``ledger_path`` is no longer the one opened as ``opened`` (a copy moved over
+    it by hand, behind the receiver's back), or None. A row committed into a replaced file is in
+    no ledger anyone reads: the receiver's writer asks before acknowledging anything."""
+    try:
+        now = identity(ledger_path)
+    except OSError as exc:
+        return f"the ledger file {ledger_path} is gone ({exc.strerror}): restart the receiver"
+    if now != opened:
+        return f"the ledger file {ledger_path} was replaced while the receiver ran: restart the receiver"
+    return None

@@ -49,7 +49,7 @@ import time
 from ..errors import LedgerError
 from ..ledger.db import Ledger
 from ..ledger.inbox import count_rejection, prepared, store_rows, touch_heartbeat
-from ..ledger.lock import hold_shared
+from ..ledger.lock import hold_shared, identity, replaced
 
 log = logging.getLogger("iptvsync.receiver")
 
@@ -116,26 +116,12 @@ def commit_group(ledger: Ledger, rows: list[dict], rejections: list[list],
         raise
 
 
-def replaced(ledger_path: str, identity: tuple[int, int]) -> str | None:
-    """Why the file at ``ledger_path`` is no longer the one this writer opened (a restore or a
-    copy by hand behind its back), or None: a row committed into a replaced file is in no ledger
-    anyone reads, so it must never be acknowledged."""
-    try:
-        st = os.stat(ledger_path)
-    except OSError as exc:
-        return f"the ledger file {ledger_path} is gone ({exc.strerror}): restart the receiver"
-    if (st.st_dev, st.st_ino) != identity:
-        return f"the ledger file {ledger_path} was replaced while the receiver ran: restart the receiver"
-    return None
-
-
 def run_writer(ledger_path: str, address: str, timeout_s: float) -> int:
     """The child's main loop; returns when standard input closes."""
     try:
         lock_fd = hold_shared(ledger_path)  # `restore` and `rekey` refuse while it is held
         ledger = Ledger(ledger_path, timeout_s=timeout_s)
-        st = os.stat(ledger_path)
-        identity = (st.st_dev, st.st_ino)
+        opened = identity(ledger_path)
     except Exception as exc:
         log.error("cannot open the ledger: %s", f"{type(exc).__name__}: {exc}")
         return 1
@@ -164,10 +150,10 @@ def run_writer(ledger_path: str, address: str, timeout_s: float) -> int:
             continue
         try:
             if gone is None:  # checked before and after the commit: never acknowledge into a gone file
-                gone = replaced(ledger_path, identity)
+                gone = replaced(ledger_path, opened)
             if gone is None:
                 results = commit_group(ledger, [row for _, row in stores], rejections, heartbeat=bool(probes))
-                gone = replaced(ledger_path, identity)
+                gone = replaced(ledger_path, opened)
             if gone is not None:
                 raise LedgerError(gone)
         except Exception as exc:  # disk full, locked past busy_timeout, read-only file, replaced…
