@@ -43,5 +43,5 @@ def rekey(ctx: typer.Context):
     result = run_rekey(cfg, environ=dict(os.environ))
     typer.echo(f"{'resumed an interrupted rekey: ' if result.resumed else ''}re-encrypted {result.reencrypted} "
                f"password(s) ({result.already_done} already done); new IPTVSYNC_SECRET_KEY is in {cfg.env_path}")
-    typer.echo("note: backups made before now need the old key: keep it offline as long as you keep them; "
-               "restart a running `serve --process-every` so it reads the new key")
+    typer.echo("note: the old key stays in IPTVSYNC_RETIRED_KEYS for backups made before now")
+    typer.echo("next: start the receiver and the timers again")
