@@ -71,7 +71,8 @@ class Load:
 
         self.url, self.requests = url, requests
         self.results: list[tuple[float, str, int]] = []  # (monotonic start, sale, status)
-        self.stop = threading.Event()
+        self.stop, self.go = threading.Event(), threading.Event()
+        self.go.set()
         self.gates = [threading.Lock() for _ in range(threads)]
         self.threads = [threading.Thread(target=self._post, args=(gate, n), daemon=True)
                         for n, gate in enumerate(self.gates)]
@@ -81,6 +82,7 @@ class Load:
     def _post(self, gate: threading.Lock, n: int) -> None:
         session, i = self.requests.Session(), 0
         while not self.stop.is_set():
+            self.go.wait()  # a pause: no new request (Lock is not fair: the gate alone could starve it)
             with gate:
                 sale, i = f"9{n}{i:07d}", i + 1
                 started = time.monotonic()
@@ -94,12 +96,14 @@ class Load:
     def paused(self):
         class _Paused:
             def __enter__(_):
-                for gate in self.gates:
+                self.go.clear()
+                for gate in self.gates:  # each request in flight finishes first
                     gate.acquire()
 
             def __exit__(_, *exc):
                 for gate in self.gates:
                     gate.release()
+                self.go.set()
         return _Paused()
 
     def count(self) -> int:
