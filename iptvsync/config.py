@@ -235,6 +235,10 @@ class Secrets(_Record):
     chave_unica: str = ""
     consumer_key: str = ""
     secret_key: str = ""
+    #: IPTVSYNC_NEW_SECRET_KEY (a rekey under way) and IPTVSYNC_RETIRED_KEYS (comma-separated, newest
+    #: first): tried after secret_key when decrypting, never used to encrypt
+    pending_key: str = ""
+    retired_keys: tuple[str, ...] = ()
     smtp_username: str = ""
     smtp_password: str = ""
     panel_api_keys: dict[str, str] = field(default_factory=dict)
@@ -294,6 +298,12 @@ class Config(_Record):
             raise ConfigError(f"{where('certfile', certfile)}: {paths['certfile']} and its key do not load as a PEM"
                               f" certificate and private key ({getattr(exc, 'reason', None) or exc})") from None
         return paths["certfile"], paths["keyfile"]
+
+    @property
+    def keyring(self) -> tuple[str, ...]:
+        """The keys that may open a stored password, in the order they are tried."""
+        s = self.secrets
+        return tuple(dict.fromkeys(k for k in (s.secret_key, s.pending_key, *s.retired_keys) if k))
 
     def require(self, env_name: str) -> str:
         """A secret that this command cannot run without."""
@@ -462,6 +472,8 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
         chave_unica=merged_env.get("MONETIZZE_CHAVE_UNICA", ""),
         consumer_key=merged_env.get("MONETIZZE_CONSUMER_KEY", ""),
         secret_key=merged_env.get("IPTVSYNC_SECRET_KEY", ""),
+        pending_key=merged_env.get("IPTVSYNC_NEW_SECRET_KEY", ""),
+        retired_keys=tuple(k.strip() for k in merged_env.get("IPTVSYNC_RETIRED_KEYS", "").split(",") if k.strip()),
         smtp_username=merged_env.get("SMTP_USERNAME", ""),
         smtp_password=merged_env.get("SMTP_PASSWORD", ""),
         panel_api_keys={n: merged_env.get(_panel_env_name(n), "") for n in panels},

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 import string
+from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -51,9 +52,13 @@ def encrypt(password: str, secret_key: str) -> str:
     return _fernet(secret_key).encrypt(password.encode()).decode()
 
 
-def decrypt(token: str, secret_key: str) -> str:
-    try:
-        return _fernet(secret_key).decrypt(token.encode()).decode()
-    except InvalidToken:
-        raise ConfigError("IPTVSYNC_SECRET_KEY does not decrypt the stored panel passwords "
-                          "(was it changed?)") from None
+def decrypt(token: str, keys: str | Sequence[str]) -> str:
+    """``keys``: one key, or a keyring tried in order (the current key, a rekey's pending one,
+    the retired ones that older backups need)."""
+    for key in [keys] if isinstance(keys, str) else keys:
+        try:
+            return _fernet(key).decrypt(token.encode()).decode()
+        except InvalidToken:
+            continue
+    raise ConfigError("IPTVSYNC_SECRET_KEY (nor any of IPTVSYNC_RETIRED_KEYS) does not decrypt the stored"
+                      " panel passwords: a ledger from another install, or a lost .env?")

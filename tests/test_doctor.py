@@ -34,7 +34,7 @@ def test_fresh_install_is_ok_with_warnings(install):
 
 
 def test_missing_ledger_and_secret_fail(tmp_path):
-    config = write_install(tmp_path / "i")
+    config = write_install(tmp_path / "i", ledger=False)
     (tmp_path / "i" / ".env").write_text("")
     code, rows = doctor(config)
     assert code == 1

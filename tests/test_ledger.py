@@ -12,8 +12,13 @@ import pytest
 import sqlite_utils
 
 from iptvsync.errors import LedgerError
-from iptvsync.ledger.db import GENESIS, Ledger, os_user
+from iptvsync.ledger.db import GENESIS, os_user
+from iptvsync.ledger.db import Ledger as OpenLedger
 from iptvsync.ledger.migrations import migrations
+
+
+def Ledger(path, **kwargs):  # noqa: N802 - these tests make their ledgers as `init` does
+    return OpenLedger(path, create=True, **kwargs)
 
 TABLES = {"inbox", "rejections", "subscriptions", "charges", "grants", "outbox", "audit", "runs"}
 

@@ -15,24 +15,20 @@ def restore(ctx: typer.Context,
             backup: Path = typer.Argument(..., help="A copy made by `iptvsync backup` (or `litestream restore`)."),
             yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")):
     """Replace the ledger with a backup; the old one is kept aside."""
-    from ..engine.runner import AlreadyRunning, process_lock
     from ..ledger.backups import check_copy
     from ..ledger.backups import restore as restore_copy
     from ..ledger.db import Ledger
+    from ..ledger.lock import exclusive
 
     cfg = load(ctx)
     postbacks = check_copy(backup)
-    if not yes and not typer.confirm(f"replace {cfg.ledger_path} with {backup} ({postbacks} postbacks)?"):
-        raise typer.Exit(1)
-    try:
-        with process_lock(cfg.ledger_path):
-            aside = restore_copy(backup, cfg.ledger_path)
-    except AlreadyRunning as exc:
-        typer.echo(f"error: {exc}: stop the timers (or cron) first", err=True)
-        raise typer.Exit(1) from None
-    if aside:
-        typer.echo(f"previous ledger kept as {aside}")
-    applied = Ledger(cfg.ledger_path, migrate=False).migrate()
+    with exclusive(cfg.ledger_path, "restore"):  # refused (one line, exit 1) while serve or process runs
+        if not yes and not typer.confirm(f"replace {cfg.ledger_path} with {backup} ({postbacks} postbacks)?"):
+            raise typer.Exit(1)
+        aside = restore_copy(backup, cfg.ledger_path)
+        if aside:
+            typer.echo(f"previous ledger kept as {aside}")
+        applied = Ledger(cfg.ledger_path, migrate=False, create=True).migrate()
     typer.echo(f"restored {cfg.ledger_path} from {backup}: {postbacks} postbacks"
                + (f", {len(applied)} migrations applied" if applied else ""))
     typer.echo("next: start serve and the timers; `iptvsync process` converges panels and emails")
@@ -47,5 +43,5 @@ def rekey(ctx: typer.Context):
     result = run_rekey(cfg, environ=dict(os.environ))
     typer.echo(f"{'resumed an interrupted rekey: ' if result.resumed else ''}re-encrypted {result.reencrypted} "
                f"password(s) ({result.already_done} already done); new IPTVSYNC_SECRET_KEY is in {cfg.env_path}")
-    typer.echo("note: backups made before now need the old key: keep it offline as long as you keep them; "
-               "restart a running `serve --process-every` so it reads the new key")
+    typer.echo("note: the old key stays in IPTVSYNC_RETIRED_KEYS for backups made before now")
+    typer.echo("next: start the receiver and the timers again")

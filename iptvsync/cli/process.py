@@ -41,9 +41,13 @@ def process(ctx: typer.Context,
         return
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
-        return
-    for stage in ("apply", "sweep", "sync", "mail"):  # the order they run in
-        typer.echo(f"{stage:6} " + "  ".join(f"{k}={v}" for k, v in summary[stage].items()))
+    else:
+        for stage in ("apply", "sweep", "sync", "mail"):  # the order they run in
+            typer.echo(f"{stage:6} " + "  ".join(f"{k}={v}" for k, v in summary[stage].items()))
+    if summary["errors"]:  # a traceback, a template or key that fails: the run failed (status says so too)
+        typer.echo(f"error: this run failed ({len(summary['errors'])} error(s)): {text(summary['errors'][0])}",
+                   err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

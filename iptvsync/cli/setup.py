@@ -27,13 +27,15 @@ def init_files(config_file: Path) -> list[str]:
 
     done = []
     config_file.parent.mkdir(parents=True, exist_ok=True)
+    env_file = config_file.parent / ".env"
+    if not env_file.exists() and "IPTVSYNC_SECRET_KEY" not in os.environ:
+        refuse_new_key(config_file, env_file)
     if not config_file.exists():
         template = resources.files("iptvsync").joinpath("data/config.example.toml").read_text("utf-8")
         segment = secrets.token_urlsafe(24)
         text = template.replace('path = "/monetizze/postback" ', f'path = "/monetizze/postback/{segment}"', 1)
         _write_private(config_file, text)
         done.append(f"wrote {config_file}")
-    env_file = config_file.parent / ".env"
     if not env_file.exists():
         _write_private(env_file, (
             "# Secrets for iptvsync (see .env.example). Replace MONETIZZE_CHAVE_UNICA with the key in\n"
@@ -46,6 +48,38 @@ def init_files(config_file: Path) -> list[str]:
     return done
 
 
+def refuse_new_key(config_file: Path, env_file: Path) -> None:
+    """A lost ``.env`` beside a ledger that holds encrypted passwords: a new secret key would
+    open none of them, so every renewal would fail. Say what is missing instead (ConfigError)."""
+    import sqlite3
+    import tomllib
+
+    from ..errors import ConfigError
+
+    ledger = "iptvsync.db"
+    if config_file.exists():
+        try:
+            ledger = tomllib.loads(config_file.read_text("utf-8")).get("ledger", {}).get("path", ledger)
+        except (OSError, ValueError):
+            return  # load() names what is wrong with the config next
+    path = Path(ledger).expanduser()
+    path = path if path.is_absolute() else config_file.parent / path
+    if not path.is_file():
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            stored = conn.execute("SELECT COUNT(*) FROM subscriptions WHERE password_enc IS NOT NULL").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return  # not a ledger yet (or no subscriptions table): nothing is encrypted
+    if stored:
+        raise ConfigError(f"{env_file} is missing but {path} holds {stored} panel password(s) encrypted with"
+                          " this install's IPTVSYNC_SECRET_KEY: put back the .env from your backup (with"
+                          " IPTVSYNC_SECRET_KEY and MONETIZZE_CHAVE_UNICA); init will not invent a new key")
+
+
 @app.command()
 def init(ctx: typer.Context):
     """Write config.toml and .env with fresh secrets if missing; create or migrate the ledger."""
@@ -55,7 +89,7 @@ def init(ctx: typer.Context):
     done = init_files(config_file)
     cfg = load(ctx)
     existed = cfg.ledger_path.exists()
-    ledger = Ledger(cfg.ledger_path, migrate=False)
+    ledger = Ledger(cfg.ledger_path, migrate=False, create=True)
     applied = ledger.migrate()
     ledger.close()
     if applied:
@@ -89,6 +123,9 @@ def serve(ctx: typer.Context,
     if on_postback and no_on_postback:
         raise UsageError("--process-on-postback and --no-process-on-postback contradict each other: pass one")
     cfg = load(ctx, {"receiver.host": host, "receiver.port": port})
+    from ..ledger.db import require_ledger
+
+    require_ledger(cfg.ledger_path)  # only `init` creates one
     on_postback = on_postback or (process_every > 0 and not no_on_postback)
     background = None
     if process_every > 0 or on_postback:

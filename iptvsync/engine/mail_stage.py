@@ -15,7 +15,7 @@ from email.utils import parseaddr
 
 from ..clock import iso
 from ..config import Config
-from ..errors import MailError
+from ..errors import ConfigError, MailError
 from ..ledger.db import Ledger
 from ..ledger.queue import OUTBOX, MailStatus, SyncStatus, done, due, fail
 
@@ -45,7 +45,8 @@ def email_context(cfg: Config, sub: dict, row: dict) -> dict:
     """Everything a template may use, from the ledger as it is now plus what was frozen at queue time."""
     from ..credentials import decrypt
 
-    password = decrypt(sub["password_enc"], cfg.require("IPTVSYNC_SECRET_KEY")) if sub["password_enc"] else ""
+    cfg.require("IPTVSYNC_SECRET_KEY")
+    password = decrypt(sub["password_enc"], cfg.keyring) if sub["password_enc"] else ""
     panel = cfg.panels.get(sub["panel"])
     fill = {"username": sub["username"] or "", "password": password}
     server = panel.links.server if panel else ""
@@ -118,9 +119,12 @@ def send_outbox(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = 
             counts[MailStatus.FAILED] += 1
             continue
         except Exception as exc:  # a broken template override fails this email only, never the others
-            log.warning("outbox %s (%s) could not be rendered: %s: %s", row["id"], row["kind"], type(exc).__name__,
-                        exc)
-            _failed(ledger, cfg, row, MailError(f"{type(exc).__name__}: {exc}", permanent=True), now)
+            # ... but it fails the run: `process` exits 1 and `status` says why. A key that opens no
+            # password (ConfigError) is fixed in .env, then the email goes: it is not given up on.
+            log.error("outbox %s (%s) for subscription %s could not be rendered: %s: %s", row["id"], row["kind"],
+                      row["subscription_id"], type(exc).__name__, exc)
+            _failed(ledger, cfg, row, MailError(f"{type(exc).__name__}: {exc}",
+                                                permanent=not isinstance(exc, ConfigError)), now)
             counts[MailStatus.FAILED] += 1
             continue
         _finish(ledger, row, MailStatus.SENT, None, now)

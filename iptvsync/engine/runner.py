@@ -18,8 +18,9 @@ from pathlib import Path
 
 from ..clock import epoch, iso, now
 from ..config import Config
-from ..ledger.db import Ledger
+from ..ledger.db import Ledger, require_ledger
 from ..ledger.inbox import compress_settled
+from ..ledger.lock import LedgerBusy, hold_shared
 from ..ledger.queue import INBOX, SYNC, MailStatus, SyncStatus, due
 from ..ledger.retention import prune
 from ..panels.registry import build_panel
@@ -82,67 +83,129 @@ def run_process(cfg: Config, *, limit: int | None = None, panels: dict | None = 
     bodies. Each bulk step gives way as soon as a new postback is waiting (between two lines,
     two emails, two batches): the run serves it first, then goes on.
     """
-    with process_lock(cfg.ledger_path):
+    require_ledger(cfg.ledger_path)  # before its lock files: a typo in [ledger] path names the path
+    with process_lock(cfg.ledger_path), _in_use(cfg.ledger_path):
         ledger = Ledger(cfg.ledger_path)
+        summary: dict = {"started_at": iso(now()), "apply": {}, "sync": {}, "mail": {},
+                         "bulk": {"preempted": 0}, "errors": []}
+        failures = Failures(cfg)
+        logging.getLogger("iptvsync").addHandler(failures)
         try:
-            panels = panels or build_panels(cfg)
-            run = {"fresh": set(), "breakers": {}, "rounds": 0}  # what one run carries from round to round
-            summary: dict = {"started_at": iso(now()), "apply": {}, "sync": {}, "mail": {},
-                             "bulk": {"preempted": 0}}
-            serve_fresh(ledger, cfg, panels, limit, mail_backend, summary, run)
-            # a postback stored after the last apply of this run (not one that ``limit`` left)
-            waiting = lambda: run["rounds"] < MAX_ROUNDS and postback_waiting(ledger, cfg, after=run["seen"])  # noqa: E731
-
-            def give_way() -> None:
-                """Serve a postback that came in meanwhile, before the next bulk step."""
-                if waiting():
-                    run["rounds"] += 1
-                    summary["bulk"]["preempted"] += 1
-                    serve_fresh(ledger, cfg, panels, limit, mail_backend, summary, run)
-
-            summary["sweep"] = sweep(ledger, cfg, now(), sweep_limit, preempt=waiting)
-            give_way()
-            budget = Budget(bulk_calls, preempt=waiting)
-            while True:
-                result = sync_panels(cfg.ledger_path, cfg, panels, now(), limit, budget=budget,
-                                     skip=run["fresh"], breakers=run["breakers"])
-                _add(summary["sync"], _sync_counts(result))
-                if not budget.preempted:
-                    break
-                budget.preempted = False
-                give_way()
-            mails = min(limit or BULK_MAILS, BULK_MAILS)
-            while True:
-                rest = send_outbox(ledger, cfg, now(), mails, backend=mail_backend, stop=waiting)
-                _add(summary["mail"], rest)
-                summary["mail"]["waiting"] = rest["waiting"]  # those of the earlier rounds are in it again
-                mails -= rest[MailStatus.SENT] + rest[MailStatus.SKIPPED] + rest[MailStatus.FAILED]
-                if mails <= 0 or not waiting():
-                    break
-                give_way()
-            summary["compressed"] = 0
-            while summary["compressed"] < COMPRESS_PER_RUN:
-                give_way()
-                done = compress_settled(ledger, limit=COMPRESS_BATCH)
-                summary["compressed"] += done
-                if done < COMPRESS_BATCH:
-                    break
-            give_way()
-            # what the next run has to do: lines still due, expiries the sweep had no room for
-            summary["bulk"]["deferred"] = ledger.conn.execute(
-                f"SELECT COUNT(*) FROM subscriptions WHERE {due(SYNC)}",
-                {"now": iso(now()), "max_attempts": cfg.policy.max_attempts}).fetchone()[0]
-            summary["bulk"]["more_expiries"] = ledger.conn.execute(
-                "SELECT 1 FROM subscriptions WHERE desired_enabled = 1 AND desired_expires_at <= ? LIMIT 1",
-                (epoch(now()),)).fetchone() is not None
-            summary["finished_at"] = iso(now())
-            with ledger.tx() as conn:
-                conn.execute("INSERT INTO runs (started_at, finished_at, summary) VALUES (?, ?, ?)",
-                             (summary["started_at"], summary["finished_at"], json.dumps(summary)))
-                prune(conn, now())
-            return summary
+            _stages(ledger, cfg, summary, limit, panels, mail_backend, bulk_calls, sweep_limit)
+        except BaseException as exc:  # a run that dies (a config error, SIGINT) is recorded as failed
+            failures.messages.append(f"{type(exc).__name__}: {exc}"[:300])
+            raise
         finally:
-            ledger.close()
+            logging.getLogger("iptvsync").removeHandler(failures)
+            summary["errors"] = failures.messages
+            try:
+                _record_run(ledger, summary)
+            except Exception as exc:  # the ledger itself fails (disk full): the exit code still says it
+                log.error("could not record the run: %s: %s", type(exc).__name__, exc)
+            finally:
+                ledger.close()
+        return summary
+
+
+class Failures(logging.Handler):
+    """Every error a run logs, a traceback above all, makes the run a failure: ``process`` exits
+    1 and ``status`` is unhealthy with the first of them (secrets blanked) until a run succeeds.
+    The receiver's own log lines (``serve --process-every`` shares the process) are not the run's."""
+
+    def __init__(self, cfg: Config):
+        from ..logsafe import RedactSecrets
+
+        super().__init__(logging.ERROR)
+        s = cfg.secrets
+        self.redact = RedactSecrets({s.chave_unica, s.consumer_key, s.secret_key, s.smtp_password,
+                                     *s.panel_api_keys.values()})
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("iptvsync.receiver") or len(self.messages) >= 20:
+            return
+        try:
+            text = record.getMessage()
+        except Exception:
+            text = str(record.msg)
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            text += f" ({type(exc).__name__}: {exc})"
+        self.messages.append(self.redact.scrub(text)[:300])
+
+
+def _record_run(ledger: Ledger, summary: dict) -> None:
+    summary["finished_at"] = iso(now())
+    error = "; ".join(summary["errors"])[:1000] or None
+    with ledger.tx() as conn:
+        conn.execute("INSERT INTO runs (started_at, finished_at, summary, error) VALUES (?, ?, ?, ?)",
+                     (summary["started_at"], summary["finished_at"], json.dumps(summary, default=str), error))
+        prune(conn, now())
+
+
+@contextlib.contextmanager
+def _in_use(ledger_path: Path):
+    """The ledger's shared lock: `restore` and `rekey` wait for no run; a run during them is skipped."""
+    try:
+        fd = hold_shared(ledger_path)
+    except LedgerBusy as exc:
+        raise AlreadyRunning(str(exc)) from None
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _stages(ledger: Ledger, cfg: Config, summary: dict, limit, panels, mail_backend, bulk_calls,
+            sweep_limit) -> None:
+    panels = panels or build_panels(cfg)
+    run = {"fresh": set(), "breakers": {}, "rounds": 0}  # what one run carries from round to round
+    serve_fresh(ledger, cfg, panels, limit, mail_backend, summary, run)
+    # a postback stored after the last apply of this run (not one that ``limit`` left)
+    waiting = lambda: run["rounds"] < MAX_ROUNDS and postback_waiting(ledger, cfg, after=run["seen"])  # noqa: E731
+
+    def give_way() -> None:
+        """Serve a postback that came in meanwhile, before the next bulk step."""
+        if waiting():
+            run["rounds"] += 1
+            summary["bulk"]["preempted"] += 1
+            serve_fresh(ledger, cfg, panels, limit, mail_backend, summary, run)
+
+    summary["sweep"] = sweep(ledger, cfg, now(), sweep_limit, preempt=waiting)
+    give_way()
+    budget = Budget(bulk_calls, preempt=waiting)
+    while True:
+        result = sync_panels(cfg.ledger_path, cfg, panels, now(), limit, budget=budget,
+                             skip=run["fresh"], breakers=run["breakers"])
+        _add(summary["sync"], _sync_counts(result))
+        if not budget.preempted:
+            break
+        budget.preempted = False
+        give_way()
+    mails = min(limit or BULK_MAILS, BULK_MAILS)
+    while True:
+        rest = send_outbox(ledger, cfg, now(), mails, backend=mail_backend, stop=waiting)
+        _add(summary["mail"], rest)
+        summary["mail"]["waiting"] = rest["waiting"]  # those of the earlier rounds are in it again
+        mails -= rest[MailStatus.SENT] + rest[MailStatus.SKIPPED] + rest[MailStatus.FAILED]
+        if mails <= 0 or not waiting():
+            break
+        give_way()
+    summary["compressed"] = 0
+    while summary["compressed"] < COMPRESS_PER_RUN:
+        give_way()
+        done = compress_settled(ledger, limit=COMPRESS_BATCH)
+        summary["compressed"] += done
+        if done < COMPRESS_BATCH:
+            break
+    give_way()
+    # what the next run has to do: lines still due, expiries the sweep had no room for
+    summary["bulk"]["deferred"] = ledger.conn.execute(
+        f"SELECT COUNT(*) FROM subscriptions WHERE {due(SYNC)}",
+        {"now": iso(now()), "max_attempts": cfg.policy.max_attempts}).fetchone()[0]
+    summary["bulk"]["more_expiries"] = ledger.conn.execute(
+        "SELECT 1 FROM subscriptions WHERE desired_enabled = 1 AND desired_expires_at <= ? LIMIT 1",
+        (epoch(now()),)).fetchone() is not None
 
 
 def serve_fresh(ledger: Ledger, cfg: Config, panels: dict, limit: int | None, mail_backend, summary: dict,
@@ -217,6 +280,8 @@ def process_loop(cfg: Config, *, every_s: float, stop: threading.Event, on_postb
 def _run_logged(cfg: Config, every_s: float) -> dict | None:
     try:
         summary = run_process(cfg)
+        if summary["errors"]:
+            log.error("process run failed (%d error(s)): %s", len(summary["errors"]), summary["errors"][0])
         if any(summary["apply"].values()) or summary["sync"][SyncStatus.SYNCED] or summary["mail"][MailStatus.SENT]:
             log.info("process: %s", json.dumps({k: summary[k] for k in ("apply", "sync", "mail", "sweep")}))
         return summary

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from ..clock import epoch, human, iso, parse_iso
 from ..config import Config
-from ..errors import PanelError
+from ..errors import IptvsyncError, PanelError
 from ..ledger.db import Ledger
 from ..ledger.queue import SYNC, SyncStatus, due, fail
 from ..panels.base import Line, LineSpec, Panel
@@ -107,11 +107,11 @@ def ensure_credentials(ledger: Ledger, cfg: Config, sub: dict) -> tuple[str, str
     """Username and password for this subscription, committed before any panel call."""
     from ..credentials import decrypt  # cryptography: imported by the runs that sync something
 
-    secret = cfg.require("IPTVSYNC_SECRET_KEY")
+    cfg.require("IPTVSYNC_SECRET_KEY")
     if not (sub["username"] and sub["password_enc"]):
         store_new_credentials(ledger, cfg, [sub])
         sub = ledger.one("SELECT username, password_enc FROM subscriptions WHERE id = ?", (sub["id"],))
-    return sub["username"], decrypt(sub["password_enc"], secret)
+    return sub["username"], decrypt(sub["password_enc"], cfg.keyring)
 
 
 def store_new_credentials(ledger: Ledger, cfg: Config, subs: list[dict]) -> None:
@@ -210,13 +210,14 @@ def sync_one(ledger: Ledger, cfg: Config, panel: Panel, sub: dict, now: datetime
 
 def record_failure(ledger: Ledger, cfg: Config, sub: dict, exc: Exception, now: datetime) -> str:
     permanent = isinstance(exc, PanelError) and not exc.transient and not exc.ambiguous
+    error = str(exc) if isinstance(exc, IptvsyncError) else f"{type(exc).__name__}: {exc}"  # a bug: say which
     with ledger.tx() as conn:
         attempts = sub["attempts"] + 1
-        status = fail(conn, SYNC, sub["id"], attempts=attempts, error=str(exc), now=now,
+        status = fail(conn, SYNC, sub["id"], attempts=attempts, error=error, now=now,
                       max_attempts=cfg.policy.max_attempts, final=SyncStatus.DEAD if permanent else None)
         dead = status == SyncStatus.DEAD
         ledger.audit("panel.failed", actor="process", subscription_id=sub["id"], buyer_email=sub["buyer_email"],
-                     attempts=attempts, dead=dead, error=str(exc)[:500])
+                     attempts=attempts, dead=dead, error=error[:500])
     return status
 
 

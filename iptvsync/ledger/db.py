@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import iso, now
-from ..errors import LedgerError
+from ..errors import ConfigError, LedgerError
 from .migrations import migrations
 
 GENESIS = "0" * 64
@@ -34,11 +34,33 @@ def os_user() -> str:
         return f"uid:{os.getuid()}"
 
 
-class Ledger:
-    """One connection to the ledger file. Not shared between threads."""
+class LedgerMissing(ConfigError):
+    """No ledger at the configured path: only ``init`` creates one (a typo in ``[ledger] path``
+    must not start a new, empty ledger that reports healthy)."""
 
-    def __init__(self, path: str | Path, *, migrate: bool = True, timeout_s: float = 10.0):
+    def __init__(self, path: Path):
+        super().__init__(f"{path}: no ledger there: check [ledger] path in the config, or create one"
+                         " with `iptvsync init`")
+
+
+def require_ledger(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise LedgerMissing(path)
+    return path
+
+
+class Ledger:
+    """One connection to the ledger file. Not shared between threads.
+
+    ``create``: make the file when it is missing (``init`` and tests only); otherwise a missing
+    ledger raises LedgerMissing.
+    """
+
+    def __init__(self, path: str | Path, *, migrate: bool = True, timeout_s: float = 10.0, create: bool = False):
         self.path = Path(path)
+        if not create:
+            require_ledger(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():

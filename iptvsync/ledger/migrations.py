@@ -320,3 +320,10 @@ def m013_pending_facts(db):
                " facts TEXT NOT NULL)")
     db.execute("CREATE TRIGGER inbox_facts_settled AFTER UPDATE OF status ON inbox"
                " WHEN NEW.status != 'pending' BEGIN DELETE FROM inbox_facts WHERE inbox_id = NEW.id; END")
+
+
+@migrations()
+def m014_run_outcome(db):
+    """``runs.error``: why a ``process`` run failed (NULL when it did not), so ``status`` fails
+    with the reason while the last run failed (a run that dies before its end is recorded too)."""
+    db.execute("ALTER TABLE runs ADD COLUMN error TEXT")

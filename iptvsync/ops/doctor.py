@@ -34,20 +34,28 @@ def check_secrets(cfg: Config) -> list[dict]:
     return rows
 
 
+#: The newest subscriptions whose passwords doctor tries with the keyring (``status`` tries fewer).
+DOCTOR_KEY_SAMPLE = 1000
+
+
 def check_ledger(cfg: Config) -> list[dict]:
     from ..ledger.db import Ledger
 
     path = cfg.ledger_path
     if not path.exists():
         return [_row("ledger", "fail", f"{path} does not exist: run `iptvsync init`")]
+    from .health import key_check
+
     ledger = Ledger(path, migrate=False)
     try:
         pending = ledger.pending_migrations()
         count, broken = ledger.verify_audit(incremental=True)
+        keys = key_check(ledger, cfg, sample=DOCTOR_KEY_SAMPLE)
     finally:
         ledger.close()
     mode = stat.S_IMODE(os.stat(path).st_mode)
     return [
+        _row("stored passwords", "fail" if keys else "ok", keys or "open with this install's keys"),
         _row("ledger", "warn" if pending else "ok",
              f"{len(pending)} migration(s) pending: run `iptvsync init`" if pending else f"{path}"),
         _row("ledger permissions", "ok" if not mode & 0o077 else "warn", f"{oct(mode)} (0600 expected)"),
@@ -102,7 +110,7 @@ def check_player_login(cfg: Config, panel: str) -> dict:
     if sub is None:
         return _row(check, "ok", "no enabled line synced yet: nothing to log in with")
     try:
-        password = decrypt(sub["password_enc"], cfg.secrets.secret_key)
+        password = decrypt(sub["password_enc"], cfg.keyring)
     except Exception:  # a key that does not open this ledger's passwords
         return _row(check, "warn", f"subscription {sub['id']}: password does not decrypt with this key")
     server = cfg.panels[panel].links.server

@@ -58,6 +58,9 @@ def health(cfg: Config) -> dict:
             "SELECT status, reason, SUM(count) FROM path_rejections WHERE hour >= ?"
             " GROUP BY status, reason ORDER BY SUM(count) DESC",
             ((t - timedelta(hours=1)).strftime("%Y-%m-%dT%H"),)).fetchall()
+        last_run = conn.execute("SELECT finished_at, error FROM runs WHERE id = (SELECT MAX(id) FROM runs)").fetchone()
+        facts["last_run_error"] = last_run[1] if last_run else None
+        key_problem = key_check(ledger, cfg)
         facts["subs_paid_without_email"] = len(no_email)
         facts["inbox_unclassified_7d"] = len(unclassified)
         facts["postback_path_rejections_1h"] = sum(r[2] for r in path_rejections)
@@ -87,6 +90,10 @@ def health(cfg: Config) -> dict:
     last = parse_iso(facts["last_run"])
     if facts["inbox_pending"] and (last is None or t - last > STALE_RUN):
         problems.append("postbacks are waiting and `process` has not run recently")
+    if facts["last_run_error"]:
+        problems.append(f"the last `process` run ({last_run[0]}) failed: {facts['last_run_error']}")
+    if key_problem:
+        problems.append(key_problem)
     try:
         cfg.tls_files()
     except ConfigError as exc:
@@ -109,3 +116,33 @@ def health(cfg: Config) -> dict:
 def _ids(ids: list[int]) -> str:
     shown = ", ".join(str(i) for i in ids[:SHOWN])
     return shown + (f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
+
+
+#: ``status`` tries the stored passwords of this many of the newest subscriptions with the keyring.
+KEY_SAMPLE = 50
+
+
+def key_check(ledger: Ledger, cfg: Config, sample: int = KEY_SAMPLE) -> str | None:
+    """Why the stored panel passwords cannot be read with this install's keys, or None: a ledger
+    restored from another install, a lost .env, a rekey that was interrupted. Reads only the
+    newest ``sample`` subscriptions (a range of ids, never the whole table)."""
+    rows = ledger.conn.execute(
+        "SELECT id, password_enc FROM subscriptions WHERE id > (SELECT MAX(id) FROM subscriptions) - ?"
+        " AND password_enc IS NOT NULL ORDER BY id DESC", (sample,)).fetchall()
+    if not rows:
+        return None
+    if not cfg.secrets.secret_key:
+        return (f"IPTVSYNC_SECRET_KEY is not set ({cfg.env_path}) but the ledger holds encrypted panel passwords:"
+                " put back this install's .env")
+    from ..credentials import _fernet  # cryptography (~9 ms): only for a ledger that holds passwords
+    from .rekey import PENDING, opens
+
+    keys = [_fernet(k) for k in cfg.keyring]
+    bad = next((sub_id for sub_id, token in rows if not any(opens(k, token.encode()) for k in keys)), None)
+    if bad is not None:
+        return (f"subscription {bad}: its panel password opens with no key of this install (IPTVSYNC_SECRET_KEY,"
+                f" IPTVSYNC_RETIRED_KEYS in {cfg.env_path}): a ledger from another install, or another .env?"
+                " Put back the .env that goes with this ledger")
+    if cfg.secrets.pending_key:
+        return f"a rekey was interrupted ({PENDING} in {cfg.env_path}): run `iptvsync rekey` again"
+    return None

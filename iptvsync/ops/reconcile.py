@@ -157,7 +157,7 @@ def check_panels(ledger: Ledger, cfg: Config, panels: dict[str, Panel], now: dat
                  panel_name: str | None = None) -> Iterator[dict]:
     """One row per subscription with credentials, in id order: its drift, or the error reading
     its line. Pages through the ledger (keyset on id); passwords are decrypted a page at a time."""
-    secret = cfg.require("IPTVSYNC_SECRET_KEY")
+    cfg.require("IPTVSYNC_SECRET_KEY")
     breakers: dict[str, Breaker] = {}  # a panel failing repeatedly is not read for the rest of the pass
     after = 0
     while True:
@@ -176,7 +176,7 @@ def check_panels(ledger: Ledger, cfg: Config, panels: dict[str, Panel], now: dat
             if panel is None:
                 rows += [_drift_row(sub, error=f"panel {name!r} is not configured") for sub in group]
                 continue
-            passwords = {sub["id"]: decrypt(sub["password_enc"], secret) for sub in group}
+            passwords = {sub["id"]: decrypt(sub["password_enc"], cfg.keyring) for sub in group}
             rows += _check_group(panel, cfg, group, passwords, now, breakers)
         yield from sorted(rows, key=lambda row: row["subscription"])
 

@@ -2,13 +2,17 @@
 
 Crash-safe in three steps, each of which a second run recognises and finishes:
 
-1. the new key is written to ``.env`` as ``IPTVSYNC_NEW_SECRET_KEY`` (pending), atomically;
-2. passwords are re-encrypted in small transactions; a row that the old key no longer opens
-   must open with the new one (it was done by an earlier, interrupted run);
-3. when every row opens with the new key, ``.env`` is rewritten with it as
-   ``IPTVSYNC_SECRET_KEY`` and the pending line removed, atomically.
+1. every password is checked to open with the current key or a retired one (else nothing is
+   written), then the new key goes into ``.env`` as ``IPTVSYNC_NEW_SECRET_KEY`` (pending);
+2. passwords are re-encrypted in small transactions; a row that opens with the pending key was
+   done by an earlier, interrupted run;
+3. ``.env`` is rewritten with the new key as ``IPTVSYNC_SECRET_KEY``, the old one first in
+   ``IPTVSYNC_RETIRED_KEYS`` (a restored older backup still opens) and the pending line removed,
+   in one atomic write.
 
-``process`` (the only stage that decrypts) is kept out by holding its lock throughout.
+The whole run holds the ledger's lock exclusive (``ledger/lock.py``): it refuses while a receiver
+or ``process`` runs, and none starts before it ends. Meanwhile, or after a killed run, every
+reader tries the whole keyring (current, pending, retired), so no password is ever unreadable.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from ..config import Config
 from ..credentials import _fernet
-from ..engine.runner import process_lock
 from ..errors import ConfigError, IptvsyncError
 from ..fsutil import write_atomically
-from ..ledger.db import Ledger
+from ..ledger.db import Ledger, require_ledger
+from ..ledger.lock import exclusive
 
 PENDING = "IPTVSYNC_NEW_SECRET_KEY"
 CURRENT = "IPTVSYNC_SECRET_KEY"
+RETIRED = "IPTVSYNC_RETIRED_KEYS"
 
 
 @dataclass
@@ -73,52 +78,83 @@ def rekey(cfg: Config, *, environ: dict[str, str], batch: int = 200,
           checkpoint: Callable[[str], None] = lambda step: None) -> RekeyResult:
     """Rotate the key in ``cfg.env_path``. ``checkpoint`` is called after each durable step
     (tests use it to stop the run there, as a kill would)."""
-    if CURRENT in environ:
-        raise ConfigError(f"{CURRENT} is set in the environment, not only in {cfg.env_path}: "
-                          "rotate it where it is set (rekey rewrites .env only)")
-    lines = read_env_lines(cfg.env_path)
-    old_key = env_value(lines, CURRENT)
-    if not old_key:
-        raise ConfigError(f"{cfg.env_path}: {CURRENT} is not set")
-    new_key = env_value(lines, PENDING)
-    resumed = new_key is not None
-    with process_lock(cfg.ledger_path):
-        if new_key is None:
-            new_key = Fernet.generate_key().decode()
-            _write_env(cfg.env_path, with_env(lines, PENDING, new_key))
-            checkpoint("pending key written")
-        old, new = _fernet(old_key), _fernet(new_key)
+    for name in (CURRENT, PENDING, RETIRED):
+        if name in environ:
+            raise ConfigError(f"{name} is set in the environment, not only in {cfg.env_path}: "
+                              "rotate it where it is set (rekey rewrites .env only)")
+    require_ledger(cfg.ledger_path)
+    with exclusive(cfg.ledger_path, "rekey"):
+        lines = read_env_lines(cfg.env_path)
+        old_key = env_value(lines, CURRENT)
+        if not old_key:
+            raise ConfigError(f"{cfg.env_path}: {CURRENT} is not set")
+        retired = [k.strip() for k in (env_value(lines, RETIRED) or "").split(",") if k.strip()]
+        olds = [_fernet(k) for k in dict.fromkeys([old_key, *retired])]
+        new_key = env_value(lines, PENDING)
+        resumed = new_key is not None
         ledger = Ledger(cfg.ledger_path)
         try:
-            reencrypted = already = 0
-            last_id = 0
-            while True:
-                rows = ledger.query("SELECT id, password_enc FROM subscriptions WHERE password_enc IS NOT NULL"
-                                    " AND id > :last ORDER BY id LIMIT :n", {"last": last_id, "n": batch})
-                if not rows:
-                    break
-                with ledger.tx() as conn:
-                    for row in rows:
-                        token = row["password_enc"].encode()
-                        try:
-                            plain = old.decrypt(token)
-                        except InvalidToken:
-                            try:
-                                new.decrypt(token)
-                            except InvalidToken:
-                                raise IptvsyncError(f"subscription {row['id']}: its password opens with neither "
-                                                    f"the current nor the pending key; nothing changed in "
-                                                    f"{cfg.env_path}") from None
-                            already += 1
-                            continue
-                        conn.execute("UPDATE subscriptions SET password_enc = :p WHERE id = :id",
-                                     {"p": new.encrypt(plain).decode(), "id": row["id"]})
-                        reencrypted += 1
-                last_id = rows[-1]["id"]
-                checkpoint(f"batch up to {last_id}")
+            if new_key is None:
+                bad = first_unreadable(ledger, olds)
+                if bad is not None:
+                    raise IptvsyncError(f"subscription {bad}: its password opens with neither {CURRENT} nor any of"
+                                        f" {RETIRED} in {cfg.env_path}; nothing changed (add the key that"
+                                        f" encrypted it to {RETIRED}, then run rekey again)")
+                new_key = Fernet.generate_key().decode()
+                _write_env(cfg.env_path, with_env(lines, PENDING, new_key))
+                checkpoint("pending key written")
+            reencrypted, already = _reencrypt(ledger, olds, _fernet(new_key), batch, checkpoint, cfg.env_path)
             ledger.audit("secret_key.rotated", reencrypted=reencrypted, already_done=already)
         finally:
             ledger.close()
-        lines = read_env_lines(cfg.env_path)
-        _write_env(cfg.env_path, with_env(with_env(lines, CURRENT, new_key), PENDING, None))
+        keep = ",".join(dict.fromkeys(k for k in (old_key, *retired) if k != new_key))
+        lines = with_env(with_env(read_env_lines(cfg.env_path), CURRENT, new_key), RETIRED, keep or None)
+        _write_env(cfg.env_path, with_env(lines, PENDING, None))
     return RekeyResult(reencrypted, already, resumed)
+
+
+def first_unreadable(ledger: Ledger, keys: list[Fernet]) -> int | None:
+    """The id of the first stored password that none of ``keys`` opens, or None."""
+    rows = ledger.conn.execute("SELECT id, password_enc FROM subscriptions WHERE password_enc IS NOT NULL ORDER BY id")
+    for sub_id, token in rows:
+        if not any(opens(key, token.encode()) for key in keys):
+            return sub_id
+    return None
+
+
+def opens(key: Fernet, token: bytes) -> bool:
+    try:
+        key.decrypt(token)
+        return True
+    except InvalidToken:
+        return False
+
+
+def _reencrypt(ledger: Ledger, olds: list[Fernet], new: Fernet, batch: int, checkpoint, env_path: Path):
+    reencrypted = already = last_id = 0
+    while True:
+        rows = ledger.query("SELECT id, password_enc FROM subscriptions WHERE password_enc IS NOT NULL"
+                            " AND id > :last ORDER BY id LIMIT :n", {"last": last_id, "n": batch})
+        if not rows:
+            return reencrypted, already
+        with ledger.tx() as conn:
+            for row in rows:
+                token = row["password_enc"].encode()
+                if opens(new, token):
+                    already += 1
+                    continue
+                for old in olds:
+                    try:
+                        plain = old.decrypt(token)
+                        break
+                    except InvalidToken:
+                        continue
+                else:
+                    raise IptvsyncError(f"subscription {row['id']}: its password opens with no key in {env_path};"
+                                        f" the rekey stays pending there: add its key to {RETIRED}, then run"
+                                        " rekey again")
+                conn.execute("UPDATE subscriptions SET password_enc = :p WHERE id = :id",
+                             {"p": new.encrypt(plain).decode(), "id": row["id"]})
+                reencrypted += 1
+        last_id = rows[-1]["id"]
+        checkpoint(f"batch up to {last_id}")

@@ -53,6 +53,7 @@ import time
 from ..errors import LedgerError
 from ..ledger.db import Ledger
 from ..ledger.inbox import UnstorableRow, count_rejection, prepared, store_rows, touch_heartbeat
+from ..ledger.lock import hold_shared, identity, replaced
 
 log = logging.getLogger("iptvsync.receiver")
 
@@ -131,10 +132,13 @@ def commit_group(ledger: Ledger, rows: list[dict], rejections: list[list],
 def run_writer(ledger_path: str, address: str, timeout_s: float) -> int:
     """The child's main loop; returns when standard input closes."""
     try:
+        lock_fd = hold_shared(ledger_path)  # `restore` and `rekey` refuse while it is held
         ledger = Ledger(ledger_path, timeout_s=timeout_s)
+        opened = identity(ledger_path)
     except Exception as exc:
         log.error("cannot open the ledger: %s", f"{type(exc).__name__}: {exc}")
         return 1
+    gone, gone_logged = None, False
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(address)
     listener.listen(socket.SOMAXCONN)
@@ -158,10 +162,18 @@ def run_writer(ledger_path: str, address: str, timeout_s: float) -> int:
         if not stores and not rejections and not probes:
             continue
         try:
-            results = commit_group(ledger, [row for _, row in stores], rejections, heartbeat=bool(probes))
-        except Exception as exc:  # disk full, locked past busy_timeout, read-only file…
+            if gone is None:  # checked before and after the commit: never acknowledge into a gone file
+                gone = replaced(ledger_path, opened)
+            if gone is None:
+                results = commit_group(ledger, [row for _, row in stores], rejections, heartbeat=bool(probes))
+                gone = replaced(ledger_path, opened)
+            if gone is not None:
+                raise LedgerError(gone)
+        except Exception as exc:  # disk full, locked past busy_timeout, read-only file, replaced…
             message = type(exc).__name__ + ": " + str(exc)
-            log.error("ledger write failed: %s", message)
+            if gone is None or not gone_logged:  # a replaced file: said once, then every answer is 503
+                log.error("ledger write failed: %s", message)
+                gone_logged = gone is not None
             for conn in [conn for conn, _ in stores] + probes:
                 _answer(conn, selector, ERROR, message)
             continue
@@ -174,6 +186,7 @@ def run_writer(ledger_path: str, address: str, timeout_s: float) -> int:
         for conn in probes:
             _answer(conn, selector, OK, None)
     ledger.close()
+    os.close(lock_fd)
     listener.close()
     with contextlib.suppress(OSError):  # the receiver may be gone (SIGKILL): tidy up for it
         os.unlink(address)

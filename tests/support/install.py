@@ -44,14 +44,33 @@ from = "IPTV Loja <no-reply@loja.example>"
 support = "WhatsApp +55 11 90000-0000"
 """
 
-def write_install(directory: Path, toml: str = BASE_TOML, env: dict | None = None) -> Path:
+def write_install(directory: Path, toml: str = BASE_TOML, env: dict | None = None, *, ledger: bool = True) -> Path:
     """config.toml + .env in ``directory``; returns the config path."""
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "config.toml"
     config.write_text(toml, encoding="utf-8")
     values = {"MONETIZZE_CHAVE_UNICA": CHAVE, "IPTVSYNC_SECRET_KEY": SECRET_KEY, **(env or {})}
     (directory / ".env").write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+    if ledger:
+        create_ledger(config)
     return config
+
+
+def create_ledger(config: Path) -> Path | None:
+    """What ``iptvsync init`` does for the ledger (only init creates one): the ledger at the
+    config's ``[ledger] path``, migrated. None when the config names none that can be made."""
+    import tomllib
+
+    from iptvsync.ledger.db import Ledger
+
+    try:
+        path = Path(tomllib.loads(config.read_text("utf-8")).get("ledger", {}).get("path", "iptvsync.db"))
+    except (tomllib.TOMLDecodeError, AttributeError, TypeError):
+        return None  # a test of a broken config: it never gets as far as the ledger
+    path = path if path.is_absolute() else config.parent / path
+    if not path.exists():
+        Ledger(path, create=True).close()
+    return path
 
 def fixture_body(name: str) -> bytes:
     return (FIXTURES / "monetizze" / name).read_bytes()
