@@ -45,6 +45,8 @@ from support.fakepanel import (
 #: What nginx answers for any refused player_api login: XC_VM src/www/stream/init.php:175-206
 #: (generateError -> generate404), live: HTTP 404 with the nginx page.
 PLAYER_REFUSED = (404, NGINX.format("404 Not Found"))
+#: A PHP fatal error with display_errors off: HTTP 200 and an empty body (live on XC_VM).
+CRASHED = ""
 _OFFSET = re.compile(r"(Z|UTC|[+-]\d{2}:?\d{2})$")
 
 
@@ -316,8 +318,10 @@ class FakeXuiReseller(FakeXuiAdmin):
     def __init__(self, api_key: str = "k", access_code: str = "res", credits: int = 10,
                  packages: dict | None = None, allow_change_username: bool = True,
                  allow_change_password: bool = True, can_create_lines: bool = True,
-                 timezone: str | None = None, api_search: bool = False):
+                 timezone: str | None = None, api_search: bool = False,
+                 allow_change_bouquets: bool = False):
         super().__init__(api_key, access_code, timezone=timezone)
+        self.allow_change_bouquets = allow_change_bouquets
         self.credits = credits
         self.packages = {
             int(pid): {"duration": 1, "unit": "months", "credits": 1, "max_connections": 1,
@@ -370,6 +374,13 @@ class FakeXuiReseller(FakeXuiAdmin):
             return None, "STATUS_INSUFFICIENT_CREDITS"  # reseller_api.php:949, :995
         return package, None
 
+    def bouquet_count_crashes(self, data: dict) -> bool:
+        """reseller_api.php:969 (package bought) and :1013 (edit of a line with a package) run
+        ``count($rData['bouquets_selected'])`` when the group has ``allow_change_bouquets``:
+        PHP 8 throws a TypeError on anything but an array (absent: null; JSON text: a string)
+        and the API prints nothing (live on XC_VM: an empty 200, no line)."""
+        return self.allow_change_bouquets and not isinstance(data.get("bouquets_selected"), list)
+
     def apply_package(self, row: dict, package: dict, base: float) -> None:
         # reseller_api.php:954-961 strtotime('+N unit', base) in the reseller's zone; what the
         # package writes (:967-993) and its outputs (:1151-1160).
@@ -387,6 +398,8 @@ class FakeXuiReseller(FakeXuiAdmin):
         package, problem = self.package_problem(data)
         if problem:
             return {"status": problem, "data": data}
+        if self.bouquet_count_crashes(data):
+            return CRASHED
         row = self.new_row(self._next_id)  # generated credentials unless the group may choose
         if self.allow_change_username and data.get("username"):
             row["username"] = data["username"]
@@ -408,6 +421,8 @@ class FakeXuiReseller(FakeXuiAdmin):
             return sample("xui-failure")
         data = {k: v for k, v in request.items() if k in self.accepted_keys}
         package = None
+        if ("package" in data or row["package_id"]) and self.bouquet_count_crashes(data):
+            return CRASHED  # an edit of a line with a package counts too (reseller_api.php:1013)
         if "package" in data:
             package, problem = self.package_problem(data)
             if problem:
