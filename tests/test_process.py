@@ -479,3 +479,14 @@ def test_the_dashboard_test_button_is_known_without_the_x_wing_name(cfg, ledger,
     summary = run_process(cfg)
     assert summary["apply"]["applied"] == 0 and dry_lines(cfg) == {}
     assert ledger.one("SELECT COUNT(*) n FROM subscriptions")["n"] == 0
+
+
+@freeze_time(T0)
+def test_a_subscription_without_plano_periodicidade_is_recurring(cfg, ledger):
+    """Monetizze's current samples carry assinatura but no plano[periodicidade] (ExemploPOSTCallback
+    PR #39): still a subscription, so the grace period applies and no renewal reminder goes out."""
+    deliver(ledger, payload(2, periodicity=None))
+    run_process(cfg)
+    sub = sub_row(ledger)
+    assert sub["recurring"] == 1
+    assert sub["desired_expires_at"] == int((PAID + timedelta(days=33)).timestamp())  # + grace_days

@@ -265,7 +265,7 @@ def _subscription(conn: sqlite3.Connection, key: str, pb: Postback, product: Pro
             " :email, :name, :recurring, :now, :now) RETURNING *",
             {"key": key, "product": product.code, "pname": product.name or pb.product_name,
              "plan": pb.plan_ref or pb.plan_code, "panel": product.panel, "email": pb.buyer_email,
-             "name": pb.buyer_name, "recurring": int(bool(pb.subscription_code and pb.periodicity)),
+             "name": pb.buyer_name, "recurring": int(is_recurring(pb)),
              "now": iso(now)}).fetchone()
     elif (row["buyer_email"] is None and pb.buyer_email) or (row["buyer_name"] is None and pb.buyer_name):
         row = conn.execute(
@@ -273,6 +273,13 @@ def _subscription(conn: sqlite3.Connection, key: str, pb: Postback, product: Pro
             " buyer_name = COALESCE(buyer_name, :name) WHERE id = :id RETURNING *",
             {"email": pb.buyer_email, "name": pb.buyer_name, "id": row["id"]}).fetchone()
     return dict(row)  # the row as it is now: recompute needs no second read
+
+
+def is_recurring(pb: Postback) -> bool:
+    """A subscription: ``assinatura`` names one. Monetizze's current samples carry assinatura
+    (código, status, parcela) but no plano[periodicidade] (ExemploPOSTCallback PR #39), so the
+    plan's periodicity alone cannot decide."""
+    return bool(pb.subscription_code)
 
 
 def _joined(*parts: str | None) -> str:
