@@ -193,8 +193,24 @@ def test_event_kinds_table():
 @pytest.mark.parametrize("code", sorted(REFERENCE_EVENTS))
 def test_event_code(code, encoding):
     postback = roundtrip(with_event(code), encoding)
-    assert (postback.event, postback.kind) == (code, REFERENCE_EVENTS[code])
+    # the sample's sale is Finalizada with a date: an event outside the table still pays
+    expected = "sale_paid" if REFERENCE_EVENTS[code] == "ignored" else REFERENCE_EVENTS[code]
+    assert (postback.event, postback.kind) == (code, expected)
     assert postback.dedupe_key == f"51000001:{code}:1"
+    unpaid = with_event(code)
+    unpaid["venda"].update(status="Aguardando pagamento", dataFinalizada="0000-00-00 00:00:00")
+    assert roundtrip(unpaid, encoding).kind == REFERENCE_EVENTS[code]
+
+
+def test_event_105_with_a_paid_sale_is_stored_pending_not_ignored():
+    """105 "Recuperação Parcelada – Ativa" (exemplo.php) with venda[status] Finalizada and a
+    date: payment evidence (docs/process.md), never settled as ignored."""
+    from iptvsync.ledger.inbox import inbox_row
+
+    postback = roundtrip(with_event(105), "form")
+    assert postback.kind == "sale_paid"
+    row = inbox_row(postback, b"x", content_type="application/x-www-form-urlencoded", remote_addr=None)
+    assert row["status"] == "pending"
 
 
 @pytest.mark.parametrize("code", [2, "2", " 2 ", 2.0])

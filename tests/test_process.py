@@ -490,3 +490,18 @@ def test_a_subscription_without_plano_periodicidade_is_recurring(cfg, ledger):
     sub = sub_row(ledger)
     assert sub["recurring"] == 1
     assert sub["desired_expires_at"] == int((PAID + timedelta(days=33)).timestamp())  # + grace_days
+
+
+@freeze_time(T0)
+def test_event_105_with_a_paid_sale_pays_its_charge(cfg, ledger):
+    """105 "Recuperação Parcelada - Ativa" (exemplo.php) was settled as ignored although
+    venda[status] said Finalizada: payment is read from the sale, whatever the event."""
+    p = payload(2)
+    p["tipoEvento"] = {"codigo": 105, "descricao": "Recuperação Parcelada - Ativa"}
+    p["postback_evento"] = "105"
+    deliver(ledger, p)
+    summary = run_process(cfg)
+    assert summary["apply"]["applied"] == 1 and summary["sync"]["synced"] == 1
+    assert parse_iso(sub_row(ledger)["paid_until"]) == PAID + timedelta(days=30)
+    assert emails(ledger) == [("activation", "1", "sent")]
+    assert ledger.one("SELECT status FROM charges")["status"] == "paid"

@@ -21,7 +21,7 @@ from ..ledger.db import Ledger
 from ..ledger.inbox import raw_body
 from ..ledger.outbox import queue
 from ..ledger.queue import INBOX, InboxStatus, done, due, park
-from ..monetizze.postback import Postback, from_facts, parse
+from ..monetizze.postback import SALE_PAID, Postback, from_facts, parse
 from .derive import recompute
 from .model import CHARGE_RANK, KIND_TO_CHARGE, PAYING
 
@@ -226,7 +226,7 @@ def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postba
                      **extra, **who)
         _queue_charge_emails(conn, cfg, sub, pb, before, after, want, now)
         charged = f"charge {_charge_key(pb)}: {before or 'new'} -> {after}"
-        if pb.kind in KIND_TO_CHARGE:
+        if pb.kind in KIND_TO_CHARGE or pb.kind == SALE_PAID:
             return charged
 
     if pb.kind == "sub_cancelled":

@@ -33,6 +33,9 @@ from iptvsync.monetizze.form import json_field_payload
 NOT_PAYMENT = "ignored"
 #: the kind of a postback whose event no rule could read
 UNCLASSIFIED = "unclassified"
+#: the kind of an event outside ``EVENT_KINDS`` (105 "Recuperação Parcelada - Ativa", say)
+#: whose ``venda[status]`` is Finalizada/Completa with a payment date: its charge was paid
+SALE_PAID = "sale_paid"
 EVENT_KINDS: dict[int, str] = {
     1: "waiting", 104: "waiting", 2: "approved", 6: "complete", 3: "cancelled", 4: "refunded",
     5: "blocked", 101: "sub_active", 102: "sub_overdue", 103: "sub_cancelled",
@@ -274,6 +277,9 @@ def extract(payload: dict) -> Postback:
 
     event, event_source = _classify(payload, sale)
     kind = UNCLASSIFIED if event is None else EVENT_KINDS.get(event, NOT_PAYMENT)
+    if kind == NOT_PAYMENT and _fold(_text(sale.get("status")) or "") in PAID_SALE_STATUSES \
+            and _sao_paulo_to_utc(sale.get("dataFinalizada")):
+        kind = SALE_PAID  # payment is read from the sale, whatever the event (docs/process.md)
     sale_code = _text(sale.get("codigo")) or _text(payload.get("codigo_venda"))
     parcela = _int(subscription.get("parcela"))
     periodicity = _text(plan.get("periodicidade"))
