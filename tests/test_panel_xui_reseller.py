@@ -44,29 +44,40 @@ def test_create_buys_one_package(fake, panel):
     assert panel.get("iptv000000012", PASSWORD, line.line_id) == line
 
 
-def test_create_returns_the_credentials_the_panel_chose(fake):
-    fake.allow_change_username = fake.allow_change_password = False
-    fake.api_search = True  # a panel whose reseller search works (not XC_VM's)
+def test_create_returns_the_password_the_panel_chose(fake):
+    fake.allow_change_password = False
     panel = XuiResellerPanel("shop", fake.url, API_KEY, timeout_s=2)
     line = panel.create(spec_for())
     row = fake.lines[int(line.line_id)]
     assert (line.username, line.password) == (row["username"], row["password"])
-    assert line.username != "iptv000000012" and line.password != PASSWORD
-    # Our username is in the notes, so a lookup by it still finds the renamed line.
-    assert panel.get("iptv000000012", PASSWORD).line_id == line.line_id
+    assert line.username == "iptv000000012" and line.password != PASSWORD
 
 
-def test_timeout_after_create_with_generated_names_is_found_by_our_username(fake):
+def test_a_reseller_that_may_not_choose_usernames_is_refused_before_buying(fake):
+    """Through the API a reseller's get_lines is empty (XC_VM api/reseller/table.php:47; the
+    XUI lineage alike), so a line the panel named cannot be found after a lost reply and the
+    retry would buy a second one."""
     fake.allow_change_username = False
-    fake.api_search = True  # a panel whose reseller search works (not XC_VM's)
+    panel = XuiResellerPanel("shop", fake.url, API_KEY, timeout_s=2)
+    with pytest.raises(PanelError) as caught:
+        panel.create(spec_for())
+    assert not caught.value.transient and "Change Usernames" in str(caught.value)
+    assert fake.count("create_line") == 0 and fake.credits == 10
+    assert panel.health()["problem"] == str(caught.value).split("create_line: ", 1)[1]
+
+
+def test_a_lost_create_reply_never_buys_a_second_line(fake):
+    """The adapter chose the username: the retry meets STATUS_EXISTS_USERNAME (ambiguous),
+    never a second purchase, though nothing can find the line through the reseller API."""
     panel = XuiResellerPanel("shop", fake.url, API_KEY, timeout_s=0.3)
     fake.fail_next(1, "timeout_after_write", action="create_line")
     with pytest.raises(PanelError) as caught:
         panel.create(spec_for())
     assert caught.value.ambiguous
-    found = panel.get("iptv000000012", PASSWORD)
-    assert found is not None and found.username != "iptv000000012"
-    assert fake.credits == 9  # one purchase; the engine sees the line and does not buy again
+    with pytest.raises(PanelError) as again:
+        panel.create(spec_for())
+    assert again.value.ambiguous and again.value.status == "STATUS_EXISTS_USERNAME"
+    assert len(fake.lines) == 1 and fake.credits == 9
 
 
 def test_out_of_credits_is_clear_and_spends_nothing():

@@ -29,24 +29,32 @@ Lines are found by the stored line id: on XC_VM the reseller API's ``get_lines``
 empty list whatever the search (api/reseller/table.php:47), so the search below only helps on
 panels where it works (UNCONFIRMED on XUI.one).
 
-A reseller whose group lacks ``allow_change_username``/``allow_change_password`` gets
-panel-generated credentials: ``create`` returns the ones the panel used (from ``data``). So
-that a retry after an ambiguous create can still find such a line by *our* username, the
-username is also written into ``reseller_notes`` as ``[iptvsync:<username>]``; ``get_lines``
-search covers the notes, and ``get`` accepts that marker when no exact username matches
-(UNCONFIRMED that the reseller search covers notes as the admin one does).
+A reseller whose group lacks ``allow_change_username`` gets a panel-generated username
+(reseller_api.php:1045-1060). Through the API, a reseller's ``get_lines`` is empty on XC_VM
+and on the XUI lineage (its reseller/table.php answers web sessions only), so after a create
+whose reply is lost nothing finds such a line, and the retry buys a second one. The adapter
+therefore always chooses the username: ``create`` refuses, before buying anything, a reseller
+whose ``user_info`` ``permissions`` (api/reseller/index.php:244-248) say it may not, with the
+fix in one line, and ``health`` says the same for ``doctor``. A retry of a lost create then
+meets STATUS_EXISTS_USERNAME (ambiguous: re-read, never a second purchase). Without
+``allow_change_password`` the panel's password is used and returned (from ``data``). Our
+username is also written into ``reseller_notes`` as ``[iptvsync:<username>]``, which a panel
+whose reseller search works finds (UNCONFIRMED that XUI.one's covers notes).
 """
 
 from __future__ import annotations
 
 from iptvsync.errors import PanelError
-from iptvsync.panels._http import OUTPUT_FORMATS, as_int, as_int_list, line_from_row
+from iptvsync.panels._http import OUTPUT_FORMATS, as_bool, as_int, as_int_list, line_from_row
 from iptvsync.panels.base import Capabilities, Line, LineSpec
 from iptvsync.panels.xui_admin import XuiApi, json_list
 
 #: Expiry difference under which no package is bought: package periods are whole days and
 #: the panel computes from its own clock.
 EXTENSION_SLACK_S = 86400
+#: Why a reseller whose group may not choose usernames is refused, and the fix (one line).
+USERNAME_FIX = ("the reseller's group may not choose usernames: a create whose reply is lost would buy a "
+                "second line; fix: tick \"Change Usernames\" in the panel's reseller group")
 #: How much shorter than a ledger period one package unit may come out: a calendar month is
 #: 28 to 31 days, a year 365 or 366.
 SHORT_CALENDAR_S = {"months": 3 * 86400, "years": 86400}
@@ -66,9 +74,12 @@ class XuiResellerPanel(XuiApi):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._packages: dict[int, dict] | None = None
+        self._permissions: dict | None = None
 
     def create(self, spec: LineSpec) -> Line:
         package = self._package(spec)
+        if self.username_problem():
+            raise self.http.error(f"create_line: {USERNAME_FIX}", status="STATUS_NO_PERMISSIONS")
         marker = renamed_line_marker(spec.username)
         fields = {
             "package": package,
@@ -144,10 +155,26 @@ class XuiResellerPanel(XuiApi):
     def is_renamed_line(self, row: dict, username: str) -> bool:
         return renamed_line_marker(username) in str(row.get("reseller_notes") or "")
 
+    def username_problem(self) -> str | None:
+        """USERNAME_FIX when ``user_info`` says the group may not choose usernames; None when
+        it may, or when the reply carries no ``permissions`` (UNCONFIRMED that XUI.one sends them)."""
+        if self._permissions is None:
+            reply = self.call("user_info") or {}
+            permissions = reply.get("permissions")
+            self._permissions = permissions if isinstance(permissions, dict) else {}
+        if "allow_change_username" in self._permissions and not as_bool(self._permissions["allow_change_username"]):
+            return USERNAME_FIX
+        return None
+
     def health(self) -> dict:
-        data = (self.call("user_info") or {}).get("data") or {}
+        reply = self.call("user_info") or {}
+        data = reply.get("data") or {}
+        self._permissions = reply.get("permissions") if isinstance(reply.get("permissions"), dict) else {}
         facts = {"ok": True, "user": data.get("username"), "credits": credits_number(data.get("credits")),
                  "timezone": data.get("timezone") or "panel default"}
+        problem = self.username_problem()
+        if problem:
+            facts["problem"] = problem
         packages = self.packages()
         facts["packages"] = "; ".join(
             f"{pid}: {row.get('official_duration')} {row.get('official_duration_in')}, "

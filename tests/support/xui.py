@@ -345,6 +345,13 @@ class FakeXuiReseller(FakeXuiAdmin):
     def do_user_info(self, request: dict) -> dict:
         reply = super().do_user_info(request)
         reply["data"]["credits"] = str(self.credits)
+        # api/reseller/index.php:244-248: the group's users_groups row (strings, as MySQL sends)
+        # merged with the user's own (reseller_api.php:34-35). live: "allow_change_username":"1".
+        reply["permissions"] = mysql_row({
+            "is_reseller": 1, "create_line": int(self.can_create_lines),
+            "allow_change_username": int(self.allow_change_username),
+            "allow_change_password": int(self.allow_change_password),
+            "allow_change_bouquets": int(self.allow_change_bouquets), "minimum_username_length": 8})
         return reply
 
     def do_get_lines(self, request: dict) -> dict:
