@@ -159,7 +159,7 @@ def test_fixture_details_approved_first_charge():
         buyer_email="maria@example.com", started_at="2026-11-20T17:37:55Z",
         paid_at="2026-11-20T17:37:57Z", amount="39.90", payment_method="Cartão de crédito",
         recipient_role=2, is_test=False, chave_unica=SECRET, dedupe_key="51000001:2:1",
-        sale_status="Finalizada", period_months=1,
+        sale_status="Finalizada", period_months=1, codigo_venda="51000001",
     )
 
 
@@ -712,3 +712,15 @@ def test_monetizze_content_type_typo_is_a_form():
     body = (FIXTURES / "approved-first-charge.form").read_bytes()
     typo = parse(body, "application/x-www-form-urlencode")[1]
     assert typo == parse(body, "application/x-www-form-urlencoded")[1]
+
+
+def test_venda_codigo_and_codigo_venda_are_both_kept():
+    """exemplo.php's receiver reads venda[codigo] ("Código da transação"); codigo_venda is only
+    in PR #39's composite sample, where it differs (42063567 vs 41852883)."""
+    payload = load("approved-first-charge")
+    payload["codigo_venda"] = "42063567"
+    payload["venda"]["codigo"] = "41852883"
+    postback = roundtrip(payload, "form")
+    assert (postback.sale_code, postback.codigo_venda, postback.sale_codes_differ) == ("41852883", "42063567", True)
+    payload["codigo_venda"] = "41852883"
+    assert roundtrip(payload, "json").sale_codes_differ is False

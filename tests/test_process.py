@@ -505,3 +505,16 @@ def test_event_105_with_a_paid_sale_pays_its_charge(cfg, ledger):
     assert parse_iso(sub_row(ledger)["paid_until"]) == PAID + timedelta(days=30)
     assert emails(ledger) == [("activation", "1", "sent")]
     assert ledger.one("SELECT status FROM charges")["status"] == "paid"
+
+
+@freeze_time(T0)
+def test_different_venda_codigo_and_codigo_venda_are_warned_in_the_audit(cfg, ledger):
+    p = payload(2)
+    p["codigo_venda"] = "42063567"  # venda[codigo] stays 51000001
+    deliver(ledger, p)
+    run_process(cfg)
+    [row] = ledger.query("SELECT sale_code, detail FROM audit WHERE action = 'postback.sale_codes_differ'")
+    detail = json.loads(row["detail"])
+    assert row["sale_code"] == "51000001"
+    assert (detail["venda_codigo"], detail["codigo_venda"], detail["used"]) == ("51000001", "42063567", "venda[codigo]")
+    assert ledger.one("SELECT charge_key FROM charges")["charge_key"] == "51000001:1"

@@ -205,6 +205,9 @@ def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postba
     days, months = period_of(product, pb)
     sub = _subscription(conn, key, pb, product, now)
     who = {"subscription_id": sub["id"], "sale_code": pb.sale_code, "buyer_email": sub["buyer_email"]}
+    if pb.sale_codes_differ:  # which one identifies the charge is UNCONFIRMED (docs/process.md)
+        ledger.audit("postback.sale_codes_differ", actor="process", event=pb.event, venda_codigo=pb.sale_code,
+                     codigo_venda=pb.codigo_venda, used="venda[codigo]", **who)
 
     charge_kind = pb.kind if pb.kind in KIND_TO_CHARGE else None
     if charge_kind is None and pb.sale_paid and pb.paid_at and pb.sale_code:

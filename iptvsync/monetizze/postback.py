@@ -122,6 +122,12 @@ class Postback:
     period_months: int | None = None  # plano[periodicidade] in calendar months
     test_reason: str | None = None  # why is_test (which markers matched)
     line_item: str | None = None  # set by the engine: this is the extra item <product code>
+    codigo_venda: str | None = None  # the top-level sale code as sent (``sale_code`` prefers venda[codigo])
+
+    @property
+    def sale_codes_differ(self) -> bool:
+        """venda[codigo] and codigo_venda both sent and different (PR #39's composite sample)."""
+        return bool(self.codigo_venda and self.sale_code and self.codigo_venda != self.sale_code)
 
     @property
     def sale_paid(self) -> bool:
@@ -280,7 +286,11 @@ def extract(payload: dict) -> Postback:
     if kind == NOT_PAYMENT and _fold(_text(sale.get("status")) or "") in PAID_SALE_STATUSES \
             and _sao_paulo_to_utc(sale.get("dataFinalizada")):
         kind = SALE_PAID  # payment is read from the sale, whatever the event (docs/process.md)
-    sale_code = _text(sale.get("codigo")) or _text(payload.get("codigo_venda"))
+    # venda[codigo] is "Código da transação" in Monetizze's own receiver (exemplo.php); the
+    # top-level codigo_venda is only in an unmerged example (PR #39), where it differs: the
+    # first identifies the charge, both are kept, and apply audits a difference.
+    codigo_venda = _text(payload.get("codigo_venda"))
+    sale_code = _text(sale.get("codigo")) or codigo_venda
     parcela = _int(subscription.get("parcela"))
     periodicity = _text(plan.get("periodicidade"))
     product_name = _text(product.get("nome"))
@@ -327,6 +337,7 @@ def extract(payload: dict) -> Postback:
         items=_items(payload),
         period_months=PERIOD_MONTHS.get(_fold(periodicity)) if periodicity else None,
         test_reason=test_reason,
+        codigo_venda=codigo_venda,
     )
 
 
