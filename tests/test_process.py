@@ -518,3 +518,33 @@ def test_different_venda_codigo_and_codigo_venda_are_warned_in_the_audit(cfg, le
     assert row["sale_code"] == "51000001"
     assert (detail["venda_codigo"], detail["codigo_venda"], detail["used"]) == ("51000001", "42063567", "venda[codigo]")
     assert ledger.one("SELECT charge_key FROM charges")["charge_key"] == "51000001:1"
+
+
+def test_a_renewal_of_a_subscription_never_seen_is_held_then_attached_extends_once(cfg, ledger):
+    """A shop that sold before iptvsync: parcela 2 of an unknown assinatura must not make a
+    second line. Held with the reason; `status` says so; attached, it extends the buyer's
+    line once, and the next parcela finds that subscription by itself."""
+    from iptvsync.ledger.inbox import attach
+    from iptvsync.ops.health import health
+
+    with freeze_time(T0):
+        deliver(ledger, payload(2, subscription="7000001"))  # the buyer's existing subscription
+        run_process(cfg)
+        mine = sub_row(ledger, "sub:7000001")
+        held = deliver(ledger, payload(2, sale="51000002", parcela=2))
+        run_process(cfg)
+        row = ledger.one("SELECT status, reason FROM inbox WHERE id = ?", (held,))
+        assert row["status"] == "held" and "(parcela 2) of subscription 1104370, never seen" in row["reason"]
+        assert f"`iptvsync inbox attach {held} {mine['id']}`" in row["reason"]
+        assert ledger.one("SELECT COUNT(*) n FROM subscriptions")["n"] == 1 and len(dry_lines(cfg)) == 1
+        assert any("held for an operator" in p and "never seen" in p for p in health(cfg)["problems"])
+        attach(ledger, held, str(mine["id"]))
+        run_process(cfg)
+    after = sub_row(ledger, "sub:7000001")
+    assert parse_iso(after["paid_until"]) == parse_iso(mine["paid_until"]) + timedelta(days=30)
+    with freeze_time("2026-12-20T12:00:00Z"):
+        deliver(ledger, payload(2, sale="51000003", parcela=3, paid="2026-12-20 09:00:00"))
+        assert run_process(cfg)["apply"]["applied"] == 1
+    assert parse_iso(sub_row(ledger, "sub:7000001")["paid_until"]) == parse_iso(mine["paid_until"]) + timedelta(days=60)
+    assert ledger.one("SELECT COUNT(*) n FROM subscriptions")["n"] == 1 and len(dry_lines(cfg)) == 1
+    assert ledger.one("SELECT COUNT(*) n FROM audit WHERE action = 'subscription.aliased'")["n"] == 1

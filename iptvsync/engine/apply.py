@@ -23,6 +23,7 @@ from ..ledger.outbox import queue
 from ..ledger.queue import INBOX, InboxStatus, done, due, park
 from ..monetizze.postback import SALE_PAID, Postback, from_facts, parse
 from .derive import recompute
+from .holds import Held, aliased, hold_if_second_line, hold_if_unknown_renewal
 from .model import CHARGE_RANK, KIND_TO_CHARGE, PAYING
 
 log = logging.getLogger("iptvsync.apply")
@@ -51,10 +52,6 @@ class Unmapped(Exception):
 
 class NotApplicable(Exception):
     """A valid postback that cannot be applied as it is (e.g. no period known)."""
-
-
-class Held(Exception):
-    """A postback an operator must place (``inbox attach``): applying it could double a line."""
 
 
 def period_of(product: ProductConfig, pb: Postback) -> tuple[int, int]:
@@ -136,7 +133,7 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
         done(conn, INBOX, row["id"], InboxStatus.APPLIED, outcome, applied_at=iso(now), attempts=row["attempts"])
     except (Unmapped, NotApplicable, Held) as exc:
         status = {Unmapped: InboxStatus.UNMAPPED, Held: InboxStatus.HELD}.get(type(exc), InboxStatus.FAILED)
-        reason = str(exc)
+        reason = str(exc).replace("attach <id>", f"attach {row['id']}")
     except Exception as exc:  # a bug or a corrupt row: park it with the reason, go on
         log.exception("inbox %s could not be applied", row["id"])
         status, reason = InboxStatus.FAILED, f"{type(exc).__name__}: {exc}"
@@ -197,14 +194,20 @@ def apply_postback(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Po
 
 def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postback, product: ProductConfig,
                now: datetime, received_at: str | None, attached_to: str | None) -> str:
-    key = attached_to or subscription_key(pb)
+    natural = subscription_key(pb)
+    key = attached_to or aliased(conn, natural) or natural
     if key is None:
         raise NotApplicable("postback has neither a sale code nor a subscription code")
-    if attached_to is None:
-        _hold_if_second_line(conn, pb, key)
+    if attached_to is None and key == natural:
+        hold_if_second_line(conn, pb, key)
+        hold_if_unknown_renewal(conn, pb, key)
     days, months = period_of(product, pb)
     sub = _subscription(conn, key, pb, product, now)
     who = {"subscription_id": sub["id"], "sale_code": pb.sale_code, "buyer_email": sub["buyer_email"]}
+    if attached_to and natural and natural.startswith("sub:") and natural != key and conn.execute(
+            "INSERT OR IGNORE INTO subscription_aliases (key, subscription_id, created_at) VALUES (?, ?, ?)",
+            (natural, sub["id"], iso(now))).rowcount:
+        ledger.audit("subscription.aliased", actor="process", alias=natural, key=key, **who)
     if pb.sale_codes_differ:  # which one identifies the charge is UNCONFIRMED (docs/process.md)
         ledger.audit("postback.sale_codes_differ", actor="process", event=pb.event, venda_codigo=pb.sale_code,
                      codigo_venda=pb.codigo_venda, used="venda[codigo]", **who)
@@ -287,22 +290,6 @@ def is_recurring(pb: Postback) -> bool:
 
 def _joined(*parts: str | None) -> str:
     return "; ".join(p for p in parts if p)
-
-
-def _hold_if_second_line(conn: sqlite3.Connection, pb: Postback, key: str) -> None:
-    """A recurring plan's postback without ``assinatura`` for a buyer who already holds that
-    product's subscription would make a second line: held for ``inbox attach`` instead."""
-    if pb.subscription_code or not pb.periodicity or not pb.buyer_email or pb.line_item:
-        return
-    if conn.execute("SELECT 1 FROM subscriptions WHERE key = :key", {"key": key}).fetchone():
-        return  # this sale's own subscription: not a second line
-    held = conn.execute("SELECT id, key FROM subscriptions WHERE product_code = :product AND buyer_email = :email"
-                        " ORDER BY id DESC LIMIT 1",
-                        {"product": pb.product_code, "email": pb.buyer_email}).fetchone()
-    if held:
-        raise Held(f"recurring plan without assinatura: {pb.buyer_email} already holds subscription "
-                   f"{held['id']} ({held['key']}) of product {pb.product_code}; "
-                   f"`iptvsync inbox attach <id> {held['id']}` to renew it")
 
 
 def queue_cancellation(conn, before: dict, want, now: datetime) -> bool:

@@ -320,3 +320,12 @@ def m013_pending_facts(db):
                " facts TEXT NOT NULL)")
     db.execute("CREATE TRIGGER inbox_facts_settled AFTER UPDATE OF status ON inbox"
                " WHEN NEW.status != 'pending' BEGIN DELETE FROM inbox_facts WHERE inbox_id = NEW.id; END")
+
+
+@migrations()
+def m016_subscription_aliases(db):
+    """Another key a subscription answers to: a renewal of an ``assinatura`` never seen,
+    attached by an operator (``inbox attach``) to the buyer's existing subscription, leaves
+    ``sub:<assinatura>`` here, so the next parcelas extend that line too instead of being held."""
+    db.execute("CREATE TABLE subscription_aliases (key TEXT PRIMARY KEY, subscription_id INTEGER NOT NULL"
+               " REFERENCES subscriptions(id), created_at TEXT NOT NULL)")
