@@ -24,7 +24,7 @@ from ..ledger.queue import INBOX, InboxStatus, done, due, park
 from ..monetizze.postback import SALE_PAID, Postback, from_facts, parse
 from .derive import recompute
 from .holds import Held, aliased, hold_if_second_line, hold_if_unknown_renewal
-from .model import CHARGE_RANK, KIND_TO_CHARGE, PAYING
+from .model import CHARGE_RANK, KIND_TO_CHARGE, PAYING, REINSTATING
 
 log = logging.getLogger("iptvsync.apply")
 
@@ -332,6 +332,8 @@ def _upsert_charge(conn, sub_id: int, pb: Postback, kind: str, paid_at: str | No
     """Move the charge up its precedence; never down. Returns the status before and after."""
     status = KIND_TO_CHARGE[kind]
     row = conn.execute("SELECT status FROM charges WHERE charge_key = :key", {"key": _charge_key(pb)}).fetchone()
+    if row and row[0] == "blocked" and status in REINSTATING:
+        status = "reinstated"  # the dispute ended in the shop's favour (model.py)
     after = conn.execute(
         "INSERT INTO charges (charge_key, sale_code, parcela, subscription_id, status, status_rank, paid_at,"
         " days, months, amount, updated_at) VALUES (:key, :sale, :parcela, :sub, :status, :rank, :paid_at, :days,"
@@ -349,10 +351,14 @@ def _upsert_charge(conn, sub_id: int, pb: Postback, kind: str, paid_at: str | No
 
 def _queue_charge_emails(conn, cfg: Config, sub: dict, pb: Postback, before: str | None, after: str,
                          want, now: datetime) -> None:
-    was_paying = before in ("paid", "complete")
+    was_paying = before in ("paid", "complete", "reinstated")
     is_paying = after in ("paid", "complete")
     email = sub["buyer_email"]
-    if is_paying and not was_paying:
+    if after == "reinstated" and before == "blocked":
+        if want.enabled:  # the buyer was told of the suspension: now of the line back
+            queue(conn, subscription_id=sub["id"], kind="resumed", cycle=_charge_key(pb), to_addr=email, now=now,
+                  context={"access_until": iso(want.access_until)})
+    elif is_paying and not was_paying:
         first = conn.execute("SELECT COUNT(*) FROM outbox WHERE subscription_id = :sub AND kind = 'activation'",
                              {"sub": sub["id"]}).fetchone()[0] == 0
         if first:

@@ -329,3 +329,10 @@ def m016_subscription_aliases(db):
     ``sub:<assinatura>`` here, so the next parcelas extend that line too instead of being held."""
     db.execute("CREATE TABLE subscription_aliases (key TEXT PRIMARY KEY, subscription_id INTEGER NOT NULL"
                " REFERENCES subscriptions(id), created_at TEXT NOT NULL)")
+
+
+@migrations()
+def m017_charge_rank_reinstated(db):
+    """``reinstated`` (a blocked charge later paid: the dispute won) ranks between blocked and
+    refunded (engine/model.py), so a refund's rank moves from 6 to 7."""
+    db.execute("UPDATE charges SET status_rank = 7 WHERE status = 'refunded'")
