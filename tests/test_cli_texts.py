@@ -275,8 +275,10 @@ def test_config_errors(tmp_path, toml, env, expected):
     (("logs", "--subscription", "abc"), "error: no subscription 'abc'\n[exit 2]"),
     (("serve", "--process-on-postback", "--no-process-on-postback"),
      "error: --process-on-postback and --no-process-on-postback contradict each other: pass one\n[exit 2]"),
+    (("subs", "import"),
+     "error: --product is needed to import from the panel (its lines do not say what was sold)\n[exit 2]"),
 ], ids=["inbox-status", "inbox-replay", "subs-grant-product", "subs-state", "serve-certfile", "logs-subscription",
-    "serve-on-postback"])
+    "serve-on-postback", "subs-import"])
 def test_usage_errors(tmp_path, args, expected):
     assert render(*args, install=install_with(tmp_path)) == expected
 

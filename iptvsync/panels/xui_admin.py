@@ -202,7 +202,12 @@ class XuiAdminPanel(XuiApi):
     """XUI.one admin API: sets expiry, connections and bouquets directly."""
 
     kind = "xui-admin"
-    caps = Capabilities(reports_timezone=True, has_player_api=True)
+    caps = Capabilities(reports_timezone=True, has_player_api=True, lists_lines=True)
+
+    def lines(self):
+        """Every line of the panel, through ``get_lines`` (paged; rows lack the bouquets)."""
+        for row in self.rows():
+            yield line_from_row(row)
 
     def create(self, spec: LineSpec) -> Line:
         fields = {
