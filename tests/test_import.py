@@ -97,11 +97,11 @@ def test_dry_run_shows_matched_ambiguous_and_unmatched_and_writes_nothing(shop, 
     assert by_user["maria2024"]["action"] == "would import"
     assert by_user["joao2024"]["outcome"] == "unmatched" and by_user["joao2024"]["buyer_email"] == "joao@example.com"
     assert by_user["ana2024"]["outcome"] == "ambiguous" and "7100002, 7100003" in by_user["ana2024"]["reason"]
-    assert by_user["semnome"]["outcome"] == "skipped" and "no buyer email" in by_user["semnome"]["reason"]
-    assert (report["matched"], report["unmatched"], report["ambiguous"], report["skipped"]) == (1, 1, 1, 1)
+    assert by_user["semnome"]["outcome"] == "not importable" and "no buyer email" in by_user["semnome"]["reason"]
+    assert (report["matched"], report["unmatched"], report["ambiguous"], report["not importable"]) == (1, 1, 1, 1)
     assert ledger.one("SELECT COUNT(*) n FROM subscriptions")["n"] == 0
     table = invoke(config, "subs", "import", "--product", "145388", "--dry-run")
-    assert "1 matched, 1 unmatched, 1 ambiguous, 1 skipped" in table.stdout
+    assert "1 matched, 1 unmatched, 1 ambiguous, 1 not importable" in table.stdout
     assert "nothing imported (--dry-run)" in table.stdout
 
 
@@ -111,7 +111,7 @@ def test_import_owns_the_lines_without_email_or_panel_write_and_twice_changes_no
     api.sales = [api_row(sale("80000001", "maria@example.com", "7100001"))]
     before = {line_id: dict(row) for line_id, row in xui.lines.items()}
     report = import_json(config, "--product", "145388")
-    assert (report["imported"], report["matched"], report["unmatched"], report["skipped"]) == (3, 1, 2, 1)
+    assert (report["imported"], report["matched"], report["unmatched"], report["not importable"]) == (3, 1, 2, 1)
     maria = ledger.one("SELECT * FROM subscriptions WHERE key = 'sub:7100001'")
     assert (maria["username"], maria["line_id"], maria["recurring"]) == ("maria2024", str(ids["maria"]), 1)
     assert maria["paid_until"] == datetime.fromtimestamp(before[ids["maria"]]["exp_date"], UTC).strftime(
@@ -164,7 +164,8 @@ def test_a_csv_import_and_a_held_renewal_of_it(shop, xui, api, tmp_path):
     report = import_json(config, "--csv", str(sheet))
     rows = {r["username"]: r for r in report["lines"]}
     assert rows["ana2024"]["outcome"] == "matched" and rows["ana2024"]["paid_until"] == "2027-03-01T03:00:00Z"
-    assert rows["notonpanel"]["outcome"] == "skipped" and "not found on the panel" in rows["notonpanel"]["reason"]
+    missing = rows["notonpanel"]
+    assert missing["outcome"] == "not importable" and "not found on the panel" in missing["reason"]
     assert ledger.one("SELECT status FROM inbox WHERE id = ?", (held,))["status"] == "pending"
     run_process(load_config(config))
     ana = ledger.one("SELECT * FROM subscriptions WHERE key = 'sub:7100005'")

@@ -191,5 +191,5 @@ def import_cmd(ctx: typer.Context,
         return
     emit(report["lines"], IMPORT_COLUMNS, as_json=False, title=f"lines of panel {name}", wide=wide)
     typer.echo(f"{report['matched']} matched, {report['unmatched']} unmatched, {report['ambiguous']} ambiguous,"
-               f" {report['skipped']} skipped, {report['already imported']} already imported; "
+               f" {report['not importable']} not importable, {report['already imported']} already imported; "
                + ("nothing imported (--dry-run)" if dry_run else f"{report['imported']} imported"))

@@ -11,7 +11,7 @@ by the buyer's email (and the product) among the sales of the transactions API w
   paid_until (a later renewal of an unknown assinatura is held for ``inbox attach``);
 * ambiguous: several candidate codes, a code or a line claimed twice, or a key that already
   owns another line: not imported, the reason says why;
-* skipped: no buyer email, the line not on the panel, or the product unknown.
+* not importable: no buyer email, the line not on the panel, or the product unknown.
 
 The import sends no email and writes to no panel: the subscription records the line as it is
 (``sync_status`` synced, the line's expiry and state as applied), ``paid_until`` comes from a
@@ -44,7 +44,7 @@ from ..panels.base import Line
 
 CSV_COLUMNS = ("email", "product", "username", "paid_until")  # + subscription, password, line_id
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-OUTCOMES = ("matched", "unmatched", "ambiguous", "skipped", "already imported")
+OUTCOMES = ("matched", "unmatched", "ambiguous", "not importable", "already imported")
 IMPORTABLE = ("matched", "unmatched")
 #: How far back an import's grant starts (see ``_import_one``): the Monetizze window's default.
 BACKDATE = timedelta(days=400)
@@ -153,7 +153,7 @@ def monetizze_subscriptions(cfg: Config, since: datetime, until: datetime, api=N
 
 
 def assess(ledger: Ledger, cfg: Config, panel_name: str, items: list[Candidate], codes: dict | None) -> None:
-    """Set each candidate's outcome (matched, unmatched, ambiguous, skipped) and reason."""
+    """Set each candidate's outcome (matched, unmatched, ambiguous, not importable) and reason."""
     claimed_codes: dict[str, int] = defaultdict(int)
     for item in items:
         if item.subscription is None and codes is not None and item.email:
@@ -179,15 +179,15 @@ def assess(ledger: Ledger, cfg: Config, panel_name: str, items: list[Candidate],
 
 def _problem(ledger: Ledger, cfg: Config, panel_name: str, item: Candidate, claimed: dict) -> tuple | None:
     if item.product not in cfg.products:
-        return "skipped", f"product {item.product or '(none)'} is not a [products.<code>]"
+        return "not importable", f"product {item.product or '(none)'} is not a [products.<code>]"
     if cfg.products[item.product].panel != panel_name:
-        return "skipped", f"product {item.product} is sold on panel {cfg.products[item.product].panel}"
+        return "not importable", f"product {item.product} is sold on panel {cfg.products[item.product].panel}"
     if not item.email:
-        return "skipped", "no buyer email (notes or CSV): renewals could not be matched"
+        return "not importable", "no buyer email (notes or CSV): renewals could not be matched"
     if item.line is None:
-        return "skipped", "line not found on the panel"
+        return "not importable", "line not found on the panel"
     if item.paid_until is None:
-        return "skipped", "no paid_until (the line never expires, or the CSV date is unreadable)"
+        return "not importable", "no paid_until (the line never expires, or the CSV date is unreadable)"
     if item.subscription and claimed[item.subscription] > 1:
         return "ambiguous", f"subscription {item.subscription} is claimed by {claimed[item.subscription]} lines"
     owner = ledger.one("SELECT key, username FROM subscriptions WHERE key = ? OR username = ?",
@@ -253,12 +253,12 @@ def _import_one(ledger: Ledger, cfg: Config, panel_name: str, item: Candidate, s
                       "at": iso(item.paid_until - timedelta(days=days)), "actor": actor})
         recompute(conn, sub["id"], cfg, t, current=dict(sub))
         # the line is as the panel has it: nothing to push until the ledger moves
-        conn.execute("UPDATE subscriptions SET sync_status = :synced, applied_enabled = :enabled,"
+        conn.execute("UPDATE subscriptions SET sync_status = :status, applied_enabled = :enabled,"
                      " applied_expires_at = :expires, applied_at = :now WHERE id = :id",
-                     {"synced": SyncStatus.SYNCED, "enabled": int(line.enabled), "expires": line.expires_at,
+                     {"status": SyncStatus.SYNCED, "enabled": int(line.enabled), "expires": line.expires_at,
                       "now": iso(t), "id": sub["id"]})
-        held = [r[0] for r in conn.execute("SELECT id FROM inbox WHERE status = :held AND subscription_code = :code",
-                                           {"held": InboxStatus.HELD, "code": item.subscription})]
+        held = [r[0] for r in conn.execute("SELECT id FROM inbox WHERE status = :status AND subscription_code = :code",
+                                           {"status": InboxStatus.HELD, "code": item.subscription})]
         if held:
             requeue(conn, INBOX, ids=held, statuses=[InboxStatus.HELD])
         ledger.audit("subscription.imported", actor=actor, subscription_id=sub["id"], buyer_email=item.email,
