@@ -179,3 +179,26 @@ def test_usage_errors_are_one_line_exit_2(shop, tmp_path):
     assert result.exit_code == 2 and "--product 999 is not a [products.<code>]" in result.output
     result = invoke(config, "subs", "import", "--product", "145388", "--csv", str(tmp_path / "none.csv"))
     assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_an_unmatched_import_attached_to_a_renewal_renews_from_then_on(shop, xui, api):
+    """A line imported without its Monetizze subscription: the held renewal, attached, extends
+    it once and makes it recurring (grace days, no reminders); the next parcela goes by itself."""
+    from iptvsync.ledger.inbox import attach
+
+    config, ledger = shop
+    ids = hand_made_lines(xui)
+    import_json(config, "--product", "145388")
+    joao = ledger.one("SELECT * FROM subscriptions WHERE key = 'import:main:joao2024'")
+    cfg = load_config(config)
+    held = deliver(ledger, sale("80000030", "joao@example.com", "7100009", parcela=8, days_ago=0.01))
+    run_process(cfg)
+    attach(ledger, held, str(joao["id"]))
+    run_process(cfg)
+    after = ledger.one("SELECT * FROM subscriptions WHERE id = ?", (joao["id"],))
+    assert after["recurring"] == 1 and after["desired_expires_at"] == xui.lines[ids["joao"]]["exp_date"]
+    assert xui.lines[ids["joao"]]["exp_date"] == joao["applied_expires_at"] + 33 * DAY
+    deliver(ledger, sale("80000031", "joao@example.com", "7100009", parcela=9, days_ago=0.005))
+    assert run_process(cfg)["apply"]["applied"] == 1
+    assert xui.lines[ids["joao"]]["exp_date"] == joao["applied_expires_at"] + 63 * DAY
+    assert xui.count("create_line") == 0

@@ -208,6 +208,9 @@ def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postba
             "INSERT OR IGNORE INTO subscription_aliases (key, subscription_id, created_at) VALUES (?, ?, ?)",
             (natural, sub["id"], iso(now))).rowcount:
         ledger.audit("subscription.aliased", actor="process", alias=natural, key=key, **who)
+        if not sub["recurring"]:  # an assinatura renews it from now on: grace, no reminders
+            conn.execute("UPDATE subscriptions SET recurring = 1 WHERE id = ?", (sub["id"],))
+            sub["recurring"] = 1
     if pb.sale_codes_differ:  # which one identifies the charge is UNCONFIRMED (docs/process.md)
         ledger.audit("postback.sale_codes_differ", actor="process", event=pb.event, venda_codigo=pb.sale_code,
                      codigo_venda=pb.codigo_venda, used="venda[codigo]", **who)
