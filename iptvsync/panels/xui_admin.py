@@ -160,14 +160,16 @@ class XuiApi:
 
         Not until ``recordsFiltered``: in API mode XC_VM answers ``min(total, limit)`` there
         (api/admin/table.php:146), so a count would stop after the first page."""
-        start, page = 0, 0
+        start, page, seen = 0, 0, set()
         while max_pages is None or page < max_pages:
             fields = {"start": start, "limit": SEARCH_PAGE_SIZE, **({"search[value]": search} if search else {})}
             reply = self.call("get_lines", fields, secrets=secrets)
             rows = [row for row in reply.get("data") or [] if isinstance(row, dict)]
-            yield from rows
-            if len(rows) < SEARCH_PAGE_SIZE:
+            fresh = [row for row in rows if row.get("id") not in seen]
+            yield from fresh
+            if len(rows) < SEARCH_PAGE_SIZE or not fresh:  # a panel ignoring `start` repeats a page
                 return
+            seen.update(row.get("id") for row in fresh)
             start, page = start + len(rows), page + 1
 
     def is_renamed_line(self, row: dict, username: str) -> bool:
