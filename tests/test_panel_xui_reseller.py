@@ -239,6 +239,9 @@ def test_the_fake_crashes_like_xc_vm_without_bouquets_selected():
         reply = requests.post(fake.url + "/", params={"action": "create_line"},
                               data={"api_key": API_KEY, "package": "7"}, timeout=2)
         assert (reply.status_code, reply.text, fake.lines) == (200, "", {})
+        kept = requests.post(fake.url + "/", params={"action": "create_line"}, timeout=2,
+                             data={"api_key": API_KEY, "package": "7", "bouquets_selected[]": ["2", "9"]}).json()
+        assert fake.lines[int(kept["data"]["id"])]["bouquet"] == [2]  # only the package's own (:972-980)
 
 
 def test_a_line_ten_days_short_of_what_was_paid_buys_a_package(fake, panel):

@@ -390,12 +390,15 @@ class FakeXuiReseller(FakeXuiAdmin):
         and the API prints nothing (live on XC_VM: an empty 200, no line)."""
         return self.allow_change_bouquets and not isinstance(data.get("bouquets_selected"), list)
 
-    def apply_package(self, row: dict, package: dict, base: float) -> None:
+    def apply_package(self, row: dict, package: dict, base: float, selected: object = None) -> None:
         # reseller_api.php:954-961 strtotime('+N unit', base) in the reseller's zone; what the
-        # package writes (:967-993) and its outputs (:1151-1160).
+        # package writes (:967-993) and its outputs (:1151-1160). With allow_change_bouquets,
+        # the selected bouquets that are the package's replace its list (:969-980).
         row["exp_date"] = php_add(int(base), package["duration"], package["unit"], self.zone)
         row["max_connections"] = package["max_connections"]
-        row["bouquet"] = list(package["bouquets"])
+        chosen = [php_intval(b) for b in selected or () if php_intval(b) in package["bouquets"]] \
+            if self.allow_change_bouquets and isinstance(selected, list) else []
+        row["bouquet"] = chosen or list(package["bouquets"])
         row["allowed_outputs"] = list(package["outputs"])
 
     def do_create_line(self, request: dict) -> dict:
@@ -416,7 +419,7 @@ class FakeXuiReseller(FakeXuiAdmin):
             row["password"] = data["password"]
         if any(r["username"] == row["username"] for r in self.lines.values()):
             return {"status": "STATUS_EXISTS_USERNAME", "data": data}
-        self.apply_package(row, package, self.now())
+        self.apply_package(row, package, self.now(), data.get("bouquets_selected"))
         row["package_id"] = php_intval(data["package"])
         for column in ("reseller_notes", "contact"):
             row[column] = data.get(column)  # reseller_api.php:1035-1036: absent is NULL
@@ -438,7 +441,7 @@ class FakeXuiReseller(FakeXuiAdmin):
                 return {"status": problem, "data": data}
             now = self.now()
             active = row["exp_date"] is not None and now <= row["exp_date"]
-            self.apply_package(row, package, row["exp_date"] if active else now)
+            self.apply_package(row, package, row["exp_date"] if active else now, data.get("bouquets_selected"))
         if self.allow_change_username and data.get("username"):
             row["username"] = data["username"]
         if self.allow_change_password and data.get("password"):
