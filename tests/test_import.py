@@ -202,3 +202,26 @@ def test_an_unmatched_import_attached_to_a_renewal_renews_from_then_on(shop, xui
     assert run_process(cfg)["apply"]["applied"] == 1
     assert xui.lines[ids["joao"]]["exp_date"] == joao["applied_expires_at"] + 63 * DAY
     assert xui.count("create_line") == 0
+
+
+def test_a_reseller_panel_imports_from_a_csv_with_password_and_line_id(tmp_path):
+    """The reseller API lists nothing (XC_VM api/reseller/table.php:47): the CSV names each
+    line's password and id, and the line is read by id, never written."""
+    from support.xui import FakeXuiReseller
+
+    with FakeXuiReseller(api_key="k", credits=5) as fake:
+        line_id = fake.add_line(username="revenda01", password="pw-revenda-1", exp_date=int(time.time()) + 9 * DAY,
+                                member_id=fake.api_user["id"])
+        toml = BASE_TOML.replace('kind = "dry-run"', f'kind = "xui-reseller"\nurl = "{fake.url}"').replace(
+            "bouquets = [1, 2, 3]", "package = 7")
+        config = write_install(tmp_path / "r", toml, env={"PANEL_MAIN_API_KEY": "k"})
+        sheet = tmp_path / "r.csv"
+        sheet.write_text("email,product,username,paid_until,password,line_id\n"
+                         f"bia@example.com,145388,revenda01,2027-01-10,pw-revenda-1,{line_id}\n", encoding="utf-8")
+        report = import_json(config, "--csv", str(sheet))
+        assert (report["imported"], report["lines"][0]["outcome"]) == (1, "unmatched")
+        assert not [a for a, _ in fake.calls if a in WRITES] and fake.credits == 5
+        ledger = Ledger(load_config(config).ledger_path)
+        assert ledger.one("SELECT line_id, username FROM subscriptions") == {"line_id": str(line_id),
+                                                                          "username": "revenda01"}
+        assert invoke(config, "subs", "import", "--product", "145388").exit_code == 2  # cannot list: CSV
