@@ -578,7 +578,7 @@ def _panels(raw: dict, file: Path) -> dict[str, PanelConfig]:
 
 def _check_amounts(values: dict, where: str, file: Path) -> None:
     if values.get("days", 0) < 0:
-        raise ConfigError(f"{file}: [{where}] days must be positive (or omitted to derive it from the plan),"
+        raise ConfigError(f"{file}: [{where}] days must be positive (or omitted when period is set),"
                           f" got {values['days']}")
     if values.get("max_connections", 1) < 1:
         raise ConfigError(f"{file}: [{where}] max_connections must be at least 1, got {values['max_connections']}")
@@ -614,6 +614,9 @@ def _products(raw: dict, panels: dict[str, PanelConfig], file: Path) -> dict[str
                 days=days, months=months, max_connections=pv.get("max_connections"),
                 bouquets=tuple(pv["bouquets"]) if "bouquets" in pv else None, package=pv.get("package"))
         days, months = _period(values["days"], values["period"], where, file)
+        if not (days or months):  # refused here, never when a buyer's postback arrives
+            raise ConfigError(f'{file}: [{where}] needs days or period (days = 30 or period = "1 month"):'
+                              " Monetizze does not always send plano[periodicidade]")
         products[str(code)] = ProductConfig(
             code=str(code), name=values["name"], panel=values["panel"], days=days,
             max_connections=values["max_connections"], bouquets=tuple(values["bouquets"]),

@@ -225,16 +225,16 @@ def test_the_top_level_help_groups_every_command():
 # --- errors: one line naming the key and the file, the right exit code ------------------------------------
 
 PANEL = '[panels.main]\nkind = "dry-run"\n'
-PRODUCT = '[products.145388]\npanel = "main"\n'
+PRODUCT = '[products.145388]\npanel = "main"\ndays = 30\n'
 
 
 @pytest.mark.parametrize(("toml", "env", "expected"), [
     (PANEL + '[panels.main.links]\nm3u = "{server}/get.php?u={user}"\n' + PRODUCT, None,
      "error: <install>/config.toml: [panels.main.links] m3u has an unknown placeholder {user} (known:"
      " {server}, {username}, {password})\n[exit 2]"),
-    (PANEL + PRODUCT + "days = -1\n", None,
-     "error: <install>/config.toml: [products.145388] days must be positive (or omitted to derive it from the"
-     " plan), got -1\n[exit 2]"),
+    (PANEL + PRODUCT.replace("days = 30\n", "") + "days = -1\n", None,
+     "error: <install>/config.toml: [products.145388] days must be positive (or omitted when period is"
+     " set), got -1\n[exit 2]"),
     ("", None,
      "error: <install>/config.toml: the config file is empty (run 'iptvsync init' in an empty folder for a"
      " complete one)\n[exit 2]"),
@@ -275,8 +275,10 @@ def test_config_errors(tmp_path, toml, env, expected):
     (("logs", "--subscription", "abc"), "error: no subscription 'abc'\n[exit 2]"),
     (("serve", "--process-on-postback", "--no-process-on-postback"),
      "error: --process-on-postback and --no-process-on-postback contradict each other: pass one\n[exit 2]"),
+    (("subs", "import"),
+     "error: --product is needed to import from the panel (its lines do not say what was sold)\n[exit 2]"),
 ], ids=["inbox-status", "inbox-replay", "subs-grant-product", "subs-state", "serve-certfile", "logs-subscription",
-    "serve-on-postback"])
+    "serve-on-postback", "subs-import"])
 def test_usage_errors(tmp_path, args, expected):
     assert render(*args, install=install_with(tmp_path)) == expected
 

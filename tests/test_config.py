@@ -28,6 +28,7 @@ kind = "dry-run"
 
 [products.145388]
 panel = "main"
+days = 30
 """
 
 
@@ -161,11 +162,13 @@ def test_unknown_key_in_each_section(tmp_path, section):
 
 
 @pytest.mark.parametrize(("toml", "where"), [
-    ('[panels.main]\nkind = "dry-run"\nbogus_key = 1\n[products.145388]\npanel = "main"\n', "panels.main"),
-    ('[panels.main]\nkind = "dry-run"\n[panels.main.links]\nbogus_key = 1\n[products.145388]\npanel = "main"\n',
+    ('[panels.main]\nkind = "dry-run"\nbogus_key = 1\n[products.145388]\npanel = "main"\ndays = 30\n', "panels.main"),
+    ('[panels.main]\nkind = "dry-run"\n[panels.main.links]\nbogus_key = 1\n'
+     '[products.145388]\npanel = "main"\ndays = 30\n',
      "panels.main.links"),
-    ('[panels.main]\nkind = "dry-run"\n[products.145388]\npanel = "main"\nbogus_key = 1\n', "products.145388"),
-    ('[panels.main]\nkind = "dry-run"\n[products.145388]\npanel = "main"\n[products.145388.plans.FN1]\n'
+    ('[panels.main]\nkind = "dry-run"\n'
+     '[products.145388]\npanel = "main"\ndays = 30\nbogus_key = 1\n', "products.145388"),
+    ('[panels.main]\nkind = "dry-run"\n[products.145388]\npanel = "main"\ndays = 30\n[products.145388.plans.FN1]\n'
      'bogus_key = 1\n', "products.145388.plans.FN1"),
 ])
 def test_unknown_key_in_panels_products_and_plans(tmp_path, toml, where):
@@ -206,13 +209,16 @@ def test_wrong_type(tmp_path, extra, key):
 
 
 @pytest.mark.parametrize(("toml", "key"), [
-    ('[panels.main]\nkind = "dry-run"\nmax_concurrency = "4"\n[products.1]\npanel = "main"\n', "max_concurrency"),
-    ('[panels.main]\nkind = "dry-run"\n[products.1]\npanel = "main"\nbouquets = [1, "2"]\n', "bouquets"),
+    ('[panels.main]\nkind = "dry-run"\nmax_concurrency = "4"\n'
+     '[products.1]\npanel = "main"\ndays = 30\n', "max_concurrency"),
+    ('[panels.main]\nkind = "dry-run"\n[products.1]\npanel = "main"\ndays = 30\nbouquets = [1, "2"]\n', "bouquets"),
     ('[panels.main]\nkind = "dry-run"\n[products.1]\npanel = "main"\ndays = "30"\n', "days"),
-    ('[panels.main]\nkind = "dry-run"\n[products.1]\npanel = "main"\n[products.1.plans.P]\ndays = "9"\n', "days"),
-    ('[panels.main]\nkind = "dry-run"\n[products.1]\npanel = "main"\nplans = 3\n', "plans"),
-    ('[panels.main]\nkind = "dry-run"\n[products.1]\npanel = "main"\nplans = {P = 3}\n', "products.1.plans.P"),
-    ('[panels.main]\nkind = "dry-run"\nlinks = 3\n[products.1]\npanel = "main"\n', "links"),
+    ('[panels.main]\nkind = "dry-run"\n'
+     '[products.1]\npanel = "main"\ndays = 30\n[products.1.plans.P]\ndays = "9"\n', "days"),
+    ('[panels.main]\nkind = "dry-run"\n[products.1]\npanel = "main"\ndays = 30\nplans = 3\n', "plans"),
+    ('[panels.main]\nkind = "dry-run"\n'
+     '[products.1]\npanel = "main"\ndays = 30\nplans = {P = 3}\n', "products.1.plans.P"),
+    ('[panels.main]\nkind = "dry-run"\nlinks = 3\n[products.1]\npanel = "main"\ndays = 30\n', "links"),
     ('[panels]\nmain = 3\n', "panels.main"),
     ('[products]\n1 = 3\n[panels.main]\nkind = "dry-run"\n', "products.1"),
     ('panels = 3\n', "panels"),
@@ -247,19 +253,21 @@ def test_period_in_months_and_outputs(tmp_path):
 
 
 def test_bad_panel_kind(tmp_path):
-    message, config = config_error(tmp_path, '[panels.main]\nkind = "stalker"\n[products.1]\npanel = "main"\n')
+    message, config = config_error(tmp_path, '[panels.main]\nkind = "stalker"\n'
+     '[products.1]\npanel = "main"\ndays = 30\n')
     assert_one_line(message, "kind", "panels.main", "stalker", "xui-admin", str(config))
 
 
 @pytest.mark.parametrize(("toml", "fragments"), [
     ('[panels.main]\nkind = "dry-run"\n[products.145388]\npanel = "nope"\n', ("products.145388", "panel", "nope")),
     ('[panels.main]\nkind = "dry-run"\n[products.145388]\ndays = 30\n', ("products.145388", "panel")),
-    ('[panels.main]\nurl = "http://x"\n[products.145388]\npanel = "main"\n', ("panels.main", "kind")),
+    ('[panels.main]\nurl = "http://x"\n[products.145388]\npanel = "main"\ndays = 30\n', ("panels.main", "kind")),
     ('[panels.main]\nkind = "xui-reseller"\nurl = "http://panel.example/abc"\n'
-     '[products.145388]\npanel = "main"\n', ("products.145388", "package")),
-    ('[panels.main]\nkind = "xui-admin"\n[products.145388]\npanel = "main"\n', ("panels.main", "url")),
-    ('[panels.main]\nkind = "xtream-codes"\nurl = ""\n[products.145388]\npanel = "main"\n', ("panels.main", "url")),
-    ('[panels.main]\nkind = "dry-run"\nmax_concurrency = 0\n[products.1]\npanel = "main"\n',
+     '[products.145388]\npanel = "main"\ndays = 30\n', ("products.145388", "package")),
+    ('[panels.main]\nkind = "xui-admin"\n[products.145388]\npanel = "main"\ndays = 30\n', ("panels.main", "url")),
+    ('[panels.main]\nkind = "xtream-codes"\nurl = ""\n'
+     '[products.145388]\npanel = "main"\ndays = 30\n', ("panels.main", "url")),
+    ('[panels.main]\nkind = "dry-run"\nmax_concurrency = 0\n[products.1]\npanel = "main"\ndays = 30\n',
      ("panels.main", "max_concurrency")),
     (MINIMAL + '\n[receiver]\npath = "monetizze"\n', ("[receiver] path",)),
     (MINIMAL + "\n[policy]\ngrace_days = -1\n", ("grace_days",)),
@@ -269,9 +277,9 @@ def test_bad_panel_kind(tmp_path):
      ("products.1", "period", "1 fortnight")),
     ('[panels.main]\nkind = "dry-run"\n[products.1]\npanel = "main"\ndays = 30\nperiod = "1 month"\n',
      ("products.1", "days", "period")),
-    ('[panels.main]\nkind = "dry-run"\noutputs = ["hls"]\n[products.1]\npanel = "main"\n',
+    ('[panels.main]\nkind = "dry-run"\noutputs = ["hls"]\n[products.1]\npanel = "main"\ndays = 30\n',
      ("panels.main", "outputs", "hls")),
-    ('[panels.main]\nkind = "dry-run"\n[products.1]\npanel = "main"\noutputs = ["ts", "flv"]\n',
+    ('[panels.main]\nkind = "dry-run"\n[products.1]\npanel = "main"\ndays = 30\noutputs = ["ts", "flv"]\n',
      ("products.1", "outputs", "flv")),
 ])
 def test_inconsistent_settings(tmp_path, toml, fragments):
@@ -282,7 +290,7 @@ def test_inconsistent_settings(tmp_path, toml, fragments):
 def test_reseller_product_with_package_and_dry_run_panel_without_url_load(tmp_path):
     toml = ('[panels.res]\nkind = "xui-reseller"\nurl = "http://panel.example/abc"\n'
             '[panels.test]\nkind = "dry-run"\n'
-            '[products.1]\npanel = "res"\npackage = 7\n[products.2]\npanel = "test"\n')
+            '[products.1]\npanel = "res"\npackage = 7\ndays = 30\n[products.2]\npanel = "test"\ndays = 30\n')
     cfg = load_config(write_install(tmp_path, toml, {"PANEL_RES_API_KEY": "k"}))
     assert cfg.products["1"].package == 7
     assert cfg.panels["test"].url == ""
@@ -352,9 +360,13 @@ def test_per_plan_overrides(tmp_path):
     assert (product.days, product.bouquets, product.max_connections) == (30, (1, 2, 3), 1)  # untouched
 
 
-def test_product_without_days_derives_them(tmp_path):
+def test_product_without_days_or_period_is_refused_when_the_config_loads(tmp_path):
+    """Monetizze's current samples carry no plano[periodicidade] (ExemploPOSTCallback PR #39):
+    a product that relied on it would fail when a buyer's postback arrives."""
+    message, _ = config_error(tmp_path, MINIMAL.replace("days = 30\n", ""))
+    assert "[products.145388] needs days or period" in message
     product = load_config(write_install(tmp_path, MINIMAL)).products["145388"]
-    assert product.days is None and product.package is None and product.plans == {}
+    assert product.days == 30 and product.package is None and product.plans == {}
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch):
@@ -447,7 +459,7 @@ def test_unreadable_dotenv_is_one_line_naming_it(tmp_path):
 # --- issue 11: mistakes caught at load time, one line naming the key and the file ----------------------
 
 PANEL = '[panels.main]\nkind = "dry-run"\n'
-PRODUCT = '[products.1]\npanel = "main"\n'
+PRODUCT = '[products.1]\npanel = "main"\ndays = 30\n'
 
 
 @pytest.mark.parametrize(("toml", "fragments"), [
@@ -462,7 +474,7 @@ PRODUCT = '[products.1]\npanel = "main"\n'
      ("[panels.main.links] server", "http://")),
     ('[panels.main]\nkind = "xtream-codes"\nurl = "panel.example.com:25500"\n' + PRODUCT,
      ("[panels.main] url", "http://")),
-    (PANEL + PRODUCT + "days = -1\n", ("[products.1] days", "-1")),
+    (PANEL + PRODUCT.replace("days = 30\n", "") + "days = -1\n", ("[products.1] days", "-1")),
     (PANEL + PRODUCT + "max_connections = 0\n", ("[products.1] max_connections",)),
     (PANEL + PRODUCT + "[products.1.plans.P]\ndays = -30\n", ("[products.1.plans.P] days",)),
     ("", ("empty",)),

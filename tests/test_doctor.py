@@ -134,3 +134,14 @@ def test_doctor_logs_in_with_a_synced_line_like_the_buyers_app(tmp_path):
         assert row["status"] == "warn" and "no allowed output format" in row["detail"]
         line["enabled"] = 0
         assert "HTTP 404" in doctor(config)[1]["panel main player"]["detail"]
+
+
+def test_a_reseller_that_may_not_choose_usernames_fails_with_the_fix(tmp_path):
+    """Its lines cannot be found after a lost create reply (the reseller get_lines is empty
+    through the API): doctor says so, with the fix in one line."""
+    with FakeXuiReseller(api_key="k", credits=5, allow_change_username=False) as reseller:
+        toml = BASE_TOML.replace('kind = "dry-run"', f'kind = "xui-reseller"\nurl = "{reseller.url}"').replace(
+            "bouquets = [1, 2, 3]", "package = 7")
+        code, rows = doctor(write_install(tmp_path / "i", toml, env={"PANEL_MAIN_API_KEY": "k"}))
+        assert code == 1 and rows["panel main"]["status"] == "fail"
+        assert 'tick "Change Usernames"' in rows["panel main"]["detail"]

@@ -164,8 +164,8 @@ def test_a_create_without_every_not_null_column_fails_only_on_strict_mysql(stric
 @pytest.mark.parametrize("garbled", [False, True])
 def test_a_created_line_plays_through_player_api_even_with_the_inverted_status(garbled):
     """XC29 player_api.php:196-206 as decoded says "Expired" for an active line: the login
-    check decides from exp_date, so the line still counts as playable (outputs 1-3 from
-    api.php:204, :232-233)."""
+    check asks an action, which only an active line is answered (:33-38), so the line still
+    counts as playable (outputs 1-3 from api.php:204, :232-233)."""
     from iptvsync.panels.player_api import player_login
 
     with FakeXtreamCodes(api_pass=API_PASS, garbled_status=garbled) as fake:
@@ -175,3 +175,18 @@ def test_a_created_line_plays_through_player_api_even_with_the_inverted_status(g
         assert login.playable and login.outputs == ("m3u8", "ts", "rtmp")
         assert login.status == ("Expired" if garbled else "Active")
         assert not player_login(fake.root, line.username, "wrong-password").playable  # auth 0
+
+
+@pytest.mark.parametrize("column", ["enabled", "admin_enabled"])
+def test_a_disabled_or_banned_line_reported_expired_is_not_playable(column):
+    """XC29 player_api.php:196-206 says "Expired" with a future exp_date for a disabled or
+    banned line too: doctor must not call it playable."""
+    from iptvsync.panels.player_api import player_login
+
+    with FakeXtreamCodes(api_pass=API_PASS, garbled_status=True) as fake:
+        panel = XtreamCodesPanel("main", fake.url, API_PASS, timeout_s=2)
+        line = panel.create(spec_for())
+        next(iter(fake.lines.values()))[column] = 0
+        login = player_login(fake.root, line.username, PASSWORD)
+        assert (login.playable, login.status) == (False, "Expired")
+        assert "disabled or banned" in login.detail

@@ -256,3 +256,15 @@ def test_disabling_refreshes_the_line_cache_players_read():
         panel.update(panel.get(line.username, PASSWORD, line.line_id), spec_for(enabled=False))
         assert fake.count("disable_line") == 1  # only the raw call above
         assert not player_login(fake.root, line.username, PASSWORD).playable
+
+
+def test_search_pages_past_the_first_hundred_matches(fake, panel):
+    """In API mode XC_VM answers recordsFiltered = min(total, limit) (api/admin/table.php:146;
+    live: 130 lines, limit 100 -> "100"): paging stops at a short page, not at that count."""
+    for n in range(130):
+        fake.add_line(username=f"iptv000000012{n:03d}", password="other1")  # LIKE matches all
+    mine = fake.add_line(username="iptv000000012", password=PASSWORD)
+    assert panel.get("iptv000000012", PASSWORD).line_id == str(mine)
+    assert len(list(panel.rows())) == 131 and fake.count("get_lines") == 2 + 2
+    first = raw_call(fake, "get_lines", limit="100")
+    assert (first["recordsTotal"], first["recordsFiltered"], len(first["data"])) == ("131", "100", 100)

@@ -44,29 +44,40 @@ def test_create_buys_one_package(fake, panel):
     assert panel.get("iptv000000012", PASSWORD, line.line_id) == line
 
 
-def test_create_returns_the_credentials_the_panel_chose(fake):
-    fake.allow_change_username = fake.allow_change_password = False
-    fake.api_search = True  # a panel whose reseller search works (not XC_VM's)
+def test_create_returns_the_password_the_panel_chose(fake):
+    fake.allow_change_password = False
     panel = XuiResellerPanel("shop", fake.url, API_KEY, timeout_s=2)
     line = panel.create(spec_for())
     row = fake.lines[int(line.line_id)]
     assert (line.username, line.password) == (row["username"], row["password"])
-    assert line.username != "iptv000000012" and line.password != PASSWORD
-    # Our username is in the notes, so a lookup by it still finds the renamed line.
-    assert panel.get("iptv000000012", PASSWORD).line_id == line.line_id
+    assert line.username == "iptv000000012" and line.password != PASSWORD
 
 
-def test_timeout_after_create_with_generated_names_is_found_by_our_username(fake):
+def test_a_reseller_that_may_not_choose_usernames_is_refused_before_buying(fake):
+    """Through the API a reseller's get_lines is empty (XC_VM api/reseller/table.php:47; the
+    XUI lineage alike), so a line the panel named cannot be found after a lost reply and the
+    retry would buy a second one."""
     fake.allow_change_username = False
-    fake.api_search = True  # a panel whose reseller search works (not XC_VM's)
+    panel = XuiResellerPanel("shop", fake.url, API_KEY, timeout_s=2)
+    with pytest.raises(PanelError) as caught:
+        panel.create(spec_for())
+    assert not caught.value.transient and "Change Usernames" in str(caught.value)
+    assert fake.count("create_line") == 0 and fake.credits == 10
+    assert panel.health()["problem"] == str(caught.value).split("create_line: ", 1)[1]
+
+
+def test_a_lost_create_reply_never_buys_a_second_line(fake):
+    """The adapter chose the username: the retry meets STATUS_EXISTS_USERNAME (ambiguous),
+    never a second purchase, though nothing can find the line through the reseller API."""
     panel = XuiResellerPanel("shop", fake.url, API_KEY, timeout_s=0.3)
     fake.fail_next(1, "timeout_after_write", action="create_line")
     with pytest.raises(PanelError) as caught:
         panel.create(spec_for())
     assert caught.value.ambiguous
-    found = panel.get("iptv000000012", PASSWORD)
-    assert found is not None and found.username != "iptv000000012"
-    assert fake.credits == 9  # one purchase; the engine sees the line and does not buy again
+    with pytest.raises(PanelError) as again:
+        panel.create(spec_for())
+    assert again.value.ambiguous and again.value.status == "STATUS_EXISTS_USERNAME"
+    assert len(fake.lines) == 1 and fake.credits == 9
 
 
 def test_out_of_credits_is_clear_and_spends_nothing():
@@ -179,7 +190,7 @@ def test_a_month_package_bought_in_february_is_one_package_not_two():
         again = panel.update(line, spec_for(expires_at=int(feb_1) + 30 * DAY))
         assert again.expires_at == line.expires_at and fake.credits == 9
         assert fake.count("edit_line") == 0
-        assert panel.shortfall_slack_s(spec_for()) == 14 * DAY
+        assert panel.shortfall_slack_s(spec_for()) == 4 * DAY  # a day + 3 for one month
 
 
 def test_renewal_keeps_the_notes_and_contact_the_panel_would_wipe(fake, panel):
@@ -206,3 +217,38 @@ def test_the_fake_really_has_the_reseller_quirks(fake):
     raw_call("edit_line", id=str(row["id"]), reseller_notes="free edit")
     assert (row["exp_date"], row["reseller_notes"], fake.credits) == (expiry, "free edit", 9)
     assert raw_call("create_line", username="x")["status"] == "STATUS_INVALID_PACKAGE"
+
+
+def test_bouquet_editing_group_gets_the_package_bouquets_on_create_renew_and_toggle():
+    """A group with "Allow Bouquet Editing" crashes on count(null) (reseller_api.php:969,
+    :1013; live on XC_VM: an empty 200 and no line) unless bouquets_selected[] is sent."""
+    with FakeXuiReseller(api_key=API_KEY, credits=10, allow_change_bouquets=True,
+                         packages={7: {"duration": 30, "unit": "days", "bouquets": [2, 5]}}) as fake:
+        panel = XuiResellerPanel("shop", fake.url, API_KEY, timeout_s=2)
+        line = panel.create(spec_for(bouquets=(9,)))
+        renewed = panel.update(line, spec_for(expires_at=line.expires_at + 30 * DAY))
+        panel.update(renewed, spec_for(expires_at=renewed.expires_at, enabled=False))
+        sent = [request.get("bouquets_selected") for action, request in fake.calls
+                if action in ("create_line", "edit_line")]
+        assert sent == [["2", "5"]] * 3  # create, renewal, the free edit after disable
+        assert fake.credits == 8 and fake.lines[int(line.line_id)]["enabled"] == 0
+
+
+def test_the_fake_crashes_like_xc_vm_without_bouquets_selected():
+    with FakeXuiReseller(api_key=API_KEY, allow_change_bouquets=True) as fake:
+        reply = requests.post(fake.url + "/", params={"action": "create_line"},
+                              data={"api_key": API_KEY, "package": "7"}, timeout=2)
+        assert (reply.status_code, reply.text, fake.lines) == (200, "", {})
+        kept = requests.post(fake.url + "/", params={"action": "create_line"}, timeout=2,
+                             data={"api_key": API_KEY, "package": "7", "bouquets_selected[]": ["2", "9"]}).json()
+        assert fake.lines[int(kept["data"]["id"])]["bouquet"] == [2]  # only the package's own (:972-980)
+
+
+def test_a_line_ten_days_short_of_what_was_paid_buys_a_package(fake, panel):
+    """A purchase created 20 days late, then renewed: the line ends 10 days before paid_until.
+    Half a 30-day package (the old rule) let it expire while paid; only short months are
+    tolerated now."""
+    line = panel.create(spec_for())
+    renewed = panel.update(line, spec_for(expires_at=line.expires_at + 10 * DAY))
+    assert renewed.expires_at == line.expires_at + 30 * DAY and fake.credits == 8
+    assert panel.shortfall_slack_s(spec_for()) == DAY  # a days package: no calendar slack

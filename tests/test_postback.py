@@ -159,7 +159,7 @@ def test_fixture_details_approved_first_charge():
         buyer_email="maria@example.com", started_at="2026-11-20T17:37:55Z",
         paid_at="2026-11-20T17:37:57Z", amount="39.90", payment_method="Cartão de crédito",
         recipient_role=2, is_test=False, chave_unica=SECRET, dedupe_key="51000001:2:1",
-        sale_status="Finalizada", period_months=1,
+        sale_status="Finalizada", period_months=1, codigo_venda="51000001",
     )
 
 
@@ -193,8 +193,24 @@ def test_event_kinds_table():
 @pytest.mark.parametrize("code", sorted(REFERENCE_EVENTS))
 def test_event_code(code, encoding):
     postback = roundtrip(with_event(code), encoding)
-    assert (postback.event, postback.kind) == (code, REFERENCE_EVENTS[code])
+    # the sample's sale is Finalizada with a date: an event outside the table still pays
+    expected = "sale_paid" if REFERENCE_EVENTS[code] == "ignored" else REFERENCE_EVENTS[code]
+    assert (postback.event, postback.kind) == (code, expected)
     assert postback.dedupe_key == f"51000001:{code}:1"
+    unpaid = with_event(code)
+    unpaid["venda"].update(status="Aguardando pagamento", dataFinalizada="0000-00-00 00:00:00")
+    assert roundtrip(unpaid, encoding).kind == REFERENCE_EVENTS[code]
+
+
+def test_event_105_with_a_paid_sale_is_stored_pending_not_ignored():
+    """105 "Recuperação Parcelada – Ativa" (exemplo.php) with venda[status] Finalizada and a
+    date: payment evidence (docs/process.md), never settled as ignored."""
+    from iptvsync.ledger.inbox import inbox_row
+
+    postback = roundtrip(with_event(105), "form")
+    assert postback.kind == "sale_paid"
+    row = inbox_row(postback, b"x", content_type="application/x-www-form-urlencoded", remote_addr=None)
+    assert row["status"] == "pending"
 
 
 @pytest.mark.parametrize("code", [2, "2", " 2 ", 2.0])
@@ -696,3 +712,15 @@ def test_monetizze_content_type_typo_is_a_form():
     body = (FIXTURES / "approved-first-charge.form").read_bytes()
     typo = parse(body, "application/x-www-form-urlencode")[1]
     assert typo == parse(body, "application/x-www-form-urlencoded")[1]
+
+
+def test_venda_codigo_and_codigo_venda_are_both_kept():
+    """exemplo.php's receiver reads venda[codigo] ("Código da transação"); codigo_venda is only
+    in PR #39's composite sample, where it differs (42063567 vs 41852883)."""
+    payload = load("approved-first-charge")
+    payload["codigo_venda"] = "42063567"
+    payload["venda"]["codigo"] = "41852883"
+    postback = roundtrip(payload, "form")
+    assert (postback.sale_code, postback.codigo_venda, postback.sale_codes_differ) == ("41852883", "42063567", True)
+    payload["codigo_venda"] = "41852883"
+    assert roundtrip(payload, "json").sale_codes_differ is False

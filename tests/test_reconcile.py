@@ -328,3 +328,24 @@ def test_every_reconcile_command_has_help():
     for args in (["reconcile", "--help"], ["reconcile", "monetizze", "--help"], ["reconcile", "panel", "--help"]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_a_refund_found_by_sale_code_is_applied_to_that_sales_charge(shop, api, ledger):
+    """The API row of a refund may lack assinatura/parcela (or differ from the postbacks):
+    skipped, the refunded buyer's line kept running. It is re-keyed to the sale's charge."""
+    received = sale("59100001")
+    deliver(ledger, received)
+    cfg = load_config(shop)
+    run_process(cfg)
+    refund = api_row(received)
+    refund.pop("assinatura")
+    refund["venda"]["status"] = "Devolvida"
+    api.sales = [refund]
+    report = reconcile(shop)
+    assert (report["injected"], report["skipped"]) == (1, 0)
+    assert "refund applied to the sale's charge (subscription 959100001 parcela 1)" in report["sales"][0]["reason"]
+    run_process(cfg)
+    assert ledger.one("SELECT status FROM charges")["status"] == "refunded"
+    sub = ledger.one("SELECT * FROM subscriptions")
+    assert (sub["desired_enabled"], count(ledger, "subscriptions")) == (0, 1)
+    assert reconcile(shop)["injected"] == 0  # the same refund again is known

@@ -447,3 +447,21 @@ def test_unpaid_subscription_never_touches_the_panel(tmp_path):
         assert summary["sync"]["synced"] == 1 and fake.calls == []
         sub = sub_row(ledger)
         assert sub["sync_status"] == "synced" and sub["password_enc"] is None
+
+
+def test_a_line_created_late_never_ends_before_what_was_paid(tmp_path):
+    """Paid 20 days before the line could be made (an outage, or `reconcile monetizze`): the
+    package runs from the create, so the renewal leaves the line 10 days short of paid_until.
+    The old "half a package" rule bought nothing and the line expired while paid; now only
+    a short calendar month is tolerated (reseller_api.php:954-961)."""
+    with FakeXuiReseller(credits=10) as fake:
+        cfg = panel_install(tmp_path, "xui-reseller", fake.url)
+        ledger = Ledger(cfg.ledger_path)
+        deliver(ledger, payload(2, paid=paid_now(-20)))
+        run_process(cfg)
+        deliver(ledger, payload(2, sale="51000002", parcela=2, paid=paid_now()))
+        run_process(cfg)
+        sub = sub_row(ledger)
+        [line] = fake.lines.values()
+        assert sub["sync_status"] == "synced" and fake.credits == 8
+        assert line["exp_date"] >= int(parse_iso(sub["paid_until"]).timestamp())

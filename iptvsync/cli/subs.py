@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .app import app, load
-from .output import JSON_OPTION, WIDE_OPTION, emit, emit_one
+from .output import JSON_OPTION, WIDE_OPTION, emit, emit_one, print_json
 
 subs_app = typer.Typer(no_args_is_help=True, help="Subscriptions and manual management.")
 app.add_typer(subs_app, name="subs")
@@ -147,3 +147,49 @@ def retry(ctx: typer.Context, ref: str = typer.Argument(
     _, ledger = _open(ctx)
     queued_subs, queued_emails = subs.retry(ledger, ref)
     typer.echo(f"{queued_subs} subscription(s) and {queued_emails} email(s) queued again")
+
+
+IMPORT_COLUMNS = ("outcome", "action", "username", "buyer_email", "subscription", "paid_until", "reason")
+
+
+@subs_app.command("import")
+def import_cmd(ctx: typer.Context,
+               product: str = typer.Option(None, help="Product code the lines were sold as (a CSV may name it"
+                                                      " per line)."),
+               panel: str = typer.Option(None, help="Panel to read; default: the product's panel (or the"
+                                                    " only one)."),
+               csv_file: str = typer.Option(None, "--csv", metavar="FILE",
+                                            help="CSV with email, product, username, paid_until and optionally"
+                                                 " subscription, password, line_id (default: the panel's lines)."),
+               since: str = typer.Option("400d", help="Monetizze sales to match emails against: since e.g. 400d."),
+               dry_run: bool = typer.Option(False, "--dry-run", help="Show the matches, import nothing."),
+               as_json: bool = JSON_OPTION, wide: bool = WIDE_OPTION):
+    """Bring a running shop's lines in: one subscription owning each line.
+
+    Lines are matched by email to Monetizze subscriptions when MONETIZZE_CONSUMER_KEY is set.
+
+    No email is sent and no line changes; audited; a second run changes nothing.
+    """
+    from pathlib import Path
+
+    from ..engine.runner import build_panels
+    from ..errors import UsageError
+    from ..ops.importer import import_lines
+    from ..timeparse import since_to_datetime
+
+    cfg, ledger = _open(ctx)
+    name = panel or (cfg.products[product].panel if product in cfg.products else None) or (
+        next(iter(cfg.panels)) if len(cfg.panels) == 1 else None)
+    if name not in cfg.panels:
+        raise UsageError(f"--panel {name} is not a [panels.<name>] of {cfg.path}" if name else
+                         "--panel or a known --product is needed")
+    report = import_lines(ledger, cfg, build_panels(cfg)[name], product=product,
+                          csv_path=Path(csv_file) if csv_file else None, since=since_to_datetime(since),
+                          dry_run=dry_run)
+    if as_json:
+        print_json(report)
+        return
+    emit(report["lines"], IMPORT_COLUMNS, as_json=False, title=f"lines of panel {name}", wide=wide)
+    typer.echo(f"{report['matched']} matched, {report['unmatched']} unmatched, {report['ambiguous']} ambiguous,"
+               f" {report['not importable']} not importable, {report['already imported']} already imported; "
+               + ("nothing imported (--dry-run)" if dry_run else f"{report['imported']} imported"))

@@ -21,9 +21,10 @@ from ..ledger.db import Ledger
 from ..ledger.inbox import raw_body
 from ..ledger.outbox import queue
 from ..ledger.queue import INBOX, InboxStatus, done, due, park
-from ..monetizze.postback import Postback, from_facts, parse
+from ..monetizze.postback import SALE_PAID, Postback, from_facts, parse
 from .derive import recompute
-from .model import CHARGE_RANK, KIND_TO_CHARGE, PAYING
+from .holds import Held, aliased, hold_if_second_line, hold_if_unknown_renewal
+from .model import CHARGE_RANK, KIND_TO_CHARGE, PAYING, REINSTATING
 
 log = logging.getLogger("iptvsync.apply")
 
@@ -51,10 +52,6 @@ class Unmapped(Exception):
 
 class NotApplicable(Exception):
     """A valid postback that cannot be applied as it is (e.g. no period known)."""
-
-
-class Held(Exception):
-    """A postback an operator must place (``inbox attach``): applying it could double a line."""
 
 
 def period_of(product: ProductConfig, pb: Postback) -> tuple[int, int]:
@@ -136,7 +133,7 @@ def _apply_row(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, row: sqlit
         done(conn, INBOX, row["id"], InboxStatus.APPLIED, outcome, applied_at=iso(now), attempts=row["attempts"])
     except (Unmapped, NotApplicable, Held) as exc:
         status = {Unmapped: InboxStatus.UNMAPPED, Held: InboxStatus.HELD}.get(type(exc), InboxStatus.FAILED)
-        reason = str(exc)
+        reason = str(exc).replace("attach <id>", f"attach {row['id']}")
     except Exception as exc:  # a bug or a corrupt row: park it with the reason, go on
         log.exception("inbox %s could not be applied", row["id"])
         status, reason = InboxStatus.FAILED, f"{type(exc).__name__}: {exc}"
@@ -197,14 +194,26 @@ def apply_postback(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Po
 
 def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postback, product: ProductConfig,
                now: datetime, received_at: str | None, attached_to: str | None) -> str:
-    key = attached_to or subscription_key(pb)
+    natural = subscription_key(pb)
+    key = attached_to or aliased(conn, natural) or natural
     if key is None:
         raise NotApplicable("postback has neither a sale code nor a subscription code")
-    if attached_to is None:
-        _hold_if_second_line(conn, pb, key)
+    if attached_to is None and key == natural:
+        hold_if_second_line(conn, pb, key)
+        hold_if_unknown_renewal(conn, pb, key)
     days, months = period_of(product, pb)
     sub = _subscription(conn, key, pb, product, now)
     who = {"subscription_id": sub["id"], "sale_code": pb.sale_code, "buyer_email": sub["buyer_email"]}
+    if attached_to and natural and natural.startswith("sub:") and natural != key and conn.execute(
+            "INSERT OR IGNORE INTO subscription_aliases (key, subscription_id, created_at) VALUES (?, ?, ?)",
+            (natural, sub["id"], iso(now))).rowcount:
+        ledger.audit("subscription.aliased", actor="process", alias=natural, key=key, **who)
+        if not sub["recurring"]:  # an assinatura renews it from now on: grace, no reminders
+            conn.execute("UPDATE subscriptions SET recurring = 1 WHERE id = ?", (sub["id"],))
+            sub["recurring"] = 1
+    if pb.sale_codes_differ:  # which one identifies the charge is UNCONFIRMED (docs/process.md)
+        ledger.audit("postback.sale_codes_differ", actor="process", event=pb.event, venda_codigo=pb.sale_code,
+                     codigo_venda=pb.codigo_venda, used="venda[codigo]", **who)
 
     charge_kind = pb.kind if pb.kind in KIND_TO_CHARGE else None
     if charge_kind is None and pb.sale_paid and pb.paid_at and pb.sale_code:
@@ -226,7 +235,7 @@ def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postba
                      **extra, **who)
         _queue_charge_emails(conn, cfg, sub, pb, before, after, want, now)
         charged = f"charge {_charge_key(pb)}: {before or 'new'} -> {after}"
-        if pb.kind in KIND_TO_CHARGE:
+        if pb.kind in KIND_TO_CHARGE or pb.kind == SALE_PAID:
             return charged
 
     if pb.kind == "sub_cancelled":
@@ -265,7 +274,7 @@ def _subscription(conn: sqlite3.Connection, key: str, pb: Postback, product: Pro
             " :email, :name, :recurring, :now, :now) RETURNING *",
             {"key": key, "product": product.code, "pname": product.name or pb.product_name,
              "plan": pb.plan_ref or pb.plan_code, "panel": product.panel, "email": pb.buyer_email,
-             "name": pb.buyer_name, "recurring": int(bool(pb.subscription_code and pb.periodicity)),
+             "name": pb.buyer_name, "recurring": int(is_recurring(pb)),
              "now": iso(now)}).fetchone()
     elif (row["buyer_email"] is None and pb.buyer_email) or (row["buyer_name"] is None and pb.buyer_name):
         row = conn.execute(
@@ -275,24 +284,15 @@ def _subscription(conn: sqlite3.Connection, key: str, pb: Postback, product: Pro
     return dict(row)  # the row as it is now: recompute needs no second read
 
 
+def is_recurring(pb: Postback) -> bool:
+    """A subscription: ``assinatura`` names one. Monetizze's current samples carry assinatura
+    (código, status, parcela) but no plano[periodicidade] (ExemploPOSTCallback PR #39), so the
+    plan's periodicity alone cannot decide."""
+    return bool(pb.subscription_code)
+
+
 def _joined(*parts: str | None) -> str:
     return "; ".join(p for p in parts if p)
-
-
-def _hold_if_second_line(conn: sqlite3.Connection, pb: Postback, key: str) -> None:
-    """A recurring plan's postback without ``assinatura`` for a buyer who already holds that
-    product's subscription would make a second line: held for ``inbox attach`` instead."""
-    if pb.subscription_code or not pb.periodicity or not pb.buyer_email or pb.line_item:
-        return
-    if conn.execute("SELECT 1 FROM subscriptions WHERE key = :key", {"key": key}).fetchone():
-        return  # this sale's own subscription: not a second line
-    held = conn.execute("SELECT id, key FROM subscriptions WHERE product_code = :product AND buyer_email = :email"
-                        " ORDER BY id DESC LIMIT 1",
-                        {"product": pb.product_code, "email": pb.buyer_email}).fetchone()
-    if held:
-        raise Held(f"recurring plan without assinatura: {pb.buyer_email} already holds subscription "
-                   f"{held['id']} ({held['key']}) of product {pb.product_code}; "
-                   f"`iptvsync inbox attach <id> {held['id']}` to renew it")
 
 
 def queue_cancellation(conn, before: dict, want, now: datetime) -> bool:
@@ -335,6 +335,8 @@ def _upsert_charge(conn, sub_id: int, pb: Postback, kind: str, paid_at: str | No
     """Move the charge up its precedence; never down. Returns the status before and after."""
     status = KIND_TO_CHARGE[kind]
     row = conn.execute("SELECT status FROM charges WHERE charge_key = :key", {"key": _charge_key(pb)}).fetchone()
+    if row and row[0] == "blocked" and status in REINSTATING:
+        status = "reinstated"  # the dispute ended in the shop's favour (model.py)
     after = conn.execute(
         "INSERT INTO charges (charge_key, sale_code, parcela, subscription_id, status, status_rank, paid_at,"
         " days, months, amount, updated_at) VALUES (:key, :sale, :parcela, :sub, :status, :rank, :paid_at, :days,"
@@ -352,10 +354,14 @@ def _upsert_charge(conn, sub_id: int, pb: Postback, kind: str, paid_at: str | No
 
 def _queue_charge_emails(conn, cfg: Config, sub: dict, pb: Postback, before: str | None, after: str,
                          want, now: datetime) -> None:
-    was_paying = before in ("paid", "complete")
+    was_paying = before in ("paid", "complete", "reinstated")
     is_paying = after in ("paid", "complete")
     email = sub["buyer_email"]
-    if is_paying and not was_paying:
+    if after == "reinstated" and before == "blocked":
+        if want.enabled:  # the buyer was told of the suspension: now of the line back
+            queue(conn, subscription_id=sub["id"], kind="resumed", cycle=_charge_key(pb), to_addr=email, now=now,
+                  context={"access_until": iso(want.access_until)})
+    elif is_paying and not was_paying:
         first = conn.execute("SELECT COUNT(*) FROM outbox WHERE subscription_id = :sub AND kind = 'activation'",
                              {"sub": sub["id"]}).fetchone()[0] == 0
         if first:

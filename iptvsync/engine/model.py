@@ -5,11 +5,14 @@ No I/O here, so the rules can be tested (and property-tested) on their own.
 Charge status precedence (a status only ever moves up this list, so the same events in any
 order end in the same state)::
 
-    waiting < cancelled < paid < complete < blocked < refunded
+    waiting < cancelled < paid < complete < blocked < reinstated < refunded
 
 "complete" (event 6) is the same sale re-sent ~30 days after approval: it pays exactly like
 "paid", so seeing it first (approval lost) still grants the period, and seeing it after
 "paid" changes nothing. A dispute ("blocked") outranks both; a refund ends everything.
+"reinstated" is the one move that depends on order: a blocked charge that later arrives paid
+(Finalizada/Completa) won its dispute, and pays again. A second dispute of a reinstated
+charge is not seen (UNCONFIRMED that Monetizze sends one: docs/process.md).
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ import calendar
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-CHARGE_RANK = {"waiting": 1, "cancelled": 2, "paid": 3, "complete": 4, "blocked": 5, "refunded": 6}
+CHARGE_RANK = {"waiting": 1, "cancelled": 2, "paid": 3, "complete": 4, "blocked": 5, "reinstated": 6,
+               "refunded": 7}
 KIND_TO_CHARGE = {"waiting": "waiting", "approved": "paid", "complete": "complete",
                   "cancelled": "cancelled", "refunded": "refunded", "blocked": "blocked"}
 #: statuses whose period counts towards paid_until (a disputed charge still counts, but the
 #: dispute suspends the line under policy on_dispute = "suspend")
-PAYING = ("paid", "complete", "blocked")
+PAYING = ("paid", "complete", "blocked", "reinstated")
+#: a blocked charge that arrives as one of these afterwards won its dispute
+REINSTATING = ("paid", "complete")
 
 
 class Period(NamedTuple):

@@ -327,3 +327,19 @@ def m014_run_outcome(db):
     """``runs.error``: why a ``process`` run failed (NULL when it did not), so ``status`` fails
     with the reason while the last run failed (a run that dies before its end is recorded too)."""
     db.execute("ALTER TABLE runs ADD COLUMN error TEXT")
+
+
+@migrations()
+def m016_subscription_aliases(db):
+    """Another key a subscription answers to: a renewal of an ``assinatura`` never seen,
+    attached by an operator (``inbox attach``) to the buyer's existing subscription, leaves
+    ``sub:<assinatura>`` here, so the next parcelas extend that line too instead of being held."""
+    db.execute("CREATE TABLE subscription_aliases (key TEXT PRIMARY KEY, subscription_id INTEGER NOT NULL"
+               " REFERENCES subscriptions(id), created_at TEXT NOT NULL)")
+
+
+@migrations()
+def m017_charge_rank_reinstated(db):
+    """``reinstated`` (a blocked charge later paid: the dispute won) ranks between blocked and
+    refunded (engine/model.py), so a refund's rank moves from 6 to 7."""
+    db.execute("UPDATE charges SET status_rank = 7 WHERE status = 'refunded'")

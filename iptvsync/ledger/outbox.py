@@ -12,7 +12,7 @@ from datetime import datetime
 from ..clock import iso
 
 #: kinds that carry or depend on working credentials: held until the line is verified in sync
-NEEDS_SYNC = {"activation", "renewal"}
+NEEDS_SYNC = {"activation", "renewal", "resumed"}
 
 
 def queue(conn: sqlite3.Connection, *, subscription_id: int, kind: str, cycle: str, to_addr: str | None,

@@ -38,7 +38,8 @@ import jinja2
 
 from iptvsync.clock import SAO_PAULO, parse_iso
 
-KINDS = ("activation", "renewal", "cancellation", "access_ended", "refund", "payment_failed", "reminder", "expired")
+KINDS = ("activation", "renewal", "cancellation", "access_ended", "refund", "payment_failed", "reminder", "expired",
+         "resumed")
 DEFAULT_LANGUAGE = "pt-BR"
 
 COMMON_KEYS = ("buyer_name", "product_name", "support", "username", "server", "m3u", "epg", "expires_at")

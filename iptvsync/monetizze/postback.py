@@ -33,6 +33,9 @@ from iptvsync.monetizze.form import json_field_payload
 NOT_PAYMENT = "ignored"
 #: the kind of a postback whose event no rule could read
 UNCLASSIFIED = "unclassified"
+#: the kind of an event outside ``EVENT_KINDS`` (105 "Recuperação Parcelada - Ativa", say)
+#: whose ``venda[status]`` is Finalizada/Completa with a payment date: its charge was paid
+SALE_PAID = "sale_paid"
 EVENT_KINDS: dict[int, str] = {
     1: "waiting", 104: "waiting", 2: "approved", 6: "complete", 3: "cancelled", 4: "refunded",
     5: "blocked", 101: "sub_active", 102: "sub_overdue", 103: "sub_cancelled",
@@ -129,6 +132,12 @@ class Postback:
     period_months: int | None = None  # plano[periodicidade] in calendar months
     test_reason: str | None = None  # why is_test (which markers matched)
     line_item: str | None = None  # set by the engine: this is the extra item <product code>
+    codigo_venda: str | None = None  # the top-level sale code as sent (``sale_code`` prefers venda[codigo])
+
+    @property
+    def sale_codes_differ(self) -> bool:
+        """venda[codigo] and codigo_venda both sent and different (PR #39's composite sample)."""
+        return bool(self.codigo_venda and self.sale_code and self.codigo_venda != self.sale_code)
 
     @property
     def sale_paid(self) -> bool:
@@ -284,7 +293,14 @@ def extract(payload: dict) -> Postback:
 
     event, event_source = _classify(payload, sale)
     kind = UNCLASSIFIED if event is None else EVENT_KINDS.get(event, NOT_PAYMENT)
-    sale_code = _text(sale.get("codigo")) or _text(payload.get("codigo_venda"))
+    if kind == NOT_PAYMENT and _fold(_text(sale.get("status")) or "") in PAID_SALE_STATUSES \
+            and _sao_paulo_to_utc(sale.get("dataFinalizada")):
+        kind = SALE_PAID  # payment is read from the sale, whatever the event (docs/process.md)
+    # venda[codigo] is "Código da transação" in Monetizze's own receiver (exemplo.php); the
+    # top-level codigo_venda is only in an unmerged example (PR #39), where it differs: the
+    # first identifies the charge, both are kept, and apply audits a difference.
+    codigo_venda = _text(payload.get("codigo_venda"))
+    sale_code = _text(sale.get("codigo")) or codigo_venda
     parcela = _int(subscription.get("parcela"))
     periodicity = _text(plan.get("periodicidade"))
     product_name = _text(product.get("nome"))
@@ -333,6 +349,7 @@ def extract(payload: dict) -> Postback:
         items=_items(payload),
         period_months=PERIOD_MONTHS.get(_fold(periodicity)) if periodicity else None,
         test_reason=test_reason,
+        codigo_venda=codigo_venda,
     )
 
 

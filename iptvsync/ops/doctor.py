@@ -79,8 +79,11 @@ def check_panels(cfg: Config) -> list[dict]:
         except PanelError as exc:
             rows.append(_row(f"panel {name}", "fail", str(exc)))
             continue
+        problem = facts.pop("problem", None)  # the adapter's refusal, with its fix
         detail = ", ".join(f"{k}={v}" for k, v in facts.items() if k != "ok") or "reachable, key accepted"
         status = "ok"
+        if problem:
+            status, detail = "fail", str(problem)
         if panel.caps.has_credits and float(facts.get("credits") or 0) < 1:
             status, detail = "warn", f"{detail}: no credits left, new lines will fail"
         rows.append(_row(f"panel {name}", status, detail))

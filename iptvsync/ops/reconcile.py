@@ -9,7 +9,8 @@ drifting subscriptions for ``process``. Neither writes to Monetizze or to a pane
 The API client is ``iptvsync.monetizze.api``. A row whose status, sale code or payment date is unreadable, or
 whose subscription/parcela disagree with a postback already stored for the same sale, is
 reported and never stored (an API row without ``assinatura`` would otherwise make a second
-subscription, hence a second line); a page count that does not add up is a warning.
+subscription, hence a second line), except a refund, which ``refund_by_sale`` stores under
+the one charge the inbox holds for its sale; a page count that does not add up is a warning.
 """
 
 from __future__ import annotations
@@ -79,6 +80,25 @@ def assess(ledger: Ledger, pb: Postback) -> tuple[str, str | None]:
     return Outcome.NEW, None
 
 
+def refund_by_sale(ledger: Ledger, body: bytes, pb: Postback) -> tuple[bytes, Postback] | None:
+    """A refund whose API row lacks ``assinatura``/parcela, or differs from the postbacks the
+    inbox holds for its sale, re-keyed to that sale's one charge: a refund found by sale code
+    is applied, never skipped (a refund left out keeps a refunded buyer's line running).
+    None when the inbox holds the sale under more than one charge: which one is unknown."""
+    held = {(row["subscription_code"], row["parcela"]) for row in ledger.query(
+        "SELECT subscription_code, parcela FROM inbox WHERE sale_code = :sale", {"sale": pb.sale_code})}
+    if len(held) != 1:
+        return None
+    subscription, parcela = held.pop()
+    row = json.loads(body)
+    block = row.get("assinatura") if isinstance(row.get("assinatura"), dict) else {}
+    row.pop("assinatura", None)
+    if subscription is not None:
+        row["assinatura"] = {**block, "codigo": subscription, "parcela": "" if parcela is None else str(parcela)}
+    rekeyed = json.dumps(row, ensure_ascii=False).encode()
+    return rekeyed, parse(rekeyed, JSON)[1]
+
+
 def reconcile_monetizze(ledger: Ledger, cfg: Config, *, since: datetime, until: datetime,
                         dry_run: bool = False, api: MonetizzeApi | None = None) -> dict:
     """Fetch the window's sales, store the ones the inbox lacks (unless ``dry_run``), report."""
@@ -91,6 +111,14 @@ def reconcile_monetizze(ledger: Ledger, cfg: Config, *, since: datetime, until: 
     report_rows, new = [], []
     for body, pb in sorted(sales.values(), key=lambda item: (item[1].started_at or "", item[1].parcela or 0)):
         outcome, reason = assess(ledger, pb)
+        if outcome == Outcome.SKIPPED and pb.kind == "refunded":
+            rekeyed = refund_by_sale(ledger, body, pb)
+            if rekeyed is not None:
+                note = (f"refund applied to the sale's charge (subscription {rekeyed[1].subscription_code}"
+                        f" parcela {rekeyed[1].parcela}); the API row had {pb.subscription_code} parcela {pb.parcela}")
+                body, pb = rekeyed
+                outcome, reason = assess(ledger, pb)
+                reason = reason or note
         row = {"sale_code": pb.sale_code, "event": pb.event, "kind": pb.kind, "product_code": pb.product_code,
                "mapped": pb.product_code in cfg.products, "buyer_email": pb.buyer_email,
                "outcome": Outcome.WOULD_INJECT if outcome == Outcome.NEW and dry_run else outcome, "reason": reason,

@@ -35,6 +35,8 @@ class Capabilities:
     reports_timezone: bool = False
     #: Lines log in through ``player_api.php`` on the panel's buyer-facing server (``links.server``).
     has_player_api: bool = False
+    #: ``lines()`` yields every line on the panel (``subs import`` reads a running shop's lines).
+    lists_lines: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,10 @@ class Panel(Protocol):
 
         For ``caps.extends_by_package`` panels one call buys at most one package period.
         """
+
+    # Only on ``caps.lists_lines`` panels:
+    # def lines(self) -> Iterator[Line]:
+    #     """Every line on the panel (bouquets unknown), page by page."""
 
     # Only on ``caps.extends_by_package`` panels:
     # def shortfall_slack_s(self, spec: LineSpec) -> int:

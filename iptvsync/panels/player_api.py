@@ -7,8 +7,9 @@ not count as playable.
 
 Panels disagree on refusals: XUI/XC_VM answer HTTP 404 with an nginx page for a disabled,
 banned, expired or unknown line; Xtream Codes 2.9 answers 200 ``{"user_info":{"auth":0}}`` for
-bad credentials and 200 with ``auth`` 1 for any valid pair, with a garbled ``status`` (an
-active line reads "Expired"), so there the verdict comes from ``exp_date``, not ``status``.
+bad credentials and 200 with ``auth`` 1 for any valid pair, with a garbled ``status``: every
+line not yet expired reads "Expired", active, disabled or banned alike (player_api.php:196-206).
+There the verdict asks an action, which only an active line is answered (a list).
 Credentials travel in the query string because that is how apps call it; they are never put
 into a message.
 """
@@ -58,11 +59,29 @@ def player_login(server: str, username: str, password: str, timeout_s: float = 1
     expiry = as_int(info.get("exp_date"))
     current = expiry is None or expiry > time.time()
     if status != "Active" and not (status == "Expired" and current):
-        # "Expired" with a future expiry is Xtream Codes 2.9's inverted status for an active line.
         return Login(False, f"player_api: status {status or 'missing'}", status, outputs)
+    if status == "Expired" and current and not _serves_actions(url, username, password, timeout_s):
+        # Xtream Codes 2.9 says "Expired" for every line not yet expired, disabled and banned
+        # ones too (player_api.php:196-206); only an active line gets an action's answer.
+        return Login(False, "player_api: disabled or banned (Xtream Codes reports it as Expired)",
+                     status, outputs)
     if not current:
         return Login(False, "player_api: the line has expired", status, outputs)
     if not outputs:
         return Login(False, "player_api: Active but no allowed output format (apps cannot play)",
                      status, outputs)
     return Login(True, f"plays: Active, outputs {', '.join(outputs)}", status, outputs)
+
+
+def _serves_actions(url: str, username: str, password: str, timeout_s: float) -> bool:
+    """Whether ``action=get_live_categories`` answers a list: Xtream Codes 2.9 runs an action
+    only for ``admin_enabled == 1 && enabled == 1`` and a current expiry, and answers anything
+    else with the login object (player_api.php:33-38, then the ``default`` branch)."""
+    try:
+        reply = requests.get(url, params={"username": username, "password": password,
+                                          "action": "get_live_categories"},
+                             timeout=(min(timeout_s, 10), timeout_s), allow_redirects=False,
+                             headers={"User-Agent": USER_AGENT})
+        return reply.status_code == 200 and isinstance(reply.json(), list)
+    except (requests.RequestException, ValueError):
+        return False

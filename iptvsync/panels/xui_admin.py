@@ -147,20 +147,30 @@ class XuiApi:
         return data if isinstance(data, dict) and data.get("id") else None
 
     def _search(self, username: str, secrets: Iterable[str]) -> dict | None:
-        start, fallback = 0, None
-        for _ in range(SEARCH_MAX_PAGES):
-            reply = self.call("get_lines", {"search[value]": username, "start": start,
-                                            "limit": SEARCH_PAGE_SIZE}, secrets=secrets)
-            rows = [row for row in reply.get("data") or [] if isinstance(row, dict)]
-            for row in rows:
-                if row.get("username") == username:
-                    return row
-                if fallback is None and self.is_renamed_line(row, username):
-                    fallback = row
-            start += len(rows)
-            if not rows or start >= (as_int(reply.get("recordsFiltered")) or 0):
-                break
+        fallback = None
+        for row in self.rows(username, secrets, max_pages=SEARCH_MAX_PAGES):
+            if row.get("username") == username:
+                return row
+            if fallback is None and self.is_renamed_line(row, username):
+                fallback = row
         return fallback
+
+    def rows(self, search: str = "", secrets: Iterable[str] = (), max_pages: int | None = None):
+        """Every ``get_lines`` row (matching ``search``), page by page until a short page.
+
+        Not until ``recordsFiltered``: in API mode XC_VM answers ``min(total, limit)`` there
+        (api/admin/table.php:146), so a count would stop after the first page."""
+        start, page, seen = 0, 0, set()
+        while max_pages is None or page < max_pages:
+            fields = {"start": start, "limit": SEARCH_PAGE_SIZE, **({"search[value]": search} if search else {})}
+            reply = self.call("get_lines", fields, secrets=secrets)
+            rows = [row for row in reply.get("data") or [] if isinstance(row, dict)]
+            fresh = [row for row in rows if row.get("id") not in seen]
+            yield from fresh
+            if len(rows) < SEARCH_PAGE_SIZE or not fresh:  # a panel ignoring `start` repeats a page
+                return
+            seen.update(row.get("id") for row in fresh)
+            start, page = start + len(rows), page + 1
 
     def is_renamed_line(self, row: dict, username: str) -> bool:
         """Whether ``row`` is our line under a name the panel chose (reseller panels only)."""
@@ -194,7 +204,12 @@ class XuiAdminPanel(XuiApi):
     """XUI.one admin API: sets expiry, connections and bouquets directly."""
 
     kind = "xui-admin"
-    caps = Capabilities(reports_timezone=True, has_player_api=True)
+    caps = Capabilities(reports_timezone=True, has_player_api=True, lists_lines=True)
+
+    def lines(self):
+        """Every line of the panel, through ``get_lines`` (paged; rows lack the bouquets)."""
+        for row in self.rows():
+            yield line_from_row(row)
 
     def create(self, spec: LineSpec) -> Line:
         fields = {

@@ -6,9 +6,19 @@ So ``create`` buys one package period, and ``update`` extends by calling ``edit_
 ``strtotime('+N months')`` in the reseller's timezone, and charges again (XC_VM
 reseller_api.php:954-961). A "1 month" package bought on 1 February ends on 1 March: 28 days.
 Because every such call spends credits, ``update`` buys at most one per call, and only when the
-panel's expiry is short of the spec's by more than half a package period (read from the panel's
-``packages``): a short month never buys a second package. The engine re-reads and calls again
-while a whole period is still missing (``caps.extends_by_package``).
+panel's expiry is short of the spec's by more than a short calendar month explains (three days
+per month of the package, read from the panel's ``packages``, plus a day): a February never
+buys a second package, but a line created late (after an outage, or by ``reconcile
+monetizze``) that would end before what was paid buys one. The engine re-reads and calls
+again while still short (``caps.extends_by_package``).
+
+Every ``create_line`` and ``edit_line`` carries the package's bouquets as the form array
+``bouquets_selected[]``: when the reseller's group has "Allow Bouquet Editing"
+(``allow_change_bouquets``), XC_VM calls ``count($rData['bouquets_selected'])`` on a package
+purchase and on any edit of a line with a package (reseller_api.php:969 and :1013); PHP 8's
+``count(null)`` throws and the API answers an empty 200 with no line (live on XC_VM). The
+panel keeps only the package's own bouquets from what is sent (:972-980), so sending them
+changes nothing on a group without the permission.
 
 ``edit_line`` stores ``reseller_notes`` and ``contact`` as sent, NULL when absent
 (reseller_api.php:1035-1036): every edit re-sends them as read. ``enable_line``/``disable_line``
@@ -19,26 +29,35 @@ Lines are found by the stored line id: on XC_VM the reseller API's ``get_lines``
 empty list whatever the search (api/reseller/table.php:47), so the search below only helps on
 panels where it works (UNCONFIRMED on XUI.one).
 
-A reseller whose group lacks ``allow_change_username``/``allow_change_password`` gets
-panel-generated credentials: ``create`` returns the ones the panel used (from ``data``). So
-that a retry after an ambiguous create can still find such a line by *our* username, the
-username is also written into ``reseller_notes`` as ``[iptvsync:<username>]``; ``get_lines``
-search covers the notes, and ``get`` accepts that marker when no exact username matches
-(UNCONFIRMED that the reseller search covers notes as the admin one does).
+A reseller whose group lacks ``allow_change_username`` gets a panel-generated username
+(reseller_api.php:1045-1060). Through the API, a reseller's ``get_lines`` is empty on XC_VM
+and on the XUI lineage (its reseller/table.php answers web sessions only), so after a create
+whose reply is lost nothing finds such a line, and the retry buys a second one. The adapter
+therefore always chooses the username: ``create`` refuses, before buying anything, a reseller
+whose ``user_info`` ``permissions`` (api/reseller/index.php:244-248) say it may not, with the
+fix in one line, and ``health`` says the same for ``doctor``. A retry of a lost create then
+meets STATUS_EXISTS_USERNAME (ambiguous: re-read, never a second purchase). Without
+``allow_change_password`` the panel's password is used and returned (from ``data``). Our
+username is also written into ``reseller_notes`` as ``[iptvsync:<username>]``, which a panel
+whose reseller search works finds (UNCONFIRMED that XUI.one's covers notes).
 """
 
 from __future__ import annotations
 
 from iptvsync.errors import PanelError
-from iptvsync.panels._http import OUTPUT_FORMATS, as_int, as_int_list, line_from_row
+from iptvsync.panels._http import OUTPUT_FORMATS, as_bool, as_int, as_int_list, line_from_row
 from iptvsync.panels.base import Capabilities, Line, LineSpec
-from iptvsync.panels.xui_admin import XuiApi
+from iptvsync.panels.xui_admin import XuiApi, json_list
 
 #: Expiry difference under which no package is bought: package periods are whole days and
 #: the panel computes from its own clock.
 EXTENSION_SLACK_S = 86400
-#: Nominal seconds per package unit, to size "half a period" (months vary from 28 to 31 days).
-UNIT_S = {"hours": 3600, "days": 86400, "months": 28 * 86400, "years": 365 * 86400}
+#: Why a reseller whose group may not choose usernames is refused, and the fix (one line).
+USERNAME_FIX = ("the reseller's group may not choose usernames: a create whose reply is lost would buy a "
+                "second line; fix: tick \"Change Usernames\" in the panel's reseller group")
+#: How much shorter than a ledger period one package unit may come out: a calendar month is
+#: 28 to 31 days, a year 365 or 366.
+SHORT_CALENDAR_S = {"months": 3 * 86400, "years": 86400}
 
 
 def renamed_line_marker(username: str) -> str:
@@ -55,15 +74,19 @@ class XuiResellerPanel(XuiApi):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._packages: dict[int, dict] | None = None
+        self._permissions: dict | None = None
 
     def create(self, spec: LineSpec) -> Line:
         package = self._package(spec)
+        if self.username_problem():
+            raise self.http.error(f"create_line: {USERNAME_FIX}", status="STATUS_NO_PERMISSIONS")
         marker = renamed_line_marker(spec.username)
         fields = {
             "package": package,
             "username": spec.username,
             "password": spec.password,
             "reseller_notes": f"{spec.notes} {marker}".strip(),
+            **self.bouquet_fields(spec, package),
         }
         secrets = [spec.password]
         created = line_from_row(self.row_of(self.call("create_line", fields, secrets=secrets),
@@ -79,13 +102,16 @@ class XuiResellerPanel(XuiApi):
         extended = False
         if current.expires_at is not None and spec.expires_at - current.expires_at > self.shortfall_slack_s(spec):
             # One paid period, never more: the engine re-reads and asks again if still short.
-            self.call("edit_line", {"id": line_id, "package": self._package(spec), **kept(current)},
-                      secrets=secrets)
+            package = self._package(spec)
+            self.call("edit_line", {"id": line_id, "package": package, **kept(current),
+                                    **self.bouquet_fields(spec, package)}, secrets=secrets)
             extended = True
         if current.enabled != spec.enabled or (extended and not spec.enabled):
             self.set_enabled(line_id, spec.enabled, secrets)
             # A free edit (no package, no charge) queues the cache refresh enable/disable skip.
-            self.call("edit_line", {"id": line_id, **kept(current)}, secrets=secrets)
+            self.call("edit_line", {"id": line_id, **kept(current),
+                                    **self.bouquet_fields(spec, as_int(current.raw.get("package_id")))},
+                      secrets=secrets)
         return self.reread(current.username, current.password, line_id)
 
     def packages(self) -> dict[int, dict]:
@@ -95,30 +121,60 @@ class XuiResellerPanel(XuiApi):
             self._packages = {as_int(r.get("id")) or 0: r for r in rows if isinstance(r, dict)}
         return self._packages
 
-    def period_s(self, package: int) -> int | None:
-        """A package's nominal period in seconds (months count 28 days); None if unknown."""
-        try:
-            row = self.packages().get(package)
-        except PanelError:
-            return None
-        if not row:
-            return None
-        unit = str(row.get("official_duration_in") or "days").lower()
-        unit = unit if unit.endswith("s") else unit + "s"
-        return (as_int(row.get("official_duration")) or 0) * UNIT_S.get(unit, 86400) or None
+    def bouquet_fields(self, spec: LineSpec, package: int | None) -> dict:
+        """``bouquets_selected[]``: the package's bouquets (the spec's when the package is unknown).
+
+        Absent, a group with bouquet editing makes the panel crash (see the module text)."""
+        row = None
+        if package:
+            try:
+                row = self.packages().get(package)
+            except PanelError:
+                row = None
+        bouquets = [as_int(b) or 0 for b in json_list((row or {}).get("bouquets"))]
+        chosen = [b for b in bouquets if b] or list(spec.bouquets)
+        return {"bouquets_selected[]": chosen} if chosen else {}
 
     def shortfall_slack_s(self, spec: LineSpec) -> int:
-        """How short the line may be without buying: half a package period, at least a day."""
-        period = self.period_s(spec.package) if spec.package else None
-        return max(EXTENSION_SLACK_S, (period or 0) // 2)
+        """How short the line may be without buying: a day, plus what short calendar months
+        explain (3 days a month, a day a year). Never half a period: a line 10 days short of
+        what was paid must buy, or it ends while paid and nothing ever buys again."""
+        row = None
+        if spec.package:
+            try:
+                row = self.packages().get(spec.package)
+            except PanelError:
+                row = None
+        if not row:
+            return EXTENSION_SLACK_S
+        unit = str(row.get("official_duration_in") or "days").lower()
+        unit = unit if unit.endswith("s") else unit + "s"
+        count = as_int(row.get("official_duration")) or 0
+        return EXTENSION_SLACK_S + count * SHORT_CALENDAR_S.get(unit, 0)
 
     def is_renamed_line(self, row: dict, username: str) -> bool:
         return renamed_line_marker(username) in str(row.get("reseller_notes") or "")
 
+    def username_problem(self) -> str | None:
+        """USERNAME_FIX when ``user_info`` says the group may not choose usernames; None when
+        it may, or when the reply carries no ``permissions`` (UNCONFIRMED that XUI.one sends them)."""
+        if self._permissions is None:
+            reply = self.call("user_info") or {}
+            permissions = reply.get("permissions")
+            self._permissions = permissions if isinstance(permissions, dict) else {}
+        if "allow_change_username" in self._permissions and not as_bool(self._permissions["allow_change_username"]):
+            return USERNAME_FIX
+        return None
+
     def health(self) -> dict:
-        data = (self.call("user_info") or {}).get("data") or {}
+        reply = self.call("user_info") or {}
+        data = reply.get("data") or {}
+        self._permissions = reply.get("permissions") if isinstance(reply.get("permissions"), dict) else {}
         facts = {"ok": True, "user": data.get("username"), "credits": credits_number(data.get("credits")),
                  "timezone": data.get("timezone") or "panel default"}
+        problem = self.username_problem()
+        if problem:
+            facts["problem"] = problem
         packages = self.packages()
         facts["packages"] = "; ".join(
             f"{pid}: {row.get('official_duration')} {row.get('official_duration_in')}, "

@@ -162,6 +162,10 @@ class FakeXtreamCodes(FakePanel):
         reply = sample("player-api-xc")  # valid pair: auth 1 whatever the state (:185-212)
         expiry = row["exp_date"]
         current = expiry is None or expiry > time.time()
+        active = row["admin_enabled"] == 1 and row["enabled"] == 1 and current
+        if active and request.get("action") in PLAYER_ACTIONS:
+            return 200, []  # :33-38 an action runs only for an active line; no categories seeded
+        # anything else (no action, or a line not active) is the default branch: the login object
         if self.garbled_status:  # :196-206 as decoded: the last test always wins, inverted
             status = "Expired" if current else "Banned"
         else:  # Xtream_main's ladder: Banned > Disabled > Active > Expired
@@ -175,6 +179,12 @@ class FakeXtreamCodes(FakePanel):
                                     if int(oid) in row["outputs"]])
         reply["server_info"]["timestamp_now"] = int(time.time())
         return 200, reply
+
+
+#: XC29 wwwdir/player_api.php:17 ``$valid_actions`` (the ones a client names).
+PLAYER_ACTIONS = ("get_vod_categories", "get_live_categories", "get_live_streams", "get_vod_streams",
+                  "get_series_info", "get_short_epg", "get_series_categories", "get_simple_data_table",
+                  "get_series", "get_vod_info")
 
 
 def _is_json_list(value: object) -> bool:

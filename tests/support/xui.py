@@ -45,6 +45,8 @@ from support.fakepanel import (
 #: What nginx answers for any refused player_api login: XC_VM src/www/stream/init.php:175-206
 #: (generateError -> generate404), live: HTTP 404 with the nginx page.
 PLAYER_REFUSED = (404, NGINX.format("404 Not Found"))
+#: A PHP fatal error with display_errors off: HTTP 200 and an empty body (live on XC_VM).
+CRASHED = ""
 _OFFSET = re.compile(r"(Z|UTC|[+-]\d{2}:?\d{2})$")
 
 
@@ -184,8 +186,10 @@ class FakeXuiAdmin(FakePanel):
         limit = php_intval(request.get("limit", 50))
         page = [{**{k: row[k] for k in self.list_columns}, "active_connections": 0}
                 for row in hits[start:start + limit]]
+        # api/admin/table.php:136-146: recordsTotal counts the search's matches, and in API
+        # mode recordsFiltered is min(that, limit) (live on XC_VM: 130 lines, limit 100 -> 100).
         return {"status": "STATUS_SUCCESS", "data": [mysql_row(r) for r in page],
-                "recordsTotal": str(len(rows)), "recordsFiltered": str(len(hits))}
+                "recordsTotal": str(len(hits)), "recordsFiltered": str(min(len(hits), limit))}
 
     def searched(self, row: dict) -> list:
         expiry = self.format_date(row["exp_date"]) if row["exp_date"] else ""
@@ -316,8 +320,10 @@ class FakeXuiReseller(FakeXuiAdmin):
     def __init__(self, api_key: str = "k", access_code: str = "res", credits: int = 10,
                  packages: dict | None = None, allow_change_username: bool = True,
                  allow_change_password: bool = True, can_create_lines: bool = True,
-                 timezone: str | None = None, api_search: bool = False):
+                 timezone: str | None = None, api_search: bool = False,
+                 allow_change_bouquets: bool = False):
         super().__init__(api_key, access_code, timezone=timezone)
+        self.allow_change_bouquets = allow_change_bouquets
         self.credits = credits
         self.packages = {
             int(pid): {"duration": 1, "unit": "months", "credits": 1, "max_connections": 1,
@@ -339,6 +345,13 @@ class FakeXuiReseller(FakeXuiAdmin):
     def do_user_info(self, request: dict) -> dict:
         reply = super().do_user_info(request)
         reply["data"]["credits"] = str(self.credits)
+        # api/reseller/index.php:244-248: the group's users_groups row (strings, as MySQL sends)
+        # merged with the user's own (reseller_api.php:34-35). live: "allow_change_username":"1".
+        reply["permissions"] = mysql_row({
+            "is_reseller": 1, "create_line": int(self.can_create_lines),
+            "allow_change_username": int(self.allow_change_username),
+            "allow_change_password": int(self.allow_change_password),
+            "allow_change_bouquets": int(self.allow_change_bouquets), "minimum_username_length": 8})
         return reply
 
     def do_get_lines(self, request: dict) -> dict:
@@ -370,12 +383,22 @@ class FakeXuiReseller(FakeXuiAdmin):
             return None, "STATUS_INSUFFICIENT_CREDITS"  # reseller_api.php:949, :995
         return package, None
 
-    def apply_package(self, row: dict, package: dict, base: float) -> None:
+    def bouquet_count_crashes(self, data: dict) -> bool:
+        """reseller_api.php:969 (package bought) and :1013 (edit of a line with a package) run
+        ``count($rData['bouquets_selected'])`` when the group has ``allow_change_bouquets``:
+        PHP 8 throws a TypeError on anything but an array (absent: null; JSON text: a string)
+        and the API prints nothing (live on XC_VM: an empty 200, no line)."""
+        return self.allow_change_bouquets and not isinstance(data.get("bouquets_selected"), list)
+
+    def apply_package(self, row: dict, package: dict, base: float, selected: object = None) -> None:
         # reseller_api.php:954-961 strtotime('+N unit', base) in the reseller's zone; what the
-        # package writes (:967-993) and its outputs (:1151-1160).
+        # package writes (:967-993) and its outputs (:1151-1160). With allow_change_bouquets,
+        # the selected bouquets that are the package's replace its list (:969-980).
         row["exp_date"] = php_add(int(base), package["duration"], package["unit"], self.zone)
         row["max_connections"] = package["max_connections"]
-        row["bouquet"] = list(package["bouquets"])
+        chosen = [php_intval(b) for b in selected or () if php_intval(b) in package["bouquets"]] \
+            if self.allow_change_bouquets and isinstance(selected, list) else []
+        row["bouquet"] = chosen or list(package["bouquets"])
         row["allowed_outputs"] = list(package["outputs"])
 
     def do_create_line(self, request: dict) -> dict:
@@ -387,6 +410,8 @@ class FakeXuiReseller(FakeXuiAdmin):
         package, problem = self.package_problem(data)
         if problem:
             return {"status": problem, "data": data}
+        if self.bouquet_count_crashes(data):
+            return CRASHED
         row = self.new_row(self._next_id)  # generated credentials unless the group may choose
         if self.allow_change_username and data.get("username"):
             row["username"] = data["username"]
@@ -394,7 +419,7 @@ class FakeXuiReseller(FakeXuiAdmin):
             row["password"] = data["password"]
         if any(r["username"] == row["username"] for r in self.lines.values()):
             return {"status": "STATUS_EXISTS_USERNAME", "data": data}
-        self.apply_package(row, package, self.now())
+        self.apply_package(row, package, self.now(), data.get("bouquets_selected"))
         row["package_id"] = php_intval(data["package"])
         for column in ("reseller_notes", "contact"):
             row[column] = data.get(column)  # reseller_api.php:1035-1036: absent is NULL
@@ -408,13 +433,15 @@ class FakeXuiReseller(FakeXuiAdmin):
             return sample("xui-failure")
         data = {k: v for k, v in request.items() if k in self.accepted_keys}
         package = None
+        if ("package" in data or row["package_id"]) and self.bouquet_count_crashes(data):
+            return CRASHED  # an edit of a line with a package counts too (reseller_api.php:1013)
         if "package" in data:
             package, problem = self.package_problem(data)
             if problem:
                 return {"status": problem, "data": data}
             now = self.now()
             active = row["exp_date"] is not None and now <= row["exp_date"]
-            self.apply_package(row, package, row["exp_date"] if active else now)
+            self.apply_package(row, package, row["exp_date"] if active else now, data.get("bouquets_selected"))
         if self.allow_change_username and data.get("username"):
             row["username"] = data["username"]
         if self.allow_change_password and data.get("password"):
