@@ -24,7 +24,7 @@ LAYERS = {
     "engine": 4, "receiver": 4,
     "ledger": 3, "mail": 3, "monetizze": 3,
     "config": 2,
-    "panels": 1,
+    "panels": 1, "notify": 1,
     "clock": 0, "errors": 0, "fsutil": 0, "timeparse": 0, "credentials": 0, "logsafe": 0, "__init__": 0,
 }
 

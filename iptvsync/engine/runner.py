@@ -27,6 +27,7 @@ from .apply import apply_inbox
 from .mail_stage import send_outbox
 from .sweep import sweep
 from .sync import Budget, sync_panels
+from .whatsapp_stage import send_whatsapp
 
 log = logging.getLogger("iptvsync.process")
 
@@ -87,7 +88,7 @@ def run_process(cfg: Config, *, limit: int | None = None, panels: dict | None = 
         try:
             panels = panels or build_panels(cfg)
             run = {"fresh": set(), "breakers": {}, "rounds": 0}  # what one run carries from round to round
-            summary: dict = {"started_at": iso(now()), "apply": {}, "sync": {}, "mail": {},
+            summary: dict = {"started_at": iso(now()), "apply": {}, "sync": {}, "mail": {}, "whatsapp": {},
                              "bulk": {"preempted": 0}}
             serve_fresh(ledger, cfg, panels, limit, mail_backend, summary, run)
             # a postback stored after the last apply of this run (not one that ``limit`` left)
@@ -120,6 +121,9 @@ def run_process(cfg: Config, *, limit: int | None = None, panels: dict | None = 
                 if mails <= 0 or not waiting():
                     break
                 give_way()
+            if not summary["whatsapp"].get("halted"):  # after every email: a gateway down delays none
+                _add(summary["whatsapp"], send_whatsapp(ledger, cfg, now(), min(limit or BULK_MAILS, BULK_MAILS),
+                                                        stop=waiting))
             summary["compressed"] = 0
             while summary["compressed"] < COMPRESS_PER_RUN:
                 give_way()
@@ -161,6 +165,8 @@ def serve_fresh(ledger: Ledger, cfg: Config, panels: dict, limit: int | None, ma
         _add(summary["sync"], _sync_counts(sync_panels(cfg.ledger_path, cfg, panels, now(), limit, only=fresh,
                                                        breakers=run["breakers"])))
     _add(summary["mail"], send_outbox(ledger, cfg, now(), limit, backend=mail_backend, only=fresh))
+    if not summary["whatsapp"].get("halted"):
+        _add(summary["whatsapp"], send_whatsapp(ledger, cfg, now(), limit, only=fresh))
 
 
 def postback_waiting(ledger: Ledger, cfg: Config, after: int = 0) -> bool:

@@ -119,6 +119,7 @@ class Postback:
     period_months: int | None = None  # plano[periodicidade] in calendar months
     test_reason: str | None = None  # why is_test (which markers matched)
     line_item: str | None = None  # set by the engine: this is the extra item <product code>
+    buyer_phone: str | None = None  # comprador[telefone] as typed (WhatsApp, issue 21)
 
     @property
     def sale_paid(self) -> bool:
@@ -321,6 +322,7 @@ def extract(payload: dict) -> Postback:
         items=_items(payload),
         period_months=PERIOD_MONTHS.get(_fold(periodicity)) if periodicity else None,
         test_reason=test_reason,
+        buyer_phone=_text(buyer.get("telefone")),
     )
 
 
