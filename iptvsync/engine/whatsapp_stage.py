@@ -161,7 +161,8 @@ def _failed(ledger: Ledger, cfg: Config, row: dict, exc: NotifyError, now: datet
     """Record one failed send; the row's new status."""
     attempts = row["attempts"] + 1
     unknowns = row["unknowns"] + (1 if exc.ambiguous else 0)
-    final = MailStatus.FAILED if exc.permanent else None
+    # a refusal of this message for good fails it now; the gateway's own (bad token) backs off
+    final = MailStatus.FAILED if exc.permanent and not exc.gateway_wide else None
     error = str(exc)
     if exc.ambiguous and unknowns > cfg.whatsapp.unknown_resends:
         final = MailStatus.FAILED
