@@ -42,8 +42,9 @@ def process(ctx: typer.Context,
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    for stage in ("apply", "sweep", "sync", "mail"):  # the order they run in
-        typer.echo(f"{stage:6} " + "  ".join(f"{k}={v}" for k, v in summary[stage].items()))
+    for stage in ("apply", "sweep", "sync", "mail", "whatsapp"):  # the order they run in
+        if summary[stage] or stage != "whatsapp":
+            typer.echo(f"{stage:6} " + "  ".join(f"{k}={v}" for k, v in summary[stage].items()))
 
 
 @app.command()
