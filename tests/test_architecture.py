@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from iptvsync.ledger.queue import InboxStatus, MailStatus, SyncStatus
+from iptvsync.notify.registry import NAMES as GATEWAY_NAMES
 from iptvsync.panels.registry import KINDS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "iptvsync"
@@ -170,3 +171,12 @@ def test_queue_statuses_are_spelled_only_in_the_queue_module():
             if (node.value in STATUSES and (name, node.value) not in OTHER_MEANINGS) or SQL_STATUS.search(node.value):
                 found.append(f"{name}:{node.lineno} {node.value!r}")
     assert found == []
+
+
+GATEWAY_WORD = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, GATEWAY_NAMES)) + r")(?![\w-])")
+
+
+def test_no_module_outside_notify_names_a_whatsapp_gateway():
+    named = [f"{name}:{node.lineno} {node.value!r}" for name, (_, tree) in sources().items()
+             if room(name) != "notify" for node in _strings(tree) if GATEWAY_WORD.search(node.value)]
+    assert named == []
