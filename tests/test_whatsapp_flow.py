@@ -235,3 +235,16 @@ def test_subs_resend_covers_whatsapp(tmp_path):
         run_process(cfg)
         assert len(fake.sent) == 2 and fake.sent[0]["text"] == fake.sent[1]["text"]
         assert [r["status"] for r in rows(ledger)] == ["sent", "sent"]
+
+
+def test_subs_show_has_the_number_or_why_not_and_each_messages_channel(tmp_path):
+    with FakeEvolution() as fake:
+        cfg = evolution_install(tmp_path, fake)
+        ledger = Ledger(cfg.ledger_path)
+        buy(ledger)
+        buy(ledger, sale="51000002", subscription="1104371", email="joao@example.com", phone="123")
+        run_process(cfg)
+        first, second = subs.show(ledger, cfg, "1"), subs.show(ledger, cfg, "2")
+        assert first["buyer_phone"] == "+5511987654321" and second["phone_issue"] == "invalid: 123"
+        assert [(m["kind"], m["channel"], m["status"]) for m in first["emails"]] == [
+            ("activation", "email", "sent"), ("activation", "whatsapp", "sent")]
