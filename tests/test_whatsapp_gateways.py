@@ -146,3 +146,23 @@ def test_sends_are_paced_with_jitter(tmp_path):
         assert counts["sent"] == 3 and len(fake.sent) == 3
         assert len(pauses) == 2 and all(2.0 - 0.5 <= p <= 2.0 + 0.5 for p in pauses)  # 60/30 s, plus jitter
         assert len(set(pauses)) == 2  # jittered: not one fixed beat
+
+
+def test_a_time_budget_ends_the_round_and_leaves_the_rest_for_the_next_run(tmp_path):
+    with FakeEvolution() as fake:
+        cfg = evolution_install(tmp_path, fake)
+        ledger = Ledger(cfg.ledger_path)
+        for n in range(3):
+            buy(ledger, sale=f"5100000{n}", subscription=f"110437{n}", email=f"b{n}@example.com",
+                phone=f"11 9876{n}-4321")
+        from iptvsync.engine.apply import apply_inbox
+        from iptvsync.engine.runner import build_panels
+        from iptvsync.engine.sync import sync_panels
+
+        apply_inbox(ledger, cfg, now())
+        sync_panels(cfg.ledger_path, cfg, build_panels(cfg), now(), None)
+        counts = send_whatsapp(ledger, cfg, now(), budget_s=0)
+        assert counts["sent"] == 0 and counts["more"] == 1 and fake.sent == []
+        asked = []
+        counts = send_whatsapp(ledger, cfg, now(), stop=lambda: asked.append(1) or len(asked) > 1)
+        assert counts["sent"] == 1  # a fresh payment came in: the round gave way after one

@@ -64,6 +64,9 @@ def build_panels(cfg: Config) -> dict:
 BULK_CALLS = 2000
 #: Emails of bulk work (expiry notices, reminders, retries) per run; fresh ones are not counted.
 BULK_MAILS = 500
+#: Seconds of bulk WhatsApp sending per run, their pacing included; the rest in the next run
+#: (``serve`` runs again after ``BULK_PAUSE_S``; cron a minute later)
+WHATSAPP_BULK_S = 20.0
 #: Settled bodies compressed per run, and per transaction (the receiver waits at most for one).
 COMPRESS_PER_RUN = 5000
 COMPRESS_BATCH = 250
@@ -74,7 +77,8 @@ MAX_ROUNDS = 100
 
 
 def run_process(cfg: Config, *, limit: int | None = None, panels: dict | None = None,
-                mail_backend=None, bulk_calls: int = BULK_CALLS, sweep_limit: int | None = SWEEP_LIMIT) -> dict:
+                mail_backend=None, bulk_calls: int = BULK_CALLS, sweep_limit: int | None = SWEEP_LIMIT,
+                halt: threading.Event | None = None) -> dict:
     """Run every stage once, fresh payments first; returns the summary. Raises AlreadyRunning.
 
     Order: apply the inbox, then sync and mail the subscriptions that apply just touched (a
@@ -123,7 +127,8 @@ def run_process(cfg: Config, *, limit: int | None = None, panels: dict | None = 
                 give_way()
             if not summary["whatsapp"].get("halted"):  # after every email: a gateway down delays none
                 _add(summary["whatsapp"], send_whatsapp(ledger, cfg, now(), min(limit or BULK_MAILS, BULK_MAILS),
-                                                        stop=waiting))
+                                                        stop=lambda: waiting() or bool(halt and halt.is_set()),
+                                                        budget_s=WHATSAPP_BULK_S))
             summary["compressed"] = 0
             while summary["compressed"] < COMPRESS_PER_RUN:
                 give_way()
@@ -212,17 +217,18 @@ def process_loop(cfg: Config, *, every_s: float, stop: threading.Event, on_postb
             if stop.is_set():
                 break
             next_tick = time.monotonic() + every_s if every_s > 0 else float("inf")
-            summary = _run_logged(cfg, every_s)
-            if summary and (summary["bulk"]["deferred"] or summary["bulk"]["more_expiries"]):
+            summary = _run_logged(cfg, every_s, stop)
+            if summary and (summary["bulk"]["deferred"] or summary["bulk"]["more_expiries"]
+                            or summary["whatsapp"].get("more")):
                 next_tick = min(next_tick, time.monotonic() + BULK_PAUSE_S)  # an expiry wave: go on soon
     finally:
         if watcher is not None:
             watcher.close()
 
 
-def _run_logged(cfg: Config, every_s: float) -> dict | None:
+def _run_logged(cfg: Config, every_s: float, stop: threading.Event | None = None) -> dict | None:
     try:
-        summary = run_process(cfg)
+        summary = run_process(cfg, halt=stop)  # serve stopping: no more paced bulk WhatsApp sends
         if any(summary["apply"].values()) or summary["sync"][SyncStatus.SYNCED] or summary["mail"][MailStatus.SENT]:
             log.info("process: %s", json.dumps({k: summary[k] for k in ("apply", "sync", "mail", "sweep")}))
         return summary

@@ -70,15 +70,22 @@ class Pacer:
         self.key, self.interval, self.jitter = key, 60.0 / per_minute, jitter_ms / 1000
         self.sleep, self.clock = sleep, clock
 
-    def wait(self) -> float:
+    def wait(self, stop=None) -> bool:
+        """Wait for this gateway's next slot; False if ``stop()`` said to give way meanwhile
+        (a fresh payment is served first, not kept behind the pacing of bulk messages)."""
         last = _LAST_SEND.get(self.key)
-        pause = 0.0
         if last is not None:
             pause = max(0.0, last + self.interval - self.clock()) + random.uniform(0, self.jitter)
-            if pause:
-                self.sleep(pause)
+            if stop is None:
+                self.sleep(pause) if pause else None
+            else:
+                until = self.clock() + pause
+                while (left := until - self.clock()) > 0:
+                    if stop():
+                        return False
+                    self.sleep(min(0.05, left))
         _LAST_SEND[self.key] = self.clock()
-        return pause
+        return True
 
 
 def due_rows(ledger: Ledger, now: datetime, limit: int | None, only: list[int] | None = None) -> list[dict]:
@@ -91,9 +98,21 @@ def due_rows(ledger: Ledger, now: datetime, limit: int | None, only: list[int] |
 
 
 def send_whatsapp(ledger: Ledger, cfg: Config, now: datetime, limit: int | None = None, gateway=None, *,
-                  only: list[int] | None = None, stop=None, sleep=time.sleep) -> dict[str, int]:
-    """Send the due WhatsApp rows (of the subscriptions in ``only``, when given)."""
+                  only: list[int] | None = None, stop=None, sleep=time.sleep,
+                  budget_s: float | None = None) -> dict[str, int]:
+    """Send the due WhatsApp rows (of the subscriptions in ``only``, when given). ``stop()``
+    may end the round early (a fresh payment waits); so does ``budget_s`` of time, the pacing
+    included: the rest goes out in the next run (``more``)."""
     counts = {MailStatus.SENT: 0, "waiting": 0, MailStatus.SKIPPED: 0, MailStatus.FAILED: 0, "halted": 0}
+    if budget_s is not None:
+        deadline, given = time.monotonic() + budget_s, stop
+
+        def stop() -> bool:
+            if time.monotonic() > deadline:
+                counts["more"] = 1
+                return True
+            return given is not None and given()
+
     if not cfg.whatsapp.gateway or (only is not None and not only):
         return counts
     rows = due_rows(ledger, now, limit, only)
@@ -125,7 +144,8 @@ def send_whatsapp(ledger: Ledger, cfg: Config, now: datetime, limit: int | None 
             _failed(ledger, cfg, row, NotifyError(f"cannot render: {type(exc).__name__}: {exc}", permanent=True), now)
             counts[MailStatus.FAILED] += 1
             continue
-        pacer.wait()
+        if not pacer.wait(stop):
+            break
         with ledger.tx() as conn:
             conn.execute("UPDATE outbox SET sending_at = :now WHERE id = :id", {"now": iso(now), "id": row["id"]})
         started = time.monotonic()
