@@ -3,7 +3,9 @@ the ``[whatsapp]`` config, the outbox migration, and each gateway's reading of i
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from pathlib import Path
 
 import pytest
 import sqlite_utils
@@ -173,3 +175,24 @@ def test_no_secret_in_an_error_message():
 def test_every_gateway_has_caps():
     assert NAMES == ("evolution", "z-api", "cloud-api")
     assert [capabilities(n).templates_only for n in NAMES] == [False, False, True]
+
+
+# --- the pt-BR chapter ----------------------------------------------------------------------------
+
+CHAPTER = Path(__file__).resolve().parent.parent / "docs" / "pt-BR" / "whatsapp.md"
+
+
+def test_the_chapters_cloud_templates_take_the_variables_iptvsync_sends():
+    text = CHAPTER.read_text("utf-8")
+    for kind, params in CLOUD_PARAMS.items():
+        match = re.search(rf"\*\*`iptvsync_{kind}`\*\*.*?```text\n(.*?)```", text, re.DOTALL)
+        assert match, kind
+        body = match.group(1).strip()
+        assert re.findall(r"\{\{(\d+)\}\}", body) == [str(n) for n in range(1, len(params) + 1)], kind
+        assert not body.endswith("}}") and not body.startswith("{{"), kind  # Meta refuses those
+
+
+def test_the_chapters_samples_are_what_buyers_get():
+    text = CHAPTER.read_text("utf-8")
+    for kind in KINDS:
+        assert render_text(kind, sample_context(kind)) in text, kind
