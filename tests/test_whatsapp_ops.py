@@ -101,3 +101,21 @@ def test_notify_test_on_cloud_api_sends_metas_sample_template(tmp_path):
         cfg = cloud_install(tmp_path, fake)
         assert render("notify", "test", "whatsapp", "+5511987654321", install=cfg.path).endswith("[exit 0]")
         assert fake.sent[0]["template"] == "hello_world" and fake.sent[0]["language"] == "en_US"
+
+
+def test_verbose_process_and_notify_test_never_log_zapis_url_token(tmp_path):
+    import subprocess
+    import sys
+
+    with FakeZapi(token="ZapiInstT0ken99", client_token="ZapiCl1entTok77") as fake:
+        cfg = zapi_install(tmp_path, fake)
+        buy(Ledger(cfg.ledger_path))
+        outputs = []
+        for args in (["process"], ["notify", "test", "whatsapp", "+5511987654321"]):
+            result = subprocess.run([sys.executable, "-m", "iptvsync", "-v", "--config", str(cfg.path), *args],
+                                    capture_output=True, text=True, timeout=60)
+            outputs.append(result.stdout + result.stderr)
+        assert len(fake.sent) == 2
+    text = "\n".join(outputs)
+    assert "urllib3" in text and "send-text" in text  # the request paths were logged...
+    assert "ZapiInstT0ken99" not in text and "ZapiCl1entTok77" not in text  # ...without the tokens
