@@ -248,3 +248,29 @@ def test_subs_show_has_the_number_or_why_not_and_each_messages_channel(tmp_path)
         assert first["buyer_phone"] == "+5511987654321" and second["phone_issue"] == "invalid: 123"
         assert [(m["kind"], m["channel"], m["status"]) for m in first["emails"]] == [
             ("activation", "email", "sent"), ("activation", "whatsapp", "sent")]
+
+
+def test_every_kind_goes_out_on_whatsapp_too_a_cancellation_here(tmp_path):
+    with FakeEvolution() as fake:
+        cfg = evolution_install(tmp_path, fake)
+        ledger = Ledger(cfg.ledger_path)
+        buy(ledger)
+        run_process(cfg)
+        subs.cancel(ledger, cfg, "1", immediately=False)
+        run_process(cfg)
+        assert [r["kind"] for r in rows(ledger)] == ["activation", "cancellation"]
+        assert len(fake.sent) == 2 and "cancelada" in fake.sent[1]["text"]
+        assert rows(ledger, "email")[1]["kind"] == "cancellation"
+
+
+def test_a_broken_text_override_fails_that_message_only(tmp_path):
+    with FakeEvolution() as fake:
+        (tmp_path / "wa" / "pt-BR").mkdir(parents=True)
+        (tmp_path / "wa" / "pt-BR" / "activation.txt").write_text("{{ no_such_key }}")
+        cfg = evolution_install(tmp_path, fake, extra=f'templates_dir = "{tmp_path / "wa"}"\n')
+        ledger = Ledger(cfg.ledger_path)
+        buy(ledger)
+        run_process(cfg)
+        [row] = rows(ledger)
+        assert row["status"] == "failed" and "cannot render" in row["last_error"] and fake.requests == []
+        assert rows(ledger, "email")[0]["status"] == "sent"
