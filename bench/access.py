@@ -41,7 +41,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -230,12 +232,16 @@ def run(args, *, buyers: int, wave: int, gap_s: float, serve_flags: tuple[str, .
             acked = dict(gateway.acked_at)
             out["wave_whatsapp_during"] = sum(1 for to in acked if to.startswith("55219"))
         finally:
+            # serve finishes the run in progress (the wave's bulk panel work) before exiting
+            stopping = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
             try:
-                server.stop()
-            except Exception:  # a serve that does not stop: show why before giving up on it
+                server.proc.wait(timeout=300)
+            except subprocess.TimeoutExpired:
                 print(server.log()[-3000:], file=sys.stderr)
-                server.stop(9)
+                server.stop(signal.SIGKILL)
                 raise
+            out["serve_stop_s"] = round(time.monotonic() - stopping, 1)
         ledger = Ledger(cfg.ledger_path)
         keys = {r["key"]: r for r in ledger.query("SELECT key, buyer_email FROM subscriptions")}
         ledger.close()
