@@ -79,6 +79,7 @@ def test_doctor_zapi_and_cloud_api(tmp_path):
     with FakeCloudApi() as fake:
         rows = check_whatsapp(cloud_install(tmp_path / "c", fake))
         assert [r["status"] for r in rows] == ["ok", "ok", "ok"] and "quality GREEN" in rows[-1]["detail"]
+        assert rows[-1]["check"] == "whatsapp number"  # no paired phone, no session
 
 
 def test_notify_test_sends_one_and_shows_each_step(tmp_path):

@@ -34,7 +34,8 @@ def check_whatsapp(cfg: Config) -> list[dict]:
     if not any("whatsapp" in cfg.channels(code) for code in cfg.products):
         return [_row("whatsapp", "warn", f"{cfg.whatsapp.gateway} configured, but no channels list names whatsapp")]
     try:
-        health = _gateway(cfg).health()
+        gateway = _gateway(cfg)
+        health = gateway.health()
     except NotifyError as exc:
         return [_row("whatsapp gateway", "fail", str(exc))]
     label = cfg.whatsapp.gateway
@@ -44,7 +45,9 @@ def check_whatsapp(cfg: Config) -> list[dict]:
         rows.append(_row("whatsapp credentials", "ok" if health.authorized else "fail",
                          "accepted" if health.authorized else health.detail))
     if health.reachable and health.authorized:
-        rows.append(_row("whatsapp session", "ok" if health.connected else "fail",
+        # a paired phone's session, or (Cloud API) the registered number
+        rows.append(_row("whatsapp session" if gateway.caps.has_session else "whatsapp number",
+                         "ok" if health.connected else "fail",
                          health.detail if health.connected else f"not connected: {health.detail}"))
     return rows
 
