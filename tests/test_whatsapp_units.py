@@ -107,14 +107,15 @@ def test_upgrade_keeps_emails_and_makes_the_channel_part_of_the_key(tmp_path):
     migrations.apply(old, stop_before="m019w_whatsapp_channel")
     old.execute("INSERT INTO subscriptions (key, product_code, panel, created_at, updated_at)"
                 " VALUES ('sale:1', '145388', 'main', 'x', 'x')")
-    old.execute("INSERT INTO outbox (subscription_id, kind, cycle, to_addr, created_at, status)"
-                " VALUES (1, 'activation', '1', 'maria@example.com', 'x', 'sent')")
+    old.execute("ALTER TABLE outbox ADD COLUMN other_branch TEXT")  # another branch's migration, merged first
+    old.execute("INSERT INTO outbox (subscription_id, kind, cycle, to_addr, created_at, status, other_branch)"
+                " VALUES (1, 'activation', '1', 'maria@example.com', 'x', 'sent', 'kept')")
     old.conn.commit()
     old.close()
     led = Ledger(path)
     assert led.pending_migrations() == [] and "m019x_gateway_state" in names
-    assert led.one("SELECT channel, status, unknowns FROM outbox") == {"channel": "email", "status": "sent",
-                                                                      "unknowns": 0}
+    assert led.one("SELECT channel, status, unknowns, other_branch FROM outbox") == {
+        "channel": "email", "status": "sent", "unknowns": 0, "other_branch": "kept"}
     indexes = {r["name"] for r in led.query("SELECT name FROM sqlite_master WHERE tbl_name = 'outbox'")}
     assert {"outbox_status", "outbox_channel"} <= indexes
     from iptvsync.clock import now
