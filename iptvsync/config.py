@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 from dotenv import dotenv_values
 
 from .errors import ConfigError
+from .notify.registry import NAMES as GATEWAY_NAMES
+from .notify.registry import capabilities as gateway_caps
 from .panels.registry import KINDS, capabilities
 
 if TYPE_CHECKING:
@@ -130,9 +132,33 @@ class EmailSection(_Record):
     timeout_s: int = 20
 
 
+#: the channels a buyer message may go out on (``channels``, globally and per product)
+CHANNELS = ("email", "whatsapp")
+#: the message kinds (``mail/render.KINDS``; config sits below mail, so spelled here too, a test checks)
+MESSAGE_KINDS = ("activation", "renewal", "cancellation", "access_ended", "refund", "payment_failed", "reminder",
+                 "expired")
+
+
+@dataclass(init=False, repr=False, eq=False)
+class WhatsAppSection(_Record):
+    gateway: str = setting("", choices=("", *GATEWAY_NAMES))  # "": WhatsApp is off
+    url: str = ""
+    instance: str = ""
+    phone_number_id: str = ""
+    channels: tuple[str, ...] = ("email",)
+    language: str = setting("pt-BR", choices=("pt-BR", "en"))
+    templates_dir: str = ""
+    template_language: str = "pt_BR"  # the Cloud API templates' language code
+    default_region: str = "BR"  # numbers typed without a country code
+    timeout_s: int = 15
+    per_minute: int = 20  # sends per minute at most, per gateway (bursts get numbers banned)
+    jitter_ms: int = 1500  # a random pause up to this much between two sends
+    unknown_resends: int = 0  # sends again of a message whose outcome is unknown (docs/whatsapp.md)
+
+
 #: the plain sections, by TOML name
 SECTIONS: dict[str, type] = {"ledger": LedgerSection, "receiver": ReceiverSection, "monetizze": MonetizzeSection,
-                             "policy": PolicySection, "email": EmailSection}
+                             "policy": PolicySection, "email": EmailSection, "whatsapp": WhatsAppSection}
 
 
 def _schema_of(cls: type) -> dict[str, tuple[Any, Any]]:
@@ -183,6 +209,7 @@ PRODUCT_SCHEMA: dict[str, tuple[Any, Any]] = {
     "key": (str, ""),
     "period": (str, ""),
     "outputs": ((list, str), []),
+    "channels": ((list, str), []),
 }
 PLAN_SCHEMA = {k: PRODUCT_SCHEMA[k] for k in ("days", "period", "max_connections", "bouquets", "package")}
 
@@ -228,6 +255,7 @@ class ProductConfig(_Record):
     plans: dict[str, PlanOverride] = field(default_factory=dict)
     months: int | None = None  # period = "N months": paid_until moves in calendar months
     outputs: tuple[str, ...] = ()  # overrides the panel's outputs
+    channels: tuple[str, ...] = ()  # overrides [whatsapp] channels
 
 
 @dataclass(init=False, repr=False, eq=False)
@@ -242,6 +270,8 @@ class Secrets(_Record):
     smtp_username: str = ""
     smtp_password: str = ""
     panel_api_keys: dict[str, str] = field(default_factory=dict)
+    whatsapp_token: str = ""
+    whatsapp_client_token: str = ""
 
     def __repr__(self) -> str:  # never print secret values, even by accident
         return "Secrets(<redacted>)"
@@ -259,6 +289,14 @@ class Config(_Record):
     panels: dict[str, PanelConfig]
     products: dict[str, ProductConfig]
     secrets: Secrets
+    whatsapp: WhatsAppSection = field(default_factory=WhatsAppSection)
+    #: kind -> the approved Cloud API template's name ([whatsapp.cloud_templates])
+    cloud_templates: dict[str, str] = field(default_factory=dict)
+
+    def channels(self, product_code: str | None) -> tuple[str, ...]:
+        """The channels a buyer of this product hears on: the product's, else [whatsapp] channels."""
+        product = self.products.get(product_code or "")
+        return (product.channels if product and product.channels else None) or self.whatsapp.channels
 
     @property
     def base_dir(self) -> Path:
@@ -313,6 +351,8 @@ class Config(_Record):
             "IPTVSYNC_SECRET_KEY": self.secrets.secret_key,
             "SMTP_USERNAME": self.secrets.smtp_username,
             "SMTP_PASSWORD": self.secrets.smtp_password,
+            "WHATSAPP_TOKEN": self.secrets.whatsapp_token,
+            "WHATSAPP_CLIENT_TOKEN": self.secrets.whatsapp_client_token,
             **{_panel_env_name(n): v for n, v in self.secrets.panel_api_keys.items()},
         }.get(env_name, "")
         if not value:
@@ -431,6 +471,7 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
     for name in raw:
         if name not in known:
             raise ConfigError(f"{file}: unknown section [{name}]")
+    raw, cloud_templates = _cloud_templates(raw, file)
 
     sections: dict[str, dict] = {}
     origin: dict[tuple[str, str], str] = {}  # values that came from the environment or .env
@@ -477,10 +518,64 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
         smtp_username=merged_env.get("SMTP_USERNAME", ""),
         smtp_password=merged_env.get("SMTP_PASSWORD", ""),
         panel_api_keys={n: merged_env.get(_panel_env_name(n), "") for n in panels},
+        whatsapp_token=merged_env.get("WHATSAPP_TOKEN", ""),
+        whatsapp_client_token=merged_env.get("WHATSAPP_CLIENT_TOKEN", ""),
     )
     _check_secrets(secrets, panels, env_path, environ)
+    _check_whatsapp(sections["whatsapp"], products, secrets, file, env_path)
     return Config(path=file, env_path=env_path, panels=panels, products=products, secrets=secrets,
+                  cloud_templates=cloud_templates,
                   **{name: _build(SECTIONS[name], values) for name, values in sections.items()})
+
+
+def _cloud_templates(raw: dict, file: Path) -> tuple[dict, dict[str, str]]:
+    """``[whatsapp.cloud_templates]`` (kind = "template name") taken out of ``[whatsapp]``; every
+    kind has a name (``iptvsync_<kind>`` unless set)."""
+    section = raw.get("whatsapp")
+    names = {kind: f"iptvsync_{kind}" for kind in MESSAGE_KINDS}
+    if not isinstance(section, dict) or "cloud_templates" not in section:
+        return raw, names
+    table = section["cloud_templates"]
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: [whatsapp.cloud_templates] must be a table of kind = \"template name\"")
+    for kind, name in table.items():
+        if kind not in MESSAGE_KINDS:
+            raise ConfigError(f"{file}: unknown key '{kind}' in [whatsapp.cloud_templates] (one of"
+                              f" {', '.join(MESSAGE_KINDS)})")
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]{1,512}", name):
+            raise ConfigError(f"{file}: [whatsapp.cloud_templates] {kind} must be a template name of lowercase"
+                              f" letters, digits and _, got {name!r}")
+        names[kind] = name
+    return {**raw, "whatsapp": {k: v for k, v in section.items() if k != "cloud_templates"}}, names
+
+
+def _check_whatsapp(values: dict, products: dict[str, ProductConfig], secrets: Secrets, file: Path,
+                    env_path: Path) -> None:
+    """Channels known; when any product hears on WhatsApp, a gateway with what it needs."""
+    lists = [("[whatsapp] channels", values["channels"])] + [
+        (f"[products.{code}] channels", p.channels) for code, p in products.items()]
+    for where, channels in lists:
+        for channel in channels:
+            if channel not in CHANNELS:
+                raise ConfigError(f"{file}: {where} must be among {', '.join(CHANNELS)}, got {channel!r}")
+    if not any("whatsapp" in (p.channels or values["channels"]) for p in products.values()):
+        return
+    if not values["gateway"]:
+        raise ConfigError(f"{file}: [whatsapp] gateway is empty but a channels list names whatsapp (one of"
+                          f" {', '.join(GATEWAY_NAMES)})")
+    caps = gateway_caps(values["gateway"])
+    for key in caps.needs:
+        if not values[key]:
+            raise ConfigError(f"{file}: missing required key '{key}' in [whatsapp] (gateway = {values['gateway']})")
+    if values["url"] and not _has_scheme(values["url"]):
+        raise ConfigError(f"{file}: [whatsapp] url must start with http:// or https://, got {values['url']!r}")
+    if values["per_minute"] < 1 or values["timeout_s"] < 1 or values["jitter_ms"] < 0 or values["unknown_resends"] < 0:
+        raise ConfigError(f"{file}: [whatsapp] per_minute and timeout_s must be at least 1, jitter_ms and"
+                          " unknown_resends not negative")
+    for name in caps.secrets:
+        if not getattr(secrets, name.lower()):
+            raise ConfigError(f"{env_path}: {name} is not set (environment or .env): the [whatsapp]"
+                              f" {values['gateway']} gateway's credential")
 
 
 def _check_receiver(values: dict, file: Path, origin: dict) -> None:
@@ -621,7 +716,7 @@ def _products(raw: dict, panels: dict[str, PanelConfig], file: Path) -> dict[str
             code=str(code), name=values["name"], panel=values["panel"], days=days,
             max_connections=values["max_connections"], bouquets=tuple(values["bouquets"]),
             package=values["package"] or None, key=values["key"], plans=plans, months=months,
-            outputs=_outputs(values["outputs"], where, file))
+            outputs=_outputs(values["outputs"], where, file), channels=tuple(dict.fromkeys(values["channels"])))
     return products
 
 

@@ -49,3 +49,26 @@ class MailError(IptvsyncError):
 
 class MonetizzeApiError(IptvsyncError):
     """Monetizze's API could not be read: network, HTTP status, not JSON, or an error reply."""
+
+
+class NotifyError(IptvsyncError):
+    """A WhatsApp gateway call failed.
+
+    ``permanent``: refused for good (a number not on WhatsApp, a template that does not exist, a
+    bad token): sending again will not help until someone acts. ``ambiguous``: the request left
+    and no clear answer came back (read timeout, dropped connection, most 5xx), so the message
+    may have been delivered. Neither flag: it certainly was not sent (connection refused, a
+    rate-limit answer, a disconnected instance) and may be sent again after a backoff.
+    ``gateway_wide``: the failure is the gateway's, not this message's (unreachable, credentials
+    refused, session disconnected, rate limit): the other messages wait for the next run.
+    ``disconnected``: the gateway says its WhatsApp session is not connected.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, ambiguous: bool = False,
+                 gateway_wide: bool = False, rate_limited: bool = False, disconnected: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+        self.ambiguous = ambiguous
+        self.gateway_wide = gateway_wide or rate_limited or disconnected
+        self.rate_limited = rate_limited
+        self.disconnected = disconnected

@@ -59,7 +59,8 @@ class RedactSecrets(logging.Filter):
 def install(cfg) -> None:
     """Filter every handler of the root logger (once per handler) with this config's secrets."""
     s = cfg.secrets
-    secrets = {s.chave_unica, s.consumer_key, s.smtp_password, *s.panel_api_keys.values(), *cfg.keyring}
+    secrets = {s.chave_unica, s.consumer_key, s.smtp_password, *s.panel_api_keys.values(), *cfg.keyring,
+               s.whatsapp_token, s.whatsapp_client_token}  # z-api's token is in its URL path
     for panel in cfg.panels.values():
         secrets |= url_secrets(panel.url)
     for handler in logging.getLogger().handlers:

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from iptvsync.ledger.queue import InboxStatus, MailStatus, SyncStatus
+from iptvsync.notify.registry import NAMES as GATEWAY_NAMES
 from iptvsync.panels.registry import KINDS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "iptvsync"
@@ -24,7 +25,7 @@ LAYERS = {
     "engine": 4, "receiver": 4,
     "ledger": 3, "mail": 3, "monetizze": 3,
     "config": 2,
-    "panels": 1,
+    "panels": 1, "notify": 1,
     "clock": 0, "errors": 0, "fsutil": 0, "timeparse": 0, "credentials": 0, "logsafe": 0, "__init__": 0,
 }
 
@@ -170,3 +171,12 @@ def test_queue_statuses_are_spelled_only_in_the_queue_module():
             if (node.value in STATUSES and (name, node.value) not in OTHER_MEANINGS) or SQL_STATUS.search(node.value):
                 found.append(f"{name}:{node.lineno} {node.value!r}")
     assert found == []
+
+
+GATEWAY_WORD = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, GATEWAY_NAMES)) + r")(?![\w-])")
+
+
+def test_no_module_outside_notify_names_a_whatsapp_gateway():
+    named = [f"{name}:{node.lineno} {node.value!r}" for name, (_, tree) in sources().items()
+             if room(name) != "notify" for node in _strings(tree) if GATEWAY_WORD.search(node.value)]
+    assert named == []

@@ -71,6 +71,7 @@ TOP_HELP = """\
 │ deploy     Service files rendered for this install.                          │
 │ simulate   Post realistic postbacks to the running receiver.                 │
 │ mail       Check the email setup; operator alerts.                           │
+│ notify     Check the WhatsApp setup by sending one message.                  │
 ╰──────────────────────────────────────────────────────────────────────────────╯
 ╭─ Machinery ──────────────────────────────────────────────────────────────────╮
 │ serve      Run the postback receiver until SIGTERM.                          │
@@ -164,13 +165,29 @@ SERVE_HELP = """\
 ╰──────────────────────────────────────────────────────────────────────────────╯
 [exit 0]"""
 
+NOTIFY_TEST_HELP = """\
+ Usage: iptvsync notify test [OPTIONS] {CHANNEL} {NUMBER}
+
+ Send one test message through the configured gateway; show each step's
+ outcome.
+
+╭─ Arguments ──────────────────────────────────────────────────────────────────╮
+│ *    CHANNEL        The channel to test: whatsapp. [required]                │
+│ *    NUMBER         Where to send it, e.g. +5511987654321. [required]        │
+╰──────────────────────────────────────────────────────────────────────────────╯
+╭─ Options ────────────────────────────────────────────────────────────────────╮
+│ --help          Show this message and exit.                                  │
+╰──────────────────────────────────────────────────────────────────────────────╯
+[exit 0]"""
+
 @pytest.mark.parametrize(("args", "expected"), [
     ((), TOP_HELP.replace("[exit 0]", "[exit 2]")),  # no command: the same help, exit 2 (a usage error)
     (("--help",), TOP_HELP),
     (("subs", "list", "--help"), SUBS_LIST_HELP),
     (("simulate", "purchase", "--help"), SIMULATE_HELP),
     (("serve", "--help"), SERVE_HELP),
-], ids=["no-arguments", "top", "subs-list", "simulate-purchase", "serve"])
+    (("notify", "test", "--help"), NOTIFY_TEST_HELP),
+], ids=["no-arguments", "top", "subs-list", "simulate-purchase", "serve", "notify-test"])
 def test_help_texts(args, expected):
     assert render(*args) == expected
 
@@ -255,7 +272,18 @@ PRODUCT = '[products.145388]\npanel = "main"\ndays = 30\n'
     (PANEL + PRODUCT + '[receiver]\nallowed_ips = ["300.1.1.1/24"]\n', None,
      "error: <install>/config.toml: [receiver] allowed_ips has '300.1.1.1/24', which is not an IP address or"
      ' CIDR such as "203.0.113.0/24"\n[exit 2]'),
-], ids=["placeholder", "days", "empty", "no-products", "url-scheme", "api-key", "secret-key", "port", "cidr"])
+    (PANEL + PRODUCT + '[whatsapp]\nchannels = ["email", "whatsapp"]\n', None,
+     "error: <install>/config.toml: [whatsapp] gateway is empty but a channels list names whatsapp (one of"
+     " evolution, z-api, cloud-api)\n[exit 2]"),
+    (PANEL + PRODUCT + '[whatsapp]\ngateway = "evolution"\nurl = "http://127.0.0.1:8080"\ninstance = "loja"\n'
+     'channels = ["email", "whatsapp"]\n', None,
+     "error: <install>/.env: WHATSAPP_TOKEN is not set (environment or .env): the [whatsapp] evolution"
+     " gateway's credential\n[exit 2]"),
+    (PANEL + PRODUCT + 'channels = ["email", "sms"]\n', None,
+     "error: <install>/config.toml: [products.145388] channels must be among email, whatsapp, got 'sms'"
+     "\n[exit 2]"),
+], ids=["placeholder", "days", "empty", "no-products", "url-scheme", "api-key", "secret-key", "port", "cidr",
+    "whatsapp-gateway", "whatsapp-token", "channels"])
 def test_config_errors(tmp_path, toml, env, expected):
     install = install_with(tmp_path, toml, env)
     assert render("status", install=install) == expected
@@ -273,12 +301,14 @@ def test_config_errors(tmp_path, toml, env, expected):
      " got 'late'\n[exit 2]"),
     (("serve", "--certfile", "/nowhere/cert.pem"), "error: --certfile: /nowhere/cert.pem does not exist\n[exit 2]"),
     (("logs", "--subscription", "abc"), "error: no subscription 'abc'\n[exit 2]"),
+    (("notify", "test", "sms", "+5511987654321"),
+     "error: channel must be whatsapp (email: `iptvsync mail test ADDRESS`), got 'sms'\n[exit 2]"),
     (("serve", "--process-on-postback", "--no-process-on-postback"),
      "error: --process-on-postback and --no-process-on-postback contradict each other: pass one\n[exit 2]"),
     (("subs", "import"),
      "error: --product is needed to import from the panel (its lines do not say what was sold)\n[exit 2]"),
 ], ids=["inbox-status", "inbox-replay", "subs-grant-product", "subs-state", "serve-certfile", "logs-subscription",
-    "serve-on-postback", "subs-import"])
+    "notify-channel", "serve-on-postback", "subs-import"])
 def test_usage_errors(tmp_path, args, expected):
     assert render(*args, install=install_with(tmp_path)) == expected
 

@@ -77,7 +77,8 @@ def test_env_example_lists_every_secret_the_config_reads(tmp_path):
     text = (ROOT / ".env.example").read_text("utf-8")
     names = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", text, re.MULTILINE))
     assert names == {"MONETIZZE_CHAVE_UNICA", "MONETIZZE_CONSUMER_KEY", "IPTVSYNC_SECRET_KEY",
-                     "PANEL_MAIN_API_KEY", "SMTP_USERNAME", "SMTP_PASSWORD"}
+                     "PANEL_MAIN_API_KEY", "SMTP_USERNAME", "SMTP_PASSWORD", "WHATSAPP_TOKEN",
+                     "WHATSAPP_CLIENT_TOKEN"}
     config = write_install(tmp_path, (ROOT / "config.example.toml").read_text("utf-8"))
     (tmp_path / ".env").write_text(text.replace("SMTP_USERNAME=", "SMTP_USERNAME=shop"), "utf-8")
     cfg = load_config(config)

@@ -159,7 +159,7 @@ def test_fixture_details_approved_first_charge():
         buyer_email="maria@example.com", started_at="2026-11-20T17:37:55Z",
         paid_at="2026-11-20T17:37:57Z", amount="39.90", payment_method="Cartão de crédito",
         recipient_role=2, is_test=False, chave_unica=SECRET, dedupe_key="51000001:2:1",
-        sale_status="Finalizada", period_months=1, codigo_venda="51000001",
+        sale_status="Finalizada", period_months=1, codigo_venda="51000001", buyer_phone="00000000000",
     )
 
 

@@ -42,8 +42,9 @@ def process(ctx: typer.Context,
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
-        for stage in ("apply", "sweep", "sync", "mail"):  # the order they run in
-            typer.echo(f"{stage:6} " + "  ".join(f"{k}={v}" for k, v in summary[stage].items()))
+        for stage in ("apply", "sweep", "sync", "mail", "whatsapp"):  # the order they run in
+            if summary[stage] or stage != "whatsapp":
+                typer.echo(f"{stage:6} " + "  ".join(f"{k}={v}" for k, v in summary[stage].items()))
     if summary["errors"]:  # a traceback, a template or key that fails: the run failed (status says so too)
         typer.echo(f"error: this run failed ({len(summary['errors'])} error(s)): {text(summary['errors'][0])}",
                    err=True)

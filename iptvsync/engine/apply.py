@@ -19,7 +19,7 @@ from ..clock import iso
 from ..config import Config, ProductConfig
 from ..ledger.db import Ledger
 from ..ledger.inbox import raw_body
-from ..ledger.outbox import queue
+from ..ledger.outbox import queue, remember_phone
 from ..ledger.queue import INBOX, InboxStatus, done, due, park
 from ..monetizze.postback import SALE_PAID, Postback, from_facts, parse
 from .derive import recompute
@@ -203,6 +203,8 @@ def _apply_one(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, pb: Postba
         hold_if_unknown_renewal(conn, pb, key)
     days, months = period_of(product, pb)
     sub = _subscription(conn, key, pb, product, now)
+    if "whatsapp" in cfg.channels(product.code) and sub["buyer_phone"] is None:
+        sub = remember_phone(conn, sub, pb.buyer_phone, cfg.whatsapp.default_region)
     who = {"subscription_id": sub["id"], "sale_code": pb.sale_code, "buyer_email": sub["buyer_email"]}
     if attached_to and natural and natural.startswith("sub:") and natural != key and conn.execute(
             "INSERT OR IGNORE INTO subscription_aliases (key, subscription_id, created_at) VALUES (?, ?, ?)",

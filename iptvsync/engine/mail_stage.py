@@ -17,6 +17,7 @@ from ..clock import iso
 from ..config import Config
 from ..errors import ConfigError, MailError
 from ..ledger.db import Ledger
+from ..ledger.outbox import EMAIL
 from ..ledger.queue import OUTBOX, MailStatus, SyncStatus, done, due, fail
 
 log = logging.getLogger("iptvsync.mail")
@@ -70,7 +71,7 @@ def due_rows(ledger: Ledger, now: datetime, limit: int | None, only: list[int] |
     return ledger.query(
         "SELECT o.*, s.sync_status, s.desired_enabled, s.applied_enabled FROM outbox o"
         " JOIN subscriptions s ON s.id = o.subscription_id"
-        f" WHERE {due(OUTBOX, 'o')}{among}"
+        f" WHERE {due(OUTBOX, 'o')} AND o.channel = '{EMAIL}'{among}"
         " ORDER BY o.id LIMIT :limit", {"now": iso(now), "limit": -1 if limit is None else limit})
 
 

@@ -28,6 +28,7 @@ from .apply import apply_inbox
 from .mail_stage import send_outbox
 from .sweep import sweep
 from .sync import Budget, sync_panels
+from .whatsapp_stage import send_whatsapp
 
 log = logging.getLogger("iptvsync.process")
 
@@ -64,6 +65,9 @@ def build_panels(cfg: Config) -> dict:
 BULK_CALLS = 2000
 #: Emails of bulk work (expiry notices, reminders, retries) per run; fresh ones are not counted.
 BULK_MAILS = 500
+#: Seconds of bulk WhatsApp sending per run, their pacing included; the rest in the next run
+#: (``serve`` runs again after ``BULK_PAUSE_S``; cron a minute later)
+WHATSAPP_BULK_S = 20.0
 #: Settled bodies compressed per run, and per transaction (the receiver waits at most for one).
 COMPRESS_PER_RUN = 5000
 COMPRESS_BATCH = 250
@@ -74,7 +78,8 @@ MAX_ROUNDS = 100
 
 
 def run_process(cfg: Config, *, limit: int | None = None, panels: dict | None = None,
-                mail_backend=None, bulk_calls: int = BULK_CALLS, sweep_limit: int | None = SWEEP_LIMIT) -> dict:
+                mail_backend=None, bulk_calls: int = BULK_CALLS, sweep_limit: int | None = SWEEP_LIMIT,
+                halt: threading.Event | None = None) -> dict:
     """Run every stage once, fresh payments first; returns the summary. Raises AlreadyRunning.
 
     Order: apply the inbox, then sync and mail the subscriptions that apply just touched (a
@@ -86,12 +91,12 @@ def run_process(cfg: Config, *, limit: int | None = None, panels: dict | None = 
     require_ledger(cfg.ledger_path)  # before its lock files: a typo in [ledger] path names the path
     with process_lock(cfg.ledger_path), _in_use(cfg.ledger_path):
         ledger = Ledger(cfg.ledger_path)
-        summary: dict = {"started_at": iso(now()), "apply": {}, "sync": {}, "mail": {},
+        summary: dict = {"started_at": iso(now()), "apply": {}, "sync": {}, "mail": {}, "whatsapp": {},
                          "bulk": {"preempted": 0}, "errors": []}
         failures = Failures(cfg)
         logging.getLogger("iptvsync").addHandler(failures)
         try:
-            _stages(ledger, cfg, summary, limit, panels, mail_backend, bulk_calls, sweep_limit)
+            _stages(ledger, cfg, summary, limit, panels, mail_backend, bulk_calls, sweep_limit, halt)
         except BaseException as exc:  # a run that dies (a config error, SIGINT) is recorded as failed
             failures.messages.append(f"{type(exc).__name__}: {exc}"[:300])
             raise
@@ -117,8 +122,8 @@ class Failures(logging.Handler):
 
         super().__init__(logging.ERROR)
         s = cfg.secrets
-        self.redact = RedactSecrets({s.chave_unica, s.consumer_key, s.secret_key, s.smtp_password,
-                                     *s.panel_api_keys.values()})
+        self.redact = RedactSecrets({s.chave_unica, s.consumer_key, s.smtp_password, *s.panel_api_keys.values(),
+                                     *cfg.keyring, s.whatsapp_token, s.whatsapp_client_token})
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -157,7 +162,7 @@ def _in_use(ledger_path: Path):
 
 
 def _stages(ledger: Ledger, cfg: Config, summary: dict, limit, panels, mail_backend, bulk_calls,
-            sweep_limit) -> None:
+            sweep_limit, halt: threading.Event | None) -> None:
     panels = panels or build_panels(cfg)
     run = {"fresh": set(), "breakers": {}, "rounds": 0}  # what one run carries from round to round
     serve_fresh(ledger, cfg, panels, limit, mail_backend, summary, run)
@@ -191,6 +196,10 @@ def _stages(ledger: Ledger, cfg: Config, summary: dict, limit, panels, mail_back
         if mails <= 0 or not waiting():
             break
         give_way()
+    if not summary["whatsapp"].get("halted"):  # after every email: a gateway down delays none
+        _add(summary["whatsapp"], send_whatsapp(ledger, cfg, now(), min(limit or BULK_MAILS, BULK_MAILS),
+                                                stop=lambda: waiting() or bool(halt and halt.is_set()),
+                                                budget_s=WHATSAPP_BULK_S))
     summary["compressed"] = 0
     while summary["compressed"] < COMPRESS_PER_RUN:
         give_way()
@@ -224,6 +233,8 @@ def serve_fresh(ledger: Ledger, cfg: Config, panels: dict, limit: int | None, ma
         _add(summary["sync"], _sync_counts(sync_panels(cfg.ledger_path, cfg, panels, now(), limit, only=fresh,
                                                        breakers=run["breakers"])))
     _add(summary["mail"], send_outbox(ledger, cfg, now(), limit, backend=mail_backend, only=fresh))
+    if not summary["whatsapp"].get("halted"):
+        _add(summary["whatsapp"], send_whatsapp(ledger, cfg, now(), limit, only=fresh))
 
 
 def postback_waiting(ledger: Ledger, cfg: Config, after: int = 0) -> bool:
@@ -269,17 +280,18 @@ def process_loop(cfg: Config, *, every_s: float, stop: threading.Event, on_postb
             if stop.is_set():
                 break
             next_tick = time.monotonic() + every_s if every_s > 0 else float("inf")
-            summary = _run_logged(cfg, every_s)
-            if summary and (summary["bulk"]["deferred"] or summary["bulk"]["more_expiries"]):
+            summary = _run_logged(cfg, every_s, stop)
+            if summary and (summary["bulk"]["deferred"] or summary["bulk"]["more_expiries"]
+                            or summary["whatsapp"].get("more")):
                 next_tick = min(next_tick, time.monotonic() + BULK_PAUSE_S)  # an expiry wave: go on soon
     finally:
         if watcher is not None:
             watcher.close()
 
 
-def _run_logged(cfg: Config, every_s: float) -> dict | None:
+def _run_logged(cfg: Config, every_s: float, stop: threading.Event | None = None) -> dict | None:
     try:
-        summary = run_process(cfg)
+        summary = run_process(cfg, halt=stop)  # serve stopping: no more paced bulk WhatsApp sends
         if summary["errors"]:
             log.error("process run failed (%d error(s)): %s", len(summary["errors"]), summary["errors"][0])
         if any(summary["apply"].values()) or summary["sync"][SyncStatus.SYNCED] or summary["mail"][MailStatus.SENT]:

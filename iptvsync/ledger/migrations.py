@@ -343,3 +343,49 @@ def m017_charge_rank_reinstated(db):
     """``reinstated`` (a blocked charge later paid: the dispute won) ranks between blocked and
     refunded (engine/model.py), so a refund's rank moves from 6 to 7."""
     db.execute("UPDATE charges SET status_rank = 7 WHERE status = 'refunded'")
+def m019w_whatsapp_channel(db):
+    """Issue 21: one outbox for every channel. ``outbox.channel`` (``email`` for every row so far)
+    joins the uniqueness, so a message is one row per channel: (subscription, kind, cycle,
+    channel). SQLite cannot change a table's UNIQUE: the table is rebuilt from its own schema
+    as it stands (columns added by other migrations kept), its indexes and triggers recreated.
+    ``sending_at`` marks a WhatsApp send in flight (set before the request, cleared with the
+    outcome); ``unknowns`` counts sends whose outcome stayed unknown. Subscriptions get the
+    buyer's number in E.164 (``buyer_phone``) or why there is none (``phone_issue``)."""
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()[0]
+    old_unique = "UNIQUE (subscription_id, kind, cycle)"
+    assert old_unique in sql, "outbox schema is not the one this migration knows"
+    columns = [row[1] for row in db.execute("PRAGMA table_info(outbox)").fetchall()]
+    extras = db.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'outbox' AND type IN ('index', 'trigger')"
+                        " AND sql IS NOT NULL").fetchall()
+    new_sql = sql.replace("CREATE TABLE outbox", "CREATE TABLE outbox_rebuilt", 1).replace(
+        old_unique, "channel TEXT NOT NULL DEFAULT 'email',\n            sending_at TEXT,\n"
+                    "            unknowns INTEGER NOT NULL DEFAULT 0,\n"
+                    "            UNIQUE (subscription_id, kind, cycle, channel)")
+    db.execute(new_sql)
+    names = ", ".join(columns)
+    db.execute(f"INSERT INTO outbox_rebuilt ({names}) SELECT {names} FROM outbox")
+    db.execute("DROP TABLE outbox")
+    db.execute("ALTER TABLE outbox_rebuilt RENAME TO outbox")
+    for (statement,) in extras:
+        db.execute(statement)
+    db.execute("ALTER TABLE subscriptions ADD COLUMN buyer_phone TEXT")
+    db.execute("ALTER TABLE subscriptions ADD COLUMN phone_issue TEXT")
+    db.execute("CREATE INDEX subs_phone_issue ON subscriptions(id) WHERE phone_issue IS NOT NULL")
+    db.execute("CREATE INDEX outbox_channel ON outbox(channel, status, run_after)")
+
+
+@migrations()
+def m019x_gateway_state(db):
+    """What ``status`` says about the WhatsApp gateway without calling it: the last send it
+    acknowledged, the last failure and whether it said its session was disconnected (written
+    by ``process``, ``notify test`` and ``doctor``)."""
+    db.execute("""
+        CREATE TABLE gateway_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            gateway TEXT NOT NULL,
+            last_ack_at TEXT,
+            last_failure_at TEXT,
+            last_failure TEXT,
+            disconnected INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL
+        )""")

@@ -138,6 +138,7 @@ class Postback:
     def sale_codes_differ(self) -> bool:
         """venda[codigo] and codigo_venda both sent and different (PR #39's composite sample)."""
         return bool(self.codigo_venda and self.sale_code and self.codigo_venda != self.sale_code)
+    buyer_phone: str | None = None  # comprador[telefone] as typed (WhatsApp, issue 21)
 
     @property
     def sale_paid(self) -> bool:
@@ -350,6 +351,7 @@ def extract(payload: dict) -> Postback:
         period_months=PERIOD_MONTHS.get(_fold(periodicity)) if periodicity else None,
         test_reason=test_reason,
         codigo_venda=codigo_venda,
+        buyer_phone=_text(buyer.get("telefone")),
     )
 
 

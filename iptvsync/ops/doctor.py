@@ -185,6 +185,9 @@ def check_example_values(cfg: Config) -> list[dict]:
 
 def doctor(cfg: Config) -> list[dict]:
     rows = [_row("config", "ok", str(cfg.path))]
-    for check in (check_example_values, check_secrets, check_ledger, check_panels, check_email, check_tls):
+    from .notify import check_whatsapp
+
+    for check in (check_example_values, check_secrets, check_ledger, check_panels, check_email, check_tls,
+                  check_whatsapp):
         rows.extend(check(cfg))
     return rows

@@ -9,6 +9,7 @@ from ..config import Config
 from ..errors import ConfigError
 from ..ledger.db import Ledger
 from ..ledger.queue import INBOX, OUTBOX, SYNC, InboxStatus, MailStatus, SyncStatus, count
+from .notify import whatsapp_status
 
 STALE_PENDING = timedelta(minutes=15)
 STALE_RUN = timedelta(minutes=10)
@@ -61,6 +62,8 @@ def health(cfg: Config) -> dict:
         last_run = conn.execute("SELECT finished_at, error FROM runs WHERE id = (SELECT MAX(id) FROM runs)").fetchone()
         facts["last_run_error"] = last_run[1] if last_run else None
         key_problem = key_check(ledger, cfg)
+        whatsapp_facts, whatsapp_problems = whatsapp_status(conn, cfg)  # issue 21
+        facts.update(whatsapp_facts)
         facts["subs_paid_without_email"] = len(no_email)
         facts["inbox_unclassified_7d"] = len(unclassified)
         facts["postback_path_rejections_1h"] = sum(r[2] for r in path_rejections)
@@ -110,6 +113,7 @@ def health(cfg: Config) -> dict:
         problems.append(f"{facts['postback_path_rejections_1h']} requests to the postback URL refused in the last"
                         f" hour ({refused}): Monetizze's postbacks are being rejected, or the URL has leaked"
                         " (check the receiver's log; change [receiver] path and MONETIZZE_CHAVE_UNICA if so)")
+    problems.extend(whatsapp_problems)
     return {"facts": facts, "problems": problems}
 
 

@@ -42,7 +42,8 @@ def _stage(cfg: Config, sale: str) -> Stage:
         sub = ledger.one("SELECT s.* FROM subscriptions s JOIN charges c ON c.subscription_id = s.id"
                          " WHERE c.sale_code = :sale", {"sale": sale})
         email = None if sub is None else ledger.one(
-            "SELECT * FROM outbox WHERE subscription_id = :id AND kind = 'activation'", {"id": sub["id"]})
+            "SELECT * FROM outbox WHERE subscription_id = :id AND kind = 'activation' AND channel = 'email'",
+            {"id": sub["id"]})
         return Stage(sub, email)
     finally:
         ledger.close()

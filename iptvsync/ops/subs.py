@@ -92,7 +92,7 @@ def show(ledger: Ledger, cfg: Config, ref: str) -> dict:
                                   " ORDER BY paid_at", (sub["id"],))
     sub["grants"] = ledger.query("SELECT grant_key, days, granted_at, actor, note FROM grants"
                                  " WHERE subscription_id = ?", (sub["id"],))
-    sub["emails"] = ledger.query("SELECT id, kind, cycle, status, attempts, last_error, message_id, sent_at"
+    sub["emails"] = ledger.query("SELECT id, kind, channel, cycle, status, attempts, last_error, message_id, sent_at"
                                  " FROM outbox WHERE subscription_id = ? ORDER BY id", (sub["id"],))
     return sub
 
