@@ -136,7 +136,7 @@ class EmailSection(_Record):
 CHANNELS = ("email", "whatsapp")
 #: the message kinds (``mail/render.KINDS``; config sits below mail, so spelled here too, a test checks)
 MESSAGE_KINDS = ("activation", "renewal", "cancellation", "access_ended", "refund", "payment_failed", "reminder",
-                 "expired")
+                 "expired", "resumed")
 
 
 @dataclass(init=False, repr=False, eq=False)

@@ -343,6 +343,9 @@ def m017_charge_rank_reinstated(db):
     """``reinstated`` (a blocked charge later paid: the dispute won) ranks between blocked and
     refunded (engine/model.py), so a refund's rank moves from 6 to 7."""
     db.execute("UPDATE charges SET status_rank = 7 WHERE status = 'refunded'")
+
+
+@migrations()
 def m019w_whatsapp_channel(db):
     """Issue 21: one outbox for every channel. ``outbox.channel`` (``email`` for every row so far)
     joins the uniqueness, so a message is one row per channel: (subscription, kind, cycle,

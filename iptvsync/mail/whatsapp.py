@@ -32,6 +32,7 @@ CLOUD_PARAMS = {
     "payment_failed": ("first_name", "product_name", "expires_at", "support"),
     "reminder": ("first_name", "product_name", "days_left", "expires_at", "support"),
     "expired": ("first_name", "product_name", "expires_at", "support"),
+    "resumed": ("first_name", "product_name", "expires_at", "support"),
 }
 
 
