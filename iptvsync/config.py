@@ -130,9 +130,15 @@ class EmailSection(_Record):
     timeout_s: int = 20
 
 
+@dataclass(init=False, repr=False, eq=False)
+class StatusSection(_Record):
+    max_wait: str = "10m"  # a paid buyer waiting longer than this for line or email makes `status` fail
+    receiver_url: str = ""  # where `status` probes /healthz (default: [receiver] host, port, TLS)
+
+
 #: the plain sections, by TOML name
 SECTIONS: dict[str, type] = {"ledger": LedgerSection, "receiver": ReceiverSection, "monetizze": MonetizzeSection,
-                             "policy": PolicySection, "email": EmailSection}
+                             "policy": PolicySection, "email": EmailSection, "status": StatusSection}
 
 
 def _schema_of(cls: type) -> dict[str, tuple[Any, Any]]:
@@ -255,6 +261,7 @@ class Config(_Record):
     panels: dict[str, PanelConfig]
     products: dict[str, ProductConfig]
     secrets: Secrets
+    status: StatusSection = field(default_factory=StatusSection)
 
     @property
     def base_dir(self) -> Path:
@@ -381,13 +388,15 @@ def has_address(value: str) -> bool:
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
-                environ: dict[str, str] | None = None) -> Config:
+                environ: dict[str, str] | None = None, *, lenient: bool = False) -> Config:
     """Read, validate and resolve the whole configuration.
 
-    ``overrides`` maps "section.key" to a value from the command line.
+    ``overrides`` maps "section.key" to a value from the command line. ``lenient`` (``serve``):
+    settings the receiver does not need to store postbacks ([email] from, the panels' API keys)
+    are not checked here; ``process``, ``status`` and ``doctor`` report them.
     """
     try:
-        return _load_config(path, overrides, environ)
+        return _load_config(path, overrides, environ, lenient)
     except ConfigError as exc:
         text = str(exc)
         if "\n" in text or "\r" in text:  # a quoted TOML key may hold a newline: still one line
@@ -396,11 +405,11 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 
 def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
-                 environ: dict[str, str] | None) -> Config:
+                 environ: dict[str, str] | None, lenient: bool = False) -> Config:
     environ = dict(os.environ if environ is None else environ)
     file = Path(path or environ.get("IPTVSYNC_CONFIG") or DEFAULT_CONFIG).expanduser().absolute()
     if not file.exists():
-        raise ConfigError(f"{file}: config file not found (run 'iptvsync init' to create one)")
+        raise ConfigError(_not_found(file))
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -446,7 +455,10 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
     if sections["policy"]["max_attempts"] < 1:
         raise ConfigError(f"{file}: [policy] max_attempts must be at least 1, got {sections['policy']['max_attempts']}"
                           f"{origin.get(('policy', 'max_attempts'), '')}")
-    if not has_address(sections["email"]["from"]):
+    if not re.fullmatch(r"\s*\d+\s*[smhdw]\s*", sections["status"]["max_wait"]):
+        raise ConfigError(f"{file}: [status] max_wait must be a duration such as \"10m\" or \"1h\", got"
+                          f" {sections['status']['max_wait']!r}{origin.get(('status', 'max_wait'), '')}")
+    if not has_address(sections["email"]["from"]) and not lenient:
         raise ConfigError(f"{file}: [email] from must be an address such as \"Loja <no-reply@loja.com.br>\", "
                           f"got {sections['email']['from']!r}{origin.get(('email', 'from'), '')}")
     if not sections["receiver"]["path"].startswith("/"):
@@ -466,9 +478,24 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
         smtp_password=merged_env.get("SMTP_PASSWORD", ""),
         panel_api_keys={n: merged_env.get(_panel_env_name(n), "") for n in panels},
     )
-    _check_secrets(secrets, panels, env_path, environ)
+    _check_secrets(secrets, {} if lenient else panels, env_path, environ)
     return Config(path=file, env_path=env_path, panels=panels, products=products, secrets=secrets,
                   **{name: _build(SECTIONS[name], values) for name, values in sections.items()})
+
+
+#: where an install's config.toml usually is (the guide's folder), besides the venv's project folder
+LIKELY_CONFIGS = (Path("/var/lib/iptvsync/config.toml"), Path("/etc/iptvsync/config.toml"))
+
+
+def _not_found(file: Path) -> str:
+    """Run from another folder, the install is elsewhere: say how to point at it before ``init``."""
+    import sys
+
+    beside_venv = Path(sys.prefix).parent / DEFAULT_CONFIG  # <project>/.venv -> <project>/config.toml
+    found = next((p for p in (beside_venv, *LIKELY_CONFIGS) if p != file and p.is_file()), None)
+    where = f"there is one at {found}: " if found else ""
+    return (f"{file}: config file not found; {where}pass --config {found or 'PATH'} or set IPTVSYNC_CONFIG"
+            f" (run 'iptvsync init' only for a new install)")
 
 
 def _check_receiver(values: dict, file: Path, origin: dict) -> None:

@@ -1,0 +1,138 @@
+"""What ``status`` checks beyond the queues' counts: that the receiver answers, that Monetizze's
+postbacks are not refused, and that no paid buyer has waited too long for line or email.
+
+Each check returns a problem line (or nothing); ``health.health`` adds them to its own, and
+``doctor`` shows the Monetizze key's verdict as a row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta
+
+from ..clock import iso, parse_iso
+from ..config import Config
+from ..ledger.inbox import MONETIZZE_KEY_REFUSED
+from ..ledger.outbox import NEEDS_SYNC
+from ..ledger.queue import MailStatus
+from ..monetizze.simulate import SIMULATED_SALE_PREFIX
+from ..timeparse import parse_duration
+
+#: how long ``status`` waits for the receiver's /healthz
+PROBE_TIMEOUT_S = 3.0
+#: a refused Monetizze postback older than this no longer makes ``status`` fail by itself
+REFUSAL_WINDOW = timedelta(days=7)
+SHOWN = 5
+
+
+def problems(cfg: Config, conn: sqlite3.Connection, t: datetime) -> list[str]:
+    found = [probe_receiver(cfg), key_refused(conn, t), buyers_waiting(cfg, conn, t)]
+    return [p for p in found if p]
+
+
+def receiver_url(cfg: Config) -> str:
+    """``[status] receiver_url`` (e.g. the public https address, through the proxy), else the
+    address ``serve`` listens on: a wildcard host is reached on loopback."""
+    if cfg.status.receiver_url:
+        return cfg.status.receiver_url.rstrip("/")
+    r = cfg.receiver
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(r.host, r.host)
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if r.certfile else 'http'}://{host}:{r.port}"
+
+
+def probe_receiver(cfg: Config, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """GET /healthz of the configured receiver; a problem line unless it answers 200.
+
+    The certificate is not verified: this asks whether the receiver is up, on an address
+    (loopback) its certificate does not name; ``doctor`` checks the certificate itself."""
+    import http.client
+    import ssl
+    from urllib.parse import urlsplit
+
+    url = receiver_url(cfg)
+    parts = urlsplit(url)
+    try:
+        if parts.scheme == "https":
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout_s, context=context)
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
+        try:
+            conn.request("GET", (parts.path or "") + "/healthz")
+            response = conn.getresponse()
+            body = response.read(500).decode("utf-8", "replace")
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        why = "nothing listens there" if isinstance(exc, ConnectionRefusedError) else (
+            f"no answer within {timeout_s:g}s" if isinstance(exc, TimeoutError) else type(exc).__name__)
+        return (f"the receiver does not answer at {url}/healthz ({why}): postbacks are refused; is `serve`"
+                " running? (systemctl status iptvsync-serve)")
+    if response.status != 200:
+        return (f"the receiver at {url}/healthz answers HTTP {response.status} ({' '.join(body.split())[:120]}):"
+                " postbacks may be refused; see journalctl -u iptvsync-serve")
+    return None
+
+
+def _last_key_refusal(conn: sqlite3.Connection, since: datetime) -> str | None:
+    return conn.execute("SELECT MAX(last_at) FROM rejections WHERE reason = ? AND day >= ?",
+                        (MONETIZZE_KEY_REFUSED, since.strftime("%Y-%m-%d"))).fetchone()[0]
+
+
+def _accepted_after(conn: sqlite3.Connection, moment: str | None) -> bool:
+    """A postback from Monetizze (not ``simulate``'s, which posts our own key) stored after ``moment``."""
+    sql = ("SELECT 1 FROM inbox WHERE source = 'postback' AND COALESCE(sale_code, '') NOT LIKE ?"
+           + (" AND received_at > ?" if moment else "") + " LIMIT 1")
+    return conn.execute(sql, (SIMULATED_SALE_PREFIX + "%", *([moment] if moment else []))).fetchone() is not None
+
+
+def key_refused(conn: sqlite3.Connection, t: datetime) -> str | None:
+    """A postback shaped like Monetizze's was refused for its chave_unica, and none was accepted
+    since: every real sale is being refused (the key in .env is not Monetizze's)."""
+    refused = _last_key_refusal(conn, t - REFUSAL_WINDOW)
+    if refused is None or _accepted_after(conn, refused):
+        return None
+    return (f"a Monetizze postback was refused: wrong chave_unica (last at {refused}); copy the chave única from"
+            " Monetizze (Ferramentas > Postback) into MONETIZZE_CHAVE_UNICA in .env, restart `serve`, then"
+            " send Monetizze's test postback")
+
+
+def key_verdict(conn: sqlite3.Connection, t: datetime) -> tuple[str, str]:
+    """``doctor``'s row on the key: (status, detail)."""
+    problem = key_refused(conn, t)
+    if problem:
+        return "fail", problem
+    if not _accepted_after(conn, None):
+        return "warn", ("set, but it has never accepted a real postback yet: send Monetizze's test postback"
+                        " (Ferramentas > Postback) and see it in `iptvsync inbox list`")
+    return "ok", "set; Monetizze's postbacks are accepted"
+
+
+def max_wait(cfg: Config) -> timedelta:
+    return parse_duration(cfg.status.max_wait)
+
+
+def buyers_waiting(cfg: Config, conn: sqlite3.Connection, t: datetime) -> str | None:
+    """Paid buyers whose access message (it waits for the line) is still unsent after max_wait."""
+    limit = max_wait(cfg)
+    kinds = sorted(NEEDS_SYNC)
+    rows = conn.execute(
+        "SELECT o.subscription_id, o.created_at, o.last_error AS mail_error, s.last_error AS line_error,"
+        " s.applied_enabled FROM outbox o JOIN subscriptions s ON s.id = o.subscription_id"
+        f" WHERE o.status = ? AND o.kind IN ({', '.join('?' for _ in kinds)}) AND o.created_at < ?"
+        " ORDER BY o.created_at LIMIT 100",
+        (MailStatus.PENDING, *kinds, iso(t - limit))).fetchall()
+    if not rows:
+        return None
+    first = rows[0]
+    waited = int((t - parse_iso(first[1])).total_seconds() // 60)
+    ids = ", ".join(str(r[0]) for r in rows[:SHOWN]) + (f" and {len(rows) - SHOWN} more" if len(rows) > SHOWN else "")
+    if first[4] != 1:
+        why = f"the line is not ready ({first[3] or 'panel sync pending'})"
+    else:
+        why = f"the email is not sent ({first[2] or 'not tried yet'})"
+    return (f"{len(rows)}{'+' if len(rows) == 100 else ''} paid buyer(s) waiting over {cfg.status.max_wait} for"
+            f" their line or access email (subscriptions {ids}; the first for {waited} min: {why});"
+            f" see `iptvsync subs show {first[0]}`")
