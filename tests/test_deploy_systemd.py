@@ -112,10 +112,24 @@ def test_deploy_systemd_names_what_would_stop_the_units_here(tmp_path):
     assert f"is not owned by {other}: chown -R {other}:" in wrong_owner.stdout
 
 
-def test_a_missing_binary_fails_with_the_command_that_installs_it(monkeypatch):
+def test_a_missing_binary_fails_with_the_command_that_installs_it_when_required(monkeypatch):
     monkeypatch.setitem(binaries.INSTALL, "iptvsync-no-such-tool", "apt-get install -y iptvsync-no-such-tool")
+    monkeypatch.setenv("IPTVSYNC_REQUIRE_SYSTEM_TESTS", "1")
     with pytest.raises(pytest.fail.Exception, match="install it with: apt-get install -y iptvsync-no-such-tool"):
         binaries.need("iptvsync-no-such-tool")
+
+
+def test_a_missing_binary_skips_and_the_run_ends_with_one_line_saying_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(binaries.INSTALL, "iptvsync-no-such-tool", "apt-get install -y iptvsync-no-such-tool")
+    monkeypatch.setattr(binaries, "skipped", {})
+    monkeypatch.delenv("IPTVSYNC_REQUIRE_SYSTEM_TESTS", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="install it with: apt-get install -y iptvsync-no-such-tool"):
+        binaries.need("iptvsync-no-such-tool")
+    with pytest.raises(pytest.skip.Exception):
+        binaries.need("iptvsync-no-such-tool")
+    assert binaries.summary() == (
+        "2 test(s) skipped, system binaries missing: iptvsync-no-such-tool (2); install with: sudo apt-get install"
+        " -y iptvsync-no-such-tool  (IPTVSYNC_REQUIRE_SYSTEM_TESTS=1 makes them fail instead)")
 
 
 def test_a_venv_or_data_under_a_home_folder_stays_readable(tmp_path):
