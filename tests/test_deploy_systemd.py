@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pwd
 import re
 import shlex
@@ -56,13 +57,15 @@ def test_every_unit_kind_with_reconcile_and_alerts_passes_verify(tmp_path):
     assert "User=shop" in files["iptvsync-backup.service"] and "--keep 7" in files["iptvsync-backup.service"]
 
 
-def test_the_units_command_lines_run_against_this_install(tmp_path):
-    """What systemd would run (ExecStart=, no %/$ specifiers in them) works here."""
+def test_the_units_command_lines_run_against_this_install(tmp_path, start):
+    """What systemd would run (ExecStart=, no %/$ specifiers in them) works here (``status``: with
+    the receiver running, as the serve unit keeps it)."""
     config, _, files = render(tmp_path)
+    env = {**os.environ, "IPTVSYNC_STATUS_RECEIVER_URL": start(config).url}
     for name in ("iptvsync-process.service", "iptvsync-backup.service", "iptvsync-status.service"):
         for line in re.findall(r"^ExecStart=(.*)$", files[name], re.M):
             result = subprocess.run(shlex.split(line), capture_output=True, text=True, timeout=60,
-                                    cwd=config.parent)
+                                    cwd=config.parent, env=env)
             assert result.returncode == 0, (name, result.stderr)
     assert len(list((config.parent / "backups").glob("iptvsync-*.db"))) == 1
 
