@@ -294,6 +294,10 @@ class Config(_Record):
         for name, path in paths.items():
             if path is not None and not path.is_file():
                 raise ConfigError(f"{where(name, certfile if name == 'certfile' else keyfile)}: {path} does not exist")
+        if paths["keyfile"] is None and b"PRIVATE KEY" not in paths["certfile"].read_bytes():
+            key_setting = "--keyfile" if certfile else "[receiver] keyfile"
+            raise ConfigError(f"{where('certfile', certfile)}: {paths['certfile']} holds no private key and"
+                              f" {key_setting} is not set: give the key file too")
         try:
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
                 str(paths["certfile"]), str(paths["keyfile"]) if paths["keyfile"] else None)
