@@ -19,8 +19,8 @@ from iptvsync.cli import _register, app
 from iptvsync.clock import parse_iso
 from iptvsync.config import load_config
 from iptvsync.ledger.db import Ledger
-from iptvsync.ledger.inbox import MONETIZZE_KEY_REFUSED
 from iptvsync.monetizze.form import build_form
+from iptvsync.monetizze.marks import KEY_REFUSED
 from iptvsync.ops.doctor import check_secrets
 from iptvsync.ops.health import health
 
@@ -97,7 +97,7 @@ def test_one_refused_monetizze_postback_fails_status_until_one_is_accepted(tmp_p
     env = {"IPTVSYNC_STATUS_RECEIVER_URL": receiver.url}
     cfg = load_config(config, environ=env)
     assert receiver.post(monetizze_body("what-monetizze-has")).status_code == 403
-    assert [r["reason"] for r in wait_for(receiver.rejections, "the refusal counted")] == [MONETIZZE_KEY_REFUSED]
+    assert [r["reason"] for r in wait_for(receiver.rejections, "the refusal counted")] == [KEY_REFUSED]
     result = invoke(config, "status", env=env)
     assert result.exit_code == 1 and KEY_PROBLEM in result.output
     assert "what-monetizze-has" not in result.output

@@ -268,11 +268,6 @@ def attach(ledger: Ledger, inbox_id: int, subscription: str, actor: str = "opera
     return {"inbox_id": inbox_id, "subscription_id": sub["id"], "key": sub["key"]}
 
 
-#: the receiver's reason for a refused postback shaped like Monetizze's (its content type, its
-#: fields) whose chave_unica is wrong: real sales are being refused, ``status`` fails on one
-MONETIZZE_KEY_REFUSED = "chave_unica wrong on a Monetizze postback"
-
-
 def count_rejection(conn: sqlite3.Connection, status: int, reason: str, remote: str | None,
                     at: datetime | None = None, *, on_path: bool = False) -> None:
     """Count a rejected request: bounded by (day, status, reason), so floods can't fill the disk.

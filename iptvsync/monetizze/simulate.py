@@ -13,9 +13,7 @@ from importlib import resources
 
 from ..clock import SAO_PAULO, now
 from .form import build_form
-
-#: every simulated sale code starts so: never a real sale's, and ``status`` tells them apart
-SIMULATED_SALE_PREFIX = "SIM"
+from .marks import SIMULATED_SALE_PREFIX
 
 EVENTS = {
     "purchase": (2, "Finalizada / Aprovada", "2", "Finalizada", "Ativa"),

@@ -15,7 +15,8 @@ import logging
 import time
 
 from ..config import Config
-from ..ledger.inbox import MONETIZZE_KEY_REFUSED, inbox_row
+from ..ledger.inbox import inbox_row
+from ..monetizze.marks import KEY_REFUSED
 from ..monetizze.postback import MalformedPostback, UnsupportedContentType, parse
 from ..monetizze.redact import redact_stored
 from .body import BodyError
@@ -131,7 +132,7 @@ class ReceiverApp:
         except MalformedPostback:
             return self.reject(400, "malformed body", remote, route)
         if not hmac.compare_digest((pb.chave_unica or "").encode(), self.secret.encode()):
-            reason = MONETIZZE_KEY_REFUSED if _monetizze_shaped(pb, content_type) else "chave_unica missing or wrong"
+            reason = KEY_REFUSED if _monetizze_shaped(pb, content_type) else "chave_unica missing or wrong"
             return self.reject(403, reason, remote, route)
         if self.check_product_key:
             expected = self.product_keys.get(pb.product_code or "", "")
