@@ -7,9 +7,13 @@ they run. Skips unless IPTVSYNC_RIG_TESTS=1 on a root machine with systemd-nspaw
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from support import rig
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "pt-BR" / "guia-de-instalacao.md"
 
 HEALTHZ = ("python3 -c \"import urllib.request, sys; r = urllib.request.urlopen('http://127.0.0.1:8080/healthz',"
            " timeout=3); sys.exit(r.status != 200)\"")
@@ -74,7 +78,7 @@ def test_a_failing_status_sends_the_alert_email(box):
         journal = box.run("journalctl -u iptvsync-status --no-pager -n 30").stdout
         assert "the receiver does not answer at http://127.0.0.1:8080/healthz" in journal, journal
         # OnFailure=iptvsync-alert@%n.service: the alert is written by the configured backend (maildir)
-        found = box.wait_for(f"grep -l -r 'To: {ALERT_EMAIL}' /var/lib/iptvsync/mail/", "the alert email")
+        found = box.wait_for(f"grep -l 'To: {ALERT_EMAIL}' /var/lib/iptvsync/mail/*.eml", "the alert email")
         alert = box.run(f"cat {found.split()[0]}").stdout
         assert "iptvsync-status.service" in alert
     finally:
@@ -90,6 +94,30 @@ def test_litestream_replicates_the_ledger_under_its_sandboxed_unit(box):
     box.run("systemctl daemon-reload && systemctl enable --now iptvsync-litestream.service")
     box.wait_for("find /var/backups/iptvsync/litestream -name '*.ltx' | grep -q .", "a replicated snapshot")
     assert box.run("systemctl is-active iptvsync-litestream").stdout.strip() == "active"
+
+
+def test_the_guides_restore_commands_stop_every_timer_and_start_them_again(box):
+    restore = GUIDE.read_text("utf-8").split("### Backups e restauração", 1)[1].split("\n### ", 1)[0]
+    stop = re.search(r"^systemctl stop .*$", restore, re.M).group(0)
+    start = re.search(r"^systemctl start iptvsync-serve.*$", restore, re.M).group(0)
+    timers = box.run("systemctl list-units --no-legend --plain --type=timer 'iptvsync-*'").stdout.split()
+    timers = [t for t in timers if t.endswith(".timer")]
+    assert len(timers) >= 3, timers
+    # the guide's stop while a timer's `process` run is under way (as it may well be, every minute)
+    box.run("systemctl reset-failed; systemctl start --no-block iptvsync-process.service; for i in $(seq 500); do"
+            " [ \"$(systemctl show -p MainPID --value iptvsync-process.service)\" -gt 0 ] && break; sleep 0.01; done;"
+            f" {stop}")
+    active = box.run("systemctl list-units --no-legend --plain --state=active,activating 'iptvsync-*'").stdout
+    assert active.strip() == "", active
+    # a planned stop is no failure: no alert email for it (OnFailure=), and nothing opened the ledger
+    shown = box.run("systemctl show -p Result iptvsync-process.service").stdout.strip()
+    alert = box.run("systemctl show -p InactiveExitTimestampMonotonic --value"
+                    " iptvsync-alert@iptvsync-process.service.service").stdout.strip()
+    assert shown == "Result=success" and alert == "0", (shown, alert)  # 0: the alert never started
+    box.run(start)
+    for unit in [*timers, "iptvsync-serve.service"]:
+        assert box.run(f"systemctl is-active {unit}", check=False).stdout.strip() == "active", unit
+    box.wait_for(HEALTHZ, "the receiver answering again")
 
 
 def test_the_units_report_no_failure(box):

@@ -144,3 +144,16 @@ def test_a_venv_or_data_under_a_home_folder_stays_readable(tmp_path):
     assert all("ProtectHome=read-only" in u.text for u in units if u.name.endswith(".service"))
     units = systemd_units(cfg, iptvsync_bin=Path("/opt/iptvsync/.venv/bin/iptvsync"))
     assert all("ProtectHome=yes" in u.text for u in units if u.name.endswith(".service"))
+
+
+def test_a_planned_stop_of_a_job_is_a_clean_end_not_an_alert(tmp_path):
+    """`systemctl stop` (the guide's restore) SIGTERMs a running job; for a oneshot that is a
+    failure unless said otherwise, and OnFailure= would email an alert mid-restore. The rig test
+    (tests/test_deploy_rig.py) shows it under a real systemd; this keeps the line in every job."""
+    _, _, files = render(tmp_path, "--alert-email", "ops@loja.example")
+    jobs = [name for name, text in files.items() if name.endswith(".service") and "Type=oneshot" in text
+            and not name.startswith("iptvsync-alert@")]
+    assert len(jobs) >= 3
+    for name in jobs:
+        assert "SuccessExitStatus=SIGTERM" in files[name].splitlines(), name
+    assert "SuccessExitStatus" not in files["iptvsync-serve.service"]
