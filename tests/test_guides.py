@@ -112,3 +112,13 @@ def test_ci_installs_the_system_packages_the_readme_and_the_tests_name():
     readme_packages = set(re.search(r"apt-get install -y ([a-z0-9 -]+)`", readme).group(1).split())
     tests_packages = {cmd.split()[-1] for cmd in INSTALL.values() if cmd.startswith("apt-get install")}
     assert readme_packages == ci_packages == tests_packages
+
+
+def test_ci_requires_the_system_tests_after_installing_them_and_the_readme_says_they_skip():
+    ci = (ROOT / ".ci" / "run").read_text("utf-8")
+    required = ci.index("export IPTVSYNC_REQUIRE_SYSTEM_TESTS=1")
+    assert ci.index("apt-get -o DPkg::Lock::Timeout=120 install") < required < ci.index(".venv/bin/pytest")
+    assert "--durations=15" in ci  # who pays for the suite's time, in every CI log
+    readme = " ".join((ROOT / "README.md").read_text("utf-8").split())
+    assert "those tests skip and the run ends with one line naming the install command" in readme
+    assert "`IPTVSYNC_REQUIRE_SYSTEM_TESTS=1`, which .ci/run sets, fails them instead" in readme
