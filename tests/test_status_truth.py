@@ -190,3 +190,12 @@ def test_the_first_minute_under_systemd_is_not_an_outage(install, cfg):
     with freeze_time(parse_iso(T0) + timedelta(minutes=4)):
         invoke(install, "process")
         assert not [p for p in problems(cfg) if "process" in p]
+
+
+def test_real_lines_with_emails_written_to_files_fail_status(tmp_path):
+    """`init`'s maildir backend left in place on a real panel: access emails never reach a buyer."""
+    config = unreachable_panel_install(tmp_path)
+    found = [p for p in problems(load_config(config)) if "never sent" in p]
+    assert found and 'but [email] backend is "maildir"' in found[0]
+    dry = write_install(tmp_path / "dry", BASE_TOML)  # the dry-run panel: files are the point
+    assert not [p for p in problems(load_config(dry)) if "never sent" in p]

@@ -25,7 +25,7 @@ SHOWN = 5
 
 
 def problems(cfg: Config, conn: sqlite3.Connection, t: datetime) -> list[str]:
-    found = [probe_receiver(cfg), key_refused(conn, t), buyers_waiting(cfg, conn, t)]
+    found = [probe_receiver(cfg), key_refused(conn, t), buyers_waiting(cfg, conn, t), emails_to_files(cfg)]
     return [p for p in found if p]
 
 
@@ -167,3 +167,14 @@ def buyers_waiting(cfg: Config, conn: sqlite3.Connection, t: datetime) -> str | 
     return (f"{len(rows)}{'+' if len(rows) == 100 else ''} paid buyer(s) waiting over {cfg.status.max_wait} for"
             f" their line or access email (subscriptions {ids}; the first for {waited} min: {why});"
             f" see `iptvsync subs show {first[0]}`")
+
+
+def emails_to_files(cfg: Config) -> str | None:
+    """Real lines but the maildir backend (``init``'s default): every buyer's access email is a
+    file on this machine, so the buyer waits forever while everything else looks done."""
+    real = [name for name, panel in cfg.panels.items() if panel.caps.real]
+    if not real or cfg.email.backend != "maildir":
+        return None
+    return (f"panel {real[0]} makes real lines, but [email] backend is \"maildir\": buyers' access emails are"
+            f" written to {cfg.resolve(cfg.email.maildir)}, never sent; set backend = \"smtp\" in {cfg.path}"
+            " (`iptvsync mail test YOU@…` checks it)")
