@@ -462,6 +462,9 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
     if not re.fullmatch(r"\s*\d+\s*[smhdw]\s*", sections["status"]["max_wait"]):
         raise ConfigError(f"{file}: [status] max_wait must be a duration such as \"10m\" or \"1h\", got"
                           f" {sections['status']['max_wait']!r}{origin.get(('status', 'max_wait'), '')}")
+    if sections["status"]["receiver_url"] and not _has_scheme(sections["status"]["receiver_url"]):
+        raise ConfigError(f"{file}: [status] receiver_url must start with http:// or https://, got"
+                          f" {sections['status']['receiver_url']!r}{origin.get(('status', 'receiver_url'), '')}")
     if not has_address(sections["email"]["from"]) and not lenient:
         raise ConfigError(f"{file}: [email] from must be an address such as \"Loja <no-reply@loja.com.br>\", "
                           f"got {sections['email']['from']!r}{origin.get(('email', 'from'), '')}")

@@ -169,11 +169,14 @@ def test_a_buyer_waiting_past_max_wait_for_the_line_fails_status(tmp_path, max_w
     assert "the line is not ready" in found[0] and "`iptvsync subs show 1`" in found[0]
 
 
-def test_max_wait_must_be_a_duration(tmp_path):
-    config = write_install(tmp_path / "i", BASE_TOML + '\n[status]\nmax_wait = "soon"\n')
+@pytest.mark.parametrize(("line", "said"), [
+    ('max_wait = "soon"', "[status] max_wait must be a duration such as \"10m\" or \"1h\", got 'soon'"),
+    ('receiver_url = "tv.loja.example"', "[status] receiver_url must start with http:// or https://"),
+])
+def test_status_settings_are_checked(tmp_path, line, said):
+    config = write_install(tmp_path / "i", BASE_TOML + f'\n[status]\n{line}\n')
     result = invoke(config, "status")
-    assert result.exit_code == 2
-    assert "[status] max_wait must be a duration such as \"10m\" or \"1h\", got 'soon'" in result.stderr
+    assert result.exit_code == 2 and said in result.stderr
 
 
 # --- 5. judged by the postback's age, not by a run not due yet --------------------------------
