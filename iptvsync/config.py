@@ -154,11 +154,16 @@ class WhatsAppSection(_Record):
     per_minute: int = 20  # sends per minute at most, per gateway (bursts get numbers banned)
     jitter_ms: int = 1500  # a random pause up to this much between two sends
     unknown_resends: int = 0  # sends again of a message whose outcome is unknown (docs/whatsapp.md)
+@dataclass(init=False, repr=False, eq=False)
+class StatusSection(_Record):
+    max_wait: str = "10m"  # a paid buyer waiting longer than this for line or email makes `status` fail
+    receiver_url: str = ""  # where `status` probes /healthz (default: [receiver] host, port, TLS)
 
 
 #: the plain sections, by TOML name
 SECTIONS: dict[str, type] = {"ledger": LedgerSection, "receiver": ReceiverSection, "monetizze": MonetizzeSection,
-                             "policy": PolicySection, "email": EmailSection, "whatsapp": WhatsAppSection}
+                             "policy": PolicySection, "email": EmailSection, "whatsapp": WhatsAppSection,
+                             "status": StatusSection}
 
 
 def _schema_of(cls: type) -> dict[str, tuple[Any, Any]]:
@@ -297,6 +302,7 @@ class Config(_Record):
         """The channels a buyer of this product hears on: the product's, else [whatsapp] channels."""
         product = self.products.get(product_code or "")
         return (product.channels if product and product.channels else None) or self.whatsapp.channels
+    status: StatusSection = field(default_factory=StatusSection)
 
     @property
     def base_dir(self) -> Path:
@@ -329,6 +335,10 @@ class Config(_Record):
         for name, path in paths.items():
             if path is not None and not path.is_file():
                 raise ConfigError(f"{where(name, certfile if name == 'certfile' else keyfile)}: {path} does not exist")
+        if paths["keyfile"] is None and b"PRIVATE KEY" not in paths["certfile"].read_bytes():
+            key_setting = "--keyfile" if certfile else "[receiver] keyfile"
+            raise ConfigError(f"{where('certfile', certfile)}: {paths['certfile']} holds no private key and"
+                              f" {key_setting} is not set: give the key file too")
         try:
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
                 str(paths["certfile"]), str(paths["keyfile"]) if paths["keyfile"] else None)
@@ -431,13 +441,15 @@ def has_address(value: str) -> bool:
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
-                environ: dict[str, str] | None = None) -> Config:
+                environ: dict[str, str] | None = None, *, lenient: bool = False) -> Config:
     """Read, validate and resolve the whole configuration.
 
-    ``overrides`` maps "section.key" to a value from the command line.
+    ``overrides`` maps "section.key" to a value from the command line. ``lenient`` (``serve``):
+    settings the receiver does not need to store postbacks ([email] from, the panels' API keys)
+    are not checked here; ``process``, ``status`` and ``doctor`` report them.
     """
     try:
-        return _load_config(path, overrides, environ)
+        return _load_config(path, overrides, environ, lenient)
     except ConfigError as exc:
         text = str(exc)
         if "\n" in text or "\r" in text:  # a quoted TOML key may hold a newline: still one line
@@ -446,11 +458,11 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 
 def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
-                 environ: dict[str, str] | None) -> Config:
+                 environ: dict[str, str] | None, lenient: bool = False) -> Config:
     environ = dict(os.environ if environ is None else environ)
     file = Path(path or environ.get("IPTVSYNC_CONFIG") or DEFAULT_CONFIG).expanduser().absolute()
     if not file.exists():
-        raise ConfigError(f"{file}: config file not found (run 'iptvsync init' to create one)")
+        raise ConfigError(_not_found(file))
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -497,7 +509,13 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
     if sections["policy"]["max_attempts"] < 1:
         raise ConfigError(f"{file}: [policy] max_attempts must be at least 1, got {sections['policy']['max_attempts']}"
                           f"{origin.get(('policy', 'max_attempts'), '')}")
-    if not has_address(sections["email"]["from"]):
+    if not re.fullmatch(r"\s*\d+\s*[smhdw]\s*", sections["status"]["max_wait"]):
+        raise ConfigError(f"{file}: [status] max_wait must be a duration such as \"10m\" or \"1h\", got"
+                          f" {sections['status']['max_wait']!r}{origin.get(('status', 'max_wait'), '')}")
+    if sections["status"]["receiver_url"] and not _has_scheme(sections["status"]["receiver_url"]):
+        raise ConfigError(f"{file}: [status] receiver_url must start with http:// or https://, got"
+                          f" {sections['status']['receiver_url']!r}{origin.get(('status', 'receiver_url'), '')}")
+    if not has_address(sections["email"]["from"]) and not lenient:
         raise ConfigError(f"{file}: [email] from must be an address such as \"Loja <no-reply@loja.com.br>\", "
                           f"got {sections['email']['from']!r}{origin.get(('email', 'from'), '')}")
     if not sections["receiver"]["path"].startswith("/"):
@@ -521,8 +539,9 @@ def _load_config(path: str | Path | None, overrides: dict[str, Any] | None,
         whatsapp_token=merged_env.get("WHATSAPP_TOKEN", ""),
         whatsapp_client_token=merged_env.get("WHATSAPP_CLIENT_TOKEN", ""),
     )
-    _check_secrets(secrets, panels, env_path, environ)
-    _check_whatsapp(sections["whatsapp"], products, secrets, file, env_path)
+    _check_secrets(secrets, {} if lenient else panels, env_path, environ)
+    if not lenient:  # the receiver stores postbacks whatever the gateway's settings say
+        _check_whatsapp(sections["whatsapp"], products, secrets, file, env_path)
     return Config(path=file, env_path=env_path, panels=panels, products=products, secrets=secrets,
                   cloud_templates=cloud_templates,
                   **{name: _build(SECTIONS[name], values) for name, values in sections.items()})
@@ -576,6 +595,19 @@ def _check_whatsapp(values: dict, products: dict[str, ProductConfig], secrets: S
         if not getattr(secrets, name.lower()):
             raise ConfigError(f"{env_path}: {name} is not set (environment or .env): the [whatsapp]"
                               f" {values['gateway']} gateway's credential")
+#: where an install's config.toml usually is (the guide's folder), besides the venv's project folder
+LIKELY_CONFIGS = (Path("/var/lib/iptvsync/config.toml"), Path("/etc/iptvsync/config.toml"))
+
+
+def _not_found(file: Path) -> str:
+    """Run from another folder, the install is elsewhere: say how to point at it before ``init``."""
+    import sys
+
+    beside_venv = Path(sys.prefix).parent / DEFAULT_CONFIG  # <project>/.venv -> <project>/config.toml
+    found = next((p for p in (beside_venv, *LIKELY_CONFIGS) if p != file and p.is_file()), None)
+    where = f"there is one at {found}: " if found else ""
+    return (f"{file}: config file not found; {where}pass --config {found or 'PATH'} or set IPTVSYNC_CONFIG"
+            f" (run 'iptvsync init' only for a new install)")
 
 
 def _check_receiver(values: dict, file: Path, origin: dict) -> None:

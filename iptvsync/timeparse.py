@@ -19,9 +19,12 @@ def parse_duration(text: str) -> timedelta:
 
 
 def since_to_datetime(text: str | None) -> datetime | None:
-    """``2d`` → now − 2 days; an ISO date/time is taken as is (UTC)."""
-    if not text:
+    """``2d`` → now − 2 days; an ISO date/time is taken as is (UTC). An empty one is an error:
+    ``--since "$VAR"`` with the variable unset must not quietly mean "everything"."""
+    if text is None:
         return None
+    if not text.strip():
+        raise ConfigError("--since is empty: use e.g. 2d or 2026-11-01 (or leave the option out)")
     if re.fullmatch(r"\d+[smhdw]", text.strip()):
         return now() - parse_duration(text)
     try:

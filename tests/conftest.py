@@ -11,13 +11,15 @@ from support.install import write_install
 from support.receiver import Receiver
 
 ENV_PREFIXES = ("IPTVSYNC_", "MONETIZZE_", "PANEL_", "SMTP_")
+#: how the test run itself is asked to behave (support/binaries.py, support/rig.py), not settings
+RUN_SWITCHES = ("IPTVSYNC_REQUIRE_SYSTEM_TESTS", "IPTVSYNC_RIG_TESTS")
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     """No stray setting from the developer's shell may leak into a test."""
     for key in list(os.environ):
-        if key.startswith(ENV_PREFIXES):
+        if key.startswith(ENV_PREFIXES) and key not in RUN_SWITCHES:
             monkeypatch.delenv(key)
 
 
@@ -62,3 +64,12 @@ def ledger(cfg):
     led = Ledger(cfg.ledger_path)
     yield led
     led.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line naming the system binaries whose tests skipped, and the command installing them."""
+    from support import binaries, rig
+
+    for line in (binaries.summary(), rig.summary()):
+        if line:
+            terminalreporter.write_line(line, yellow=True)

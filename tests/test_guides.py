@@ -112,3 +112,41 @@ def test_ci_installs_the_system_packages_the_readme_and_the_tests_name():
     readme_packages = set(re.search(r"apt-get install -y ([a-z0-9 -]+)`", readme).group(1).split())
     tests_packages = {cmd.split()[-1] for cmd in INSTALL.values() if cmd.startswith("apt-get install")}
     assert readme_packages == ci_packages == tests_packages
+
+
+def test_ci_requires_the_system_tests_after_installing_them_and_the_readme_says_they_skip():
+    ci = (ROOT / ".ci" / "run").read_text("utf-8")
+    required = ci.index("export IPTVSYNC_REQUIRE_SYSTEM_TESTS=1")
+    assert ci.index("apt-get -o DPkg::Lock::Timeout=120 install") < required < ci.index(".venv/bin/pytest")
+    assert "--durations=15" in ci  # who pays for the suite's time, in every CI log
+    readme = " ".join((ROOT / "README.md").read_text("utf-8").split())
+    assert "those tests skip and the run ends with one line naming the install command" in readme
+    assert "`IPTVSYNC_REQUIRE_SYSTEM_TESTS=1`, which .ci/run sets, fails them instead" in readme
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+def test_the_test_button_is_checked_after_the_receiver_is_started(guide):
+    """Monetizze's test button needs a running receiver: its `inbox list` check comes after the
+    units are started, not in the Monetizze section before them (issue 18)."""
+    text = guide.read_text("utf-8")
+    started = text.index("systemctl enable --now iptvsync-serve.service")
+    checked = text.index("```sh run\niptvsync inbox list\n```")
+    assert started < checked
+    assert "wrong\nchave_unica" in text or "wrong chave_unica" in text  # what status says when the key is not theirs
+
+
+def test_the_guide_says_what_to_do_on_ubuntu_22_04_and_what_seu_usuario_is():
+    text = " ".join(GUIDES[0].read_text("utf-8").split())
+    assert "Ubuntu 22.04" in text and "python3.11 -m venv /opt/iptvsync/.venv" in text
+    assert "apt-get install -y python3.11 python3.11-venv" in text
+    assert "`SEU-USUARIO`: troque pela conta" in text
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+def test_restore_stops_every_unit_not_two(guide):
+    """Any timer left running (status, backup, reconcile) opens the ledger mid-restore. The rig
+    test runs these very commands under systemd (tests/test_deploy_rig.py)."""
+    text = guide.read_text("utf-8")
+    assert "systemctl stop 'iptvsync-*'" in text
+    assert "systemctl stop iptvsync-serve iptvsync-process.timer" not in " ".join(text.split())
+    assert "list-unit-files --no-legend --state=enabled 'iptvsync-*.timer'" in text

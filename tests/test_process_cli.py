@@ -67,7 +67,8 @@ def test_limit_bounds_each_stage(install, cfg, ledger):
     assert summary["apply"]["applied"] == 3 and summary["sync"]["synced"] == 3
 
 
-def test_status_exits_nonzero_when_unhealthy(install, cfg, ledger):
+def test_status_exits_nonzero_when_unhealthy(install, cfg, ledger, receiver, monkeypatch):
+    monkeypatch.setenv("IPTVSYNC_STATUS_RECEIVER_URL", receiver.url)  # serve --port 0: where it listens
     assert invoke(install, "status").exit_code == 0
     deliver(ledger, payload(2, product="999"))
     invoke(install, "process")

@@ -39,9 +39,14 @@ def test_a_simulated_purchase_becomes_a_dry_run_line_and_an_email(tmp_path):
         assert len(emails) == 1 and b"maria@example.com" in emails[0].read_bytes()
         calls = [json.loads(x) for x in (tmp_path / "dry-run-main.log").read_text().splitlines()]
         assert [c["call"] for c in calls] == ["create"] and calls[0]["enabled"] is True
+        # while it runs, on the port it took (the config says 0: any free one)
+        status = subprocess.run([sys.executable, "-m", "iptvsync", "status", "--json"], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "IPTVSYNC_STATUS_RECEIVER_URL": url})
+        assert status.returncode == 0 and json.loads(status.stdout)["facts"]["inbox_pending"] == 0, status.stderr
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     assert server.returncode == 0
-    status = run(tmp_path, "status", "--json")
-    assert status.returncode == 0 and json.loads(status.stdout)["facts"]["inbox_pending"] == 0
+    stopped = run(tmp_path, "status")  # and once it is stopped, status says so
+    assert stopped.returncode == 1 and "the receiver does not answer" in stopped.stderr

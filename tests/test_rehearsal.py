@@ -4,6 +4,7 @@ test line; plain `simulate` on a real panel warns before creating a real line.""
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 from support.install import BASE_TOML, write_install
@@ -39,6 +40,9 @@ def test_live_rehearsal_goes_through_the_chain_then_disables_the_test_line(tmp_p
         assert result.returncode == 0, result.stdout + result.stderr
         said = result.stdout
         assert "HTTP 200" in said and "created on panel main (xui-admin)" in said
+        # for people, São Paulo time with its offset, never the ledger's UTC text (issue 18)
+        assert re.search(r"enabled until \d{4}-\d\d-\d\d \d\d:\d\d -0[23]\n", said), said
+        assert "Z\n" not in said
         assert "activation email sent to dono@loja.example" in said
         assert "disabled on the panel" in said and "never deletes lines" in said
         [line] = panel.lines.values()

@@ -65,10 +65,10 @@ def config_path(ctx: typer.Context) -> str | None:
     return (ctx.obj or {}).get("config") or os.environ.get("IPTVSYNC_CONFIG")
 
 
-def load(ctx: typer.Context, overrides: dict | None = None):
+def load(ctx: typer.Context, overrides: dict | None = None, *, lenient: bool = False):
     from ..config import load_config
     from ..logsafe import install
 
-    cfg = load_config(config_path(ctx), overrides=overrides)
+    cfg = load_config(config_path(ctx), overrides=overrides, lenient=lenient)
     install(cfg)  # no secret in any log line from here on, -v included
     return cfg

@@ -69,7 +69,43 @@ def show(ctx: typer.Context, inbox_id: int = typer.Argument(..., help="Inbox row
             row["body"] = json.loads(row["body"])
         except ValueError:
             pass
-    emit_one(row, as_json=as_json)
+    if as_json:
+        emit_one(row, as_json=True)
+        return
+    fields = body_fields(row["body"])  # a 5 kB form is unreadable on one line: a field a line
+    if fields:
+        row["body"] = f"{len(fields)} field(s):"
+    emit_one(row, as_json=False)
+    for name, value in fields:
+        typer.echo(f"  {_printable(name)} = {_printable(value)}")
+
+
+def body_fields(body) -> list[tuple[str, str]]:
+    """A stored body's fields, decoded: form pairs as posted, a JSON object flattened to the
+    same bracket names (``venda[codigo]``). The ``json`` form field repeats them all: summed up."""
+    from urllib.parse import parse_qsl
+
+    if isinstance(body, dict):
+        return list(_flatten(body))
+    if "=" not in body or body.lstrip().startswith(("{", "[")):
+        return []
+    pairs = parse_qsl(body, keep_blank_values=True)
+    return [(k, f"(the same payload as JSON, {len(v)} characters)" if k == "json" and len(v) > 80 else v)
+            for k, v in pairs]
+
+
+def _flatten(value, prefix: str = ""):
+    if isinstance(value, dict | list):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            yield from _flatten(item, f"{prefix}[{key}]" if prefix else str(key))
+    else:
+        yield prefix, "" if value is None else str(value)
+
+
+def _printable(value: str) -> str:
+    """What a buyer typed, shown without its control characters doing anything to the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
 
 
 @inbox_app.command("retry")
@@ -110,11 +146,11 @@ def prune(ctx: typer.Context,
           older_than: str = typer.Option(..., "--older-than", metavar="AGE",
                                          help="e.g. 400d: postbacks received before this long ago.")):
     """Drop the raw body of settled postbacks older than AGE; their parsed facts and the audit stay."""
-    from ..clock import now
+    from ..clock import human, now
     from ..ledger import inbox
     from ..timeparse import parse_duration
 
     before = now() - parse_duration(older_than)
     count = inbox.prune_bodies(_ledger(ctx), before)
-    typer.echo(f"{count} raw postback body(ies) received before {before:%Y-%m-%d %H:%M} UTC dropped;"
+    typer.echo(f"{count} raw postback body(ies) received before {human(before)} dropped;"
                " their parsed facts and the audit trail stay")

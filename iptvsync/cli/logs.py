@@ -44,7 +44,14 @@ def logs(ctx: typer.Context, since: str = typer.Option(None, help="e.g. 2d, 12h,
     while follow:
         time.sleep(1)
         for row in query_audit(ledger, after_id=last, limit=limit, **filters):
-            typer.echo(json.dumps(row, default=str) if as_json else
-                       f"{text(row['at'])} {row['actor']} {row['action']} sub={row['subscription_id']} "
-                       f"sale={row['sale_code']} {row['buyer_email'] or ''} {text(row['detail'])}")
+            typer.echo(json.dumps(row, default=str) if as_json else follow_line(row))
             last = row["id"]
+
+
+def follow_line(row: dict) -> str:
+    """One audit row as ``logs --follow`` prints it: what a row lacks is left out, not ``None``."""
+    parts = [text(row["at"]), row["actor"], row["action"],
+             f"sub={row['subscription_id']}" if row["subscription_id"] is not None else "",
+             f"sale={row['sale_code']}" if row["sale_code"] else "", row["buyer_email"] or "",
+             text(row["detail"]) if row["detail"] not in (None, "", "{}") else ""]
+    return " ".join(str(p) for p in parts if p)

@@ -122,13 +122,14 @@ def serve(ctx: typer.Context,
 
     if on_postback and no_on_postback:
         raise UsageError("--process-on-postback and --no-process-on-postback contradict each other: pass one")
-    cfg = load(ctx, {"receiver.host": host, "receiver.port": port})
+    # the receiver needs only what stores postbacks; `process`, `status` and `doctor` report the rest
+    cfg = load(ctx, {"receiver.host": host, "receiver.port": port}, lenient=True)
     from ..ledger.db import require_ledger
 
     require_ledger(cfg.ledger_path)  # only `init` creates one
     on_postback = on_postback or (process_every > 0 and not no_on_postback)
     background = None
-    if process_every > 0 or on_postback:
+    if (process_every > 0 or on_postback) and _can_process(ctx, host, port):
         from ..engine.runner import process_loop
 
         def background(stop):
@@ -137,6 +138,19 @@ def serve(ctx: typer.Context,
     run_server(cfg, certfile=certfile, keyfile=keyfile,
                on_ready=lambda url: typer.echo(f"iptvsync receiver on {url}", err=True),
                background=background)
+
+
+def _can_process(ctx: typer.Context, host: str | None, port: int | None) -> bool:
+    """--process-every needs the whole config: without it the receiver still starts, alone."""
+    from ..errors import ConfigError
+
+    try:
+        load(ctx, {"receiver.host": host, "receiver.port": port})
+    except ConfigError as exc:
+        typer.echo(f"warning: {exc}; postbacks are stored, `process` does not run until this is fixed",
+                   err=True)
+        return False
+    return True
 
 
 @app.command()

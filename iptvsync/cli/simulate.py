@@ -28,7 +28,7 @@ def _confirm_real(cfg, product: str, kind: str, email: str, yes: bool) -> None:
 
 
 def _post(ctx: typer.Context, kind: str, email: str, product: str | None, sale: str | None,
-          subscription: str | None, parcela: int, url: str | None, insecure: bool, yes: bool = False,
+          subscription: str | None, parcela: int | None, url: str | None, insecure: bool, yes: bool = False,
           live: bool = False, wait: float = 300) -> None:
     import warnings
 
@@ -37,8 +37,15 @@ def _post(ctx: typer.Context, kind: str, email: str, product: str | None, sale: 
 
     from ..monetizze.simulate import build_postback
     from ..ops.rehearsal import REHEARSAL_NAME
+    from ..ops.simulation import target
 
     cfg = load(ctx)
+    existing = target(cfg, kind, subscription=subscription, sale=sale, parcela=parcela)
+    if existing:  # act on the subscription's real charge, product and buyer
+        subscription, sale, parcela = existing.subscription, existing.sale, existing.parcela
+        product = product or existing.product
+        email = existing.email if email == DEFAULT_EMAIL and existing.email else email
+    parcela = parcela or 1
     product = product or next(iter(cfg.products), None)
     if product is None:
         typer.echo(f"error: no [products.<code>] in {cfg.path}", err=True)
@@ -91,9 +98,10 @@ DEFAULT_EMAIL = "comprador@example.com"
 
 # the options every simulated event takes (one definition for purchase and the others)
 PRODUCT = typer.Option(None, help="Product code (default: the first in [products]).")
-SALE = typer.Option(None, help="Sale code (default: a fresh SIM… code).")
-SUBSCRIPTION = typer.Option(None, help="Subscription code (renewal/cancel: the purchase's).")
-PARCELA = typer.Option(1, help="Charge number (2 for the first renewal).")
+SALE = typer.Option(None, help="Sale code (default: a fresh SIM… code; cancel, refund, dispute: the last charge's).")
+SUBSCRIPTION = typer.Option(None, help="Subscription (its code, id or buyer email): its product, buyer and charges.")
+PARCELA = typer.Option(None, help="Charge number (default 1; renewal: the next one; cancel, refund, dispute: "
+                                   "the last charge's).")
 URL = typer.Option(None, help="Receiver URL (default: from [receiver]).")
 INSECURE = typer.Option(False, "--insecure", help="Do not verify the TLS certificate (a self-signed one).")
 YES = typer.Option(False, "--yes", help="Do not ask before changing a line on a real panel.")
@@ -120,7 +128,7 @@ def purchase(ctx: typer.Context, email: str = typer.Option(DEFAULT_EMAIL, help="
     _post(ctx, "purchase", email, product, sale, subscription, parcela, url, insecure, yes, live, wait)
 
 
-_command("renewal", "A paid renewal charge (pass --subscription and --parcela 2).")
-_command("cancel", "A subscription cancellation (pass --subscription).")
-_command("refund", "A refund of a sale (pass --sale and --subscription).")
-_command("dispute", "A disputed sale (pass --sale and --subscription).")
+_command("renewal", "A paid renewal charge of --subscription (the next parcela).")
+_command("cancel", "Cancel --subscription (as Monetizze: with its last charge).")
+_command("refund", "Refund --subscription's last charge (or --sale).")
+_command("dispute", "Dispute --subscription's last charge (or --sale).")

@@ -31,11 +31,16 @@ def list_cmd(ctx: typer.Context, email: str = typer.Option(None, help="Only this
              limit: int = typer.Option(100, metavar="N", help="At most N subscriptions."),
              as_json: bool = JSON_OPTION, wide: bool = WIDE_OPTION):
     """List subscriptions, newest first, with their state."""
+    from itertools import islice
+
     from ..ops import subs
 
     cfg, ledger = _open(ctx)
-    emit(subs.list_subs(ledger, cfg, email=email, dead=dead, state=state, limit=limit), COLUMNS, as_json=as_json,
-         title="subscriptions", wide=wide)
+    rows = iter(subs.list_subs(ledger, cfg, email=email, dead=dead, state=state, limit=limit + 1))
+    emit(islice(rows, limit), COLUMNS, as_json=as_json, title="subscriptions", wide=wide)
+    if next(rows, None) is not None:  # one more than asked for: say the list is cut
+        typer.echo(f"note: only the newest {limit} are shown and there are more: --limit N shows N, --email or"
+                   " --state narrows", err=True)
 
 
 @subs_app.command()

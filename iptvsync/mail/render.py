@@ -84,12 +84,18 @@ def render(kind: str, context: dict, language: str = DEFAULT_LANGUAGE,
     if language not in languages:
         raise ValueError(f"unknown email language {language!r}; available: {', '.join(languages)}")
     env = _environment(language, str(templates_dir or ""))
-    subject = env.get_template(f"{kind}.subject.txt").render(context)
-    return RenderedEmail(
-        subject=" ".join(subject.split()),
-        text=env.get_template(f"{kind}.txt").render(context).strip() + "\n",
-        html=env.get_template(f"{kind}.html").render(context),
-    )
+    try:
+        subject = env.get_template(f"{kind}.subject.txt").render(context)
+        return RenderedEmail(
+            subject=" ".join(subject.split()),
+            text=env.get_template(f"{kind}.txt").render(context).strip() + "\n",
+            html=env.get_template(f"{kind}.html").render(context),
+        )
+    except jinja2.TemplateSyntaxError as exc:  # its text alone names neither file nor line
+        where = exc.filename or exc.name or "a template"
+        exc.args = (f"{where}, line {exc.lineno}: {exc.message}",)
+        exc.translated = True  # str() is that one line
+        raise
 
 
 def sample_context(kind: str) -> dict:

@@ -13,6 +13,7 @@ from importlib import resources
 
 from ..clock import SAO_PAULO, now
 from .form import build_form
+from .marks import SIMULATED_SALE_PREFIX
 
 EVENTS = {
     "purchase": (2, "Finalizada / Aprovada", "2", "Finalizada", "Ativa"),
@@ -29,7 +30,7 @@ def build_postback(kind: str, *, chave_unica: str, product: str, email: str, nam
     event, desc, status_code, status, sub_status = EVENTS[kind]
     payload = json.loads(resources.files("iptvsync").joinpath("data/postback-template.json").read_text("utf-8"))
     payload = copy.deepcopy(payload)
-    sale = sale or f"SIM{secrets.randbelow(10**8):08d}"
+    sale = sale or f"{SIMULATED_SALE_PREFIX}{secrets.randbelow(10**8):08d}"
     stamp = now().astimezone(SAO_PAULO).strftime("%Y-%m-%d %H:%M:%S")
     payload["chave_unica"] = chave_unica
     payload["produto"]["codigo"] = product
@@ -39,7 +40,7 @@ def build_postback(kind: str, *, chave_unica: str, product: str, email: str, nam
     payload["codigo_venda"] = sale
     payload["codigo_status"] = status_code
     payload["venda"].update(codigo=sale, status=status, dataInicio=stamp, dataFinalizada=stamp)
-    payload["assinatura"].update(codigo=subscription or f"SIM{secrets.randbelow(10**7):07d}", status=sub_status,
-                                 parcela=str(parcela), data_assinatura=stamp)
+    subscription = subscription or f"{SIMULATED_SALE_PREFIX}{secrets.randbelow(10**7):07d}"
+    payload["assinatura"].update(codigo=subscription, status=sub_status, parcela=str(parcela), data_assinatura=stamp)
     payload["json"] = "{...}"
     return payload, build_form(payload)

@@ -20,6 +20,8 @@ def check_secrets(cfg: Config) -> list[dict]:
                  "set" if s.chave_unica else f"missing in environment or {cfg.env_path}"),
             _row("IPTVSYNC_SECRET_KEY", "ok" if s.secret_key else "fail",
                  "set" if s.secret_key else f"missing in environment or {cfg.env_path}")]
+    if s.chave_unica and cfg.ledger_path.exists():  # a key of our own making accepts only `simulate`
+        rows[0] = _row("MONETIZZE_CHAVE_UNICA", *_key_verdict(cfg))
     if not s.consumer_key:
         rows.append(_row("MONETIZZE_CONSUMER_KEY", "warn", "not set: `reconcile monetizze` cannot read the API"))
         return rows
@@ -36,6 +38,15 @@ def check_secrets(cfg: Config) -> list[dict]:
 
 #: The newest subscriptions whose passwords doctor tries with the keyring (``status`` tries fewer).
 DOCTOR_KEY_SAMPLE = 1000
+def _key_verdict(cfg: Config) -> tuple[str, str]:
+    from ..ledger.db import Ledger
+    from .watch import key_verdict
+
+    ledger = Ledger(cfg.ledger_path, migrate=False)
+    try:
+        return key_verdict(ledger.conn, now())
+    finally:
+        ledger.close()
 
 
 def check_ledger(cfg: Config) -> list[dict]:
@@ -142,7 +153,12 @@ def check_email(cfg: Config) -> list[dict]:
 
     try:
         make_backend(cfg).check()
-        rows.append(_row("email backend", "ok", f"SMTP {cfg.email.smtp_host}:{cfg.email.smtp_port} login ok"))
+        where = f"SMTP {cfg.email.smtp_host}:{cfg.email.smtp_port}"
+        if cfg.secrets.smtp_username:
+            rows.append(_row("email backend", "ok", f"{where} login ok"))
+        else:  # nothing was logged into: say so, most providers refuse to relay then
+            rows.append(_row("email backend", "warn", f"{where} connected; no login tried (SMTP_USERNAME is not"
+                             " set): most providers refuse to relay without one"))
     except MailError as exc:
         rows.append(_row("email backend", "fail", str(exc)))
     return rows

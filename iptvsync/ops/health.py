@@ -9,10 +9,13 @@ from ..config import Config
 from ..errors import ConfigError
 from ..ledger.db import Ledger
 from ..ledger.queue import INBOX, OUTBOX, SYNC, InboxStatus, MailStatus, SyncStatus, count
+from . import watch
 from .notify import whatsapp_status
 
 STALE_PENDING = timedelta(minutes=15)
-STALE_RUN = timedelta(minutes=10)
+#: ``process`` runs every minute (timer or cron): a postback older than three intervals with no
+#: run since it arrived means nothing is running it
+PROCESS_GRACE = timedelta(minutes=3)
 #: Unclassifiable postbacks this recent make ``status`` unhealthy (older ones were seen to).
 UNCLASSIFIED_WINDOW = timedelta(days=7)
 #: More rejections than this on the postback path within the last hour is a spike: whoever
@@ -71,6 +74,7 @@ def health(cfg: Config) -> dict:
             f"{status} {reason}": n for status, reason, n in ledger.conn.execute(
                 "SELECT status, reason, count FROM rejections WHERE day = ? ORDER BY count DESC",
                 (t.strftime("%Y-%m-%d"),))}
+        watched = watch.problems(cfg, ledger.conn, t)  # receiver answers, key accepted, nobody waits
     finally:
         ledger.close()
     problems = []
@@ -91,8 +95,11 @@ def health(cfg: Config) -> dict:
     if oldest and t - oldest > STALE_PENDING:
         problems.append(f"oldest pending postback is from {facts['inbox_oldest_pending']}: is cron running process?")
     last = parse_iso(facts["last_run"])
-    if facts["inbox_pending"] and (last is None or t - last > STALE_RUN):
-        problems.append("postbacks are waiting and `process` has not run recently")
+    # judged by the postback's age, not by a run that is not due yet (status and process timers
+    # fire on the same minute): waiting past a few intervals with no run since it came is a stop
+    if oldest and t - oldest > PROCESS_GRACE and (last is None or last < oldest):
+        problems.append(f"a postback has waited {int((t - oldest).total_seconds() // 60)} min and `process` has"
+                        " not run since it came: is its timer (or cron) running?")
     if facts["last_run_error"]:
         problems.append(f"the last `process` run ({last_run[0]}) failed: {facts['last_run_error']}")
     if key_problem:
@@ -114,6 +121,7 @@ def health(cfg: Config) -> dict:
                         f" hour ({refused}): Monetizze's postbacks are being rejected, or the URL has leaked"
                         " (check the receiver's log; change [receiver] path and MONETIZZE_CHAVE_UNICA if so)")
     problems.extend(whatsapp_problems)
+    problems.extend(watched)
     return {"facts": facts, "problems": problems}
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..clock import human
 from ..config import Config
 from ..engine.runner import AlreadyRunning, run_process
 from ..errors import IptvsyncError
@@ -84,7 +85,7 @@ def follow(cfg: Config, sale: str, *, timeout_s: float = 300) -> list[str]:
                   "line and activation email", timeout_s)
     sub, panel = stage.sub, cfg.panels[stage.sub["panel"]]
     said = [f"line {sub['username']} created on panel {panel.name} ({panel.kind}), enabled until "
-            f"{sub['paid_until']}",
+            f"{human(sub['paid_until'])}",
             f"activation email sent to {stage.email['to_addr']} ({stage.email['message_id']})"]
     ledger = Ledger(cfg.ledger_path)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,6 +22,9 @@ LIST_COLUMNS = ("id, key, product_code, buyer_email, paid_until, desired_enabled
 
 class NotFound(UsageError):
     """No subscription answers to that reference (exit code 2, like any usage error)."""
+
+
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def find(ledger: Ledger, ref: str) -> dict:
@@ -134,6 +138,8 @@ def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, k
                          f" (known: {', '.join(cfg.products)})")
     if days <= 0:
         raise UsageError(f"--days must be positive, got {days}")
+    if not EMAIL.fullmatch(email.strip()):  # the access data goes there: a typo is a buyer never served
+        raise UsageError(f"--email must be the buyer's email address, such as maria@example.com, got {email!r}")
     p = cfg.products[product]
     t = now()
     with ledger.tx() as conn:

@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from ..config import Config
 from ..ledger.inbox import inbox_row
+from ..monetizze.marks import KEY_REFUSED
 from ..monetizze.postback import MalformedPostback, UnsupportedContentType, parse
 from ..monetizze.redact import redact_stored
 from .body import BodyError
@@ -37,6 +38,14 @@ def _in(addr: str | None, networks) -> bool:
     except ValueError:
         return False
     return any(ip in n for n in networks)
+
+
+def _monetizze_shaped(pb, content_type: str | None) -> bool:
+    """Posted as Monetizze posts (a PHP form, exemplo.php reads ``$_POST``; reference §1.1) with
+    the fields every Monetizze postback has, test button's included: a key, an event or sale
+    status, a product. Refused for its key, it means real sales are being refused."""
+    form = (content_type or "").split(";")[0].strip().lower() == "application/x-www-form-urlencoded"
+    return form and bool(pb.chave_unica) and pb.event is not None and bool(pb.product_code)
 
 
 class ReceiverApp:
@@ -133,7 +142,8 @@ class ReceiverApp:
         except MalformedPostback:
             return self.reject(400, "malformed body", remote, route)
         if not hmac.compare_digest((pb.chave_unica or "").encode(), self.secret.encode()):
-            return self.reject(403, "chave_unica missing or wrong", remote, route)
+            reason = KEY_REFUSED if _monetizze_shaped(pb, content_type) else "chave_unica missing or wrong"
+            return self.reject(403, reason, remote, route)
         if self.check_product_key:
             expected = self.product_keys.get(pb.product_code or "", "")
             if not expected or not hmac.compare_digest((pb.product_key or "").encode(), expected.encode()):
