@@ -73,3 +73,13 @@ def pytest_terminal_summary(terminalreporter):
     for line in (binaries.summary(), rig.summary()):
         if line:
             terminalreporter.write_line(line, yellow=True)
+
+
+@pytest.fixture
+def receiver_up(monkeypatch):
+    """`status` sees a receiver that answers (support/healthz.py), for tests of its other checks."""
+    from support.healthz import HealthyReceiver
+
+    with HealthyReceiver() as url:
+        monkeypatch.setenv("IPTVSYNC_STATUS_RECEIVER_URL", url)
+        yield url

@@ -162,7 +162,7 @@ def test_restore_is_refused_under_load_and_a_ledger_replaced_behind_the_receiver
 
 # --- 18.6: only init creates a ledger -------------------------------------------------------------------
 
-def test_a_mistyped_ledger_path_is_refused_by_every_command_and_no_ledger_is_created(tmp_path):
+def test_a_mistyped_ledger_path_is_refused_by_every_command_and_no_ledger_is_created(tmp_path, receiver_up):
     config = write_install(tmp_path / "install", BASE_TOML.replace('path = "iptvsync.db"', 'path = "iptvsync.dbb"'),
                            ledger=False)
     typo = config.parent / "iptvsync.dbb"
@@ -187,7 +187,7 @@ def test_init_refuses_to_invent_a_key_for_a_ledger_with_encrypted_passwords(tmp_
     assert not env.exists()
 
 
-def test_status_and_doctor_catch_a_ledger_restored_from_another_install(tmp_path):
+def test_status_and_doctor_catch_a_ledger_restored_from_another_install(tmp_path, receiver_up):
     config = bought(tmp_path / "a", 2)
     other = write_install(tmp_path / "b" / "install", env={"IPTVSYNC_SECRET_KEY": Fernet.generate_key().decode()})
     assert cli(other, "status").returncode == 0
@@ -238,7 +238,7 @@ rekey(load_config(sys.argv[1]), environ={}, batch=2, checkpoint=checkpoint)
 """
 
 
-def test_rekey_killed_mid_run_leaves_every_password_readable_and_resumes(tmp_path):
+def test_rekey_killed_mid_run_leaves_every_password_readable_and_resumes(tmp_path, receiver_up):
     config = bought(tmp_path, 4)
     cfg = load_config(config)
     old_key = cfg.secrets.secret_key

@@ -15,7 +15,7 @@ from iptvsync.ops.health import health
 from iptvsync.ops.notify import check_whatsapp
 
 
-def test_status_says_the_instance_is_disconnected_then_healthy_with_the_last_ack(tmp_path):
+def test_status_says_the_instance_is_disconnected_then_healthy_with_the_last_ack(tmp_path, receiver_up):
     with FakeEvolution() as fake:
         fake.connected = False
         cfg = evolution_install(tmp_path, fake)
@@ -33,7 +33,7 @@ def test_status_says_the_instance_is_disconnected_then_healthy_with_the_last_ack
         assert report["problems"] == [] and report["facts"]["whatsapp_last_ack"]
 
 
-def test_status_says_sends_are_failing_when_the_gateway_is_unreachable(tmp_path):
+def test_status_says_sends_are_failing_when_the_gateway_is_unreachable(tmp_path, receiver_up):
     fake = FakeEvolution().start()
     cfg = evolution_install(tmp_path, fake)
     fake.stop()
