@@ -253,7 +253,7 @@ def test_rekey_killed_mid_run_leaves_every_password_readable_and_resumes(tmp_pat
     assert os.WIFSTOPPED(state)
     try:  # a rekey in progress holds the ledger: process waits its turn, a second rekey is refused
         skipped = cli(config, "process")
-        assert skipped.returncode == 0 and "being restored or rekeyed" in skipped.stderr
+        assert skipped.returncode == 0 and "a restore or rekey is running on this ledger" in skipped.stderr
         one_line_error(cli(config, "rekey"), 1)
     finally:
         os.kill(proc.pid, signal.SIGKILL)

@@ -72,3 +72,15 @@ def load(ctx: typer.Context, overrides: dict | None = None, *, lenient: bool = F
     cfg = load_config(config_path(ctx), overrides=overrides, lenient=lenient)
     install(cfg)  # no secret in any log line from here on, -v included
     return cfg
+
+
+def writes(ctx: typer.Context, cfg) -> None:
+    """This command writes into the ledger: it holds the ledger's shared lock (``ledger/lock.py``)
+    until it returns, so `restore` and `rekey` refuse while it runs, and it refuses at once (one
+    line, exit 1) while they run: its write cannot land in a file being replaced or miss a rekey.
+    Call it before opening the ledger. Read-only commands never call it: they keep working then."""
+    from ..ledger.db import require_ledger
+    from ..ledger.lock import shared
+
+    require_ledger(cfg.ledger_path)  # a typo in [ledger] path creates no lock file
+    ctx.with_resource(shared(cfg.ledger_path))

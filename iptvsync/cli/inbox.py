@@ -7,7 +7,7 @@ import json
 import typer
 
 from ..ledger.queue import InboxStatus
-from .app import app, load
+from .app import app, load, writes
 from .output import JSON_OPTION, WIDE_OPTION, emit, emit_one
 
 inbox_app = typer.Typer(no_args_is_help=True, help="Stored postbacks and their outcome.")
@@ -17,10 +17,13 @@ COLUMNS = ("id", "received_at", "event", "kind", "sale_code", "parcela", "produc
            "status", "reason", "times_seen")
 
 
-def _ledger(ctx):
+def _ledger(ctx, *, write: bool = False):
     from ..ledger.db import Ledger
 
-    return Ledger(load(ctx).ledger_path)
+    cfg = load(ctx)
+    if write:
+        writes(ctx, cfg)
+    return Ledger(cfg.ledger_path)
 
 
 @inbox_app.command("list")
@@ -113,7 +116,7 @@ def retry(ctx: typer.Context, ids: list[int] = typer.Argument(None, help="Row id
     """Queue failed or unmapped postbacks again (e.g. after adding a product mapping)."""
     from ..ledger import inbox
 
-    count = inbox.retry(_ledger(ctx), ids or None)
+    count = inbox.retry(_ledger(ctx, write=True), ids or None)
     typer.echo(f"{count} postback(s) queued again; run `iptvsync process`")
 
 
@@ -124,7 +127,7 @@ def attach(ctx: typer.Context, inbox_id: int = typer.Argument(..., help="Held in
     from ..ledger import inbox
 
     try:
-        done = inbox.attach(_ledger(ctx), inbox_id, subscription)
+        done = inbox.attach(_ledger(ctx, write=True), inbox_id, subscription)
     except inbox.AttachError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -137,7 +140,7 @@ def replay(ctx: typer.Context, ids: list[int] = typer.Argument(..., help="Row id
     """Apply already-applied postbacks again (safe: every effect is keyed)."""
     from ..ledger import inbox
 
-    count = inbox.retry(_ledger(ctx), ids, action="inbox.replay")
+    count = inbox.retry(_ledger(ctx, write=True), ids, action="inbox.replay")
     typer.echo(f"{count} postback(s) queued for replay; run `iptvsync process`")
 
 
@@ -151,6 +154,6 @@ def prune(ctx: typer.Context,
     from ..timeparse import parse_duration
 
     before = now() - parse_duration(older_than)
-    count = inbox.prune_bodies(_ledger(ctx), before)
+    count = inbox.prune_bodies(_ledger(ctx, write=True), before)
     typer.echo(f"{count} raw postback body(ies) received before {human(before)} dropped;"
                " their parsed facts and the audit trail stay")

@@ -27,7 +27,8 @@ def restore(ctx: typer.Context,
             raise typer.Exit(1)
         aside = restore_copy(backup, cfg.ledger_path)
         if aside:
-            typer.echo(f"previous ledger kept as {aside}")
+            raw = Path(f"{aside}-wal").exists()  # it did not open: kept as found, with its -wal
+            typer.echo(f"previous ledger kept as {aside}" + (" (as found, with its -wal)" if raw else ""))
         applied = Ledger(cfg.ledger_path, migrate=False, create=True).migrate()
     typer.echo(f"restored {cfg.ledger_path} from {backup}: {postbacks} postbacks"
                + (f", {len(applied)} migrations applied" if applied else ""))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .app import app, load
+from .app import app, load, writes
 
 notify_app = typer.Typer(no_args_is_help=True, help="Check the WhatsApp setup by sending one message.")
 app.add_typer(notify_app, name="notify")
@@ -20,7 +20,9 @@ def test(ctx: typer.Context,
 
     if channel != "whatsapp":
         raise UsageError(f"channel must be whatsapp (email: `iptvsync mail test ADDRESS`), got {channel!r}")
-    steps = send_test(load(ctx), number)
+    cfg = load(ctx)
+    writes(ctx, cfg)  # the gateway's outcome is noted in the ledger
+    steps = send_test(cfg, number)
     for step in steps:
         typer.echo(f"{step.name:<7} {'ok' if step.ok else 'FAILED':<6} {step.detail}")
     if not steps[-1].ok:

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from .app import app, load
+from .app import app, load, writes
 from .output import JSON_OPTION, emit
 
 reconcile_app = typer.Typer(no_args_is_help=True, help="Compare the ledger with Monetizze and the panels.")
@@ -32,6 +32,8 @@ def monetizze(ctx: typer.Context,
     start, until = since_to_datetime(since), now()
     if start is None or start >= until:
         raise ConfigError(f"invalid --since {since!r}: it must be in the past")
+    if not dry_run:
+        writes(ctx, cfg)
     ledger = Ledger(cfg.ledger_path)
     try:
         report = reconcile_monetizze(ledger, cfg, since=start, until=until, dry_run=dry_run)
@@ -66,6 +68,8 @@ def panel(ctx: typer.Context,
     cfg = load(ctx)
     if panel_name is not None and panel_name not in cfg.panels:
         raise ConfigError(f"{cfg.path}: no [panels.{panel_name}]")
+    if fix:
+        writes(ctx, cfg)
     ledger = Ledger(cfg.ledger_path)
     try:
         report = reconcile_panels(ledger, cfg, build_panels(cfg), now(), panel_name, fix=fix)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from .app import app, config_path, load
+from .app import app, config_path, load, writes
 
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail's integrity.")
 app.add_typer(audit_app, name="audit")
@@ -89,6 +89,8 @@ def init(ctx: typer.Context):
     done = init_files(config_file)
     cfg = load(ctx)
     existed = cfg.ledger_path.exists()
+    if existed:  # it may migrate the ledger
+        writes(ctx, cfg)
     ledger = Ledger(cfg.ledger_path, migrate=False, create=True)
     applied = ledger.migrate()
     ledger.close()
@@ -178,7 +180,9 @@ def audit_verify(ctx: typer.Context,
     """Verify the audit log's hash chain (the rows added since the last verification)."""
     from ..ledger.db import Ledger
 
-    ledger = Ledger(load(ctx).ledger_path)
+    cfg = load(ctx)
+    writes(ctx, cfg)  # it stores where it got to
+    ledger = Ledger(cfg.ledger_path)
     count, broken = ledger.verify_audit(incremental=not full)
     if broken is not None:
         typer.echo(f"audit chain BROKEN at row {broken} (after {count} good rows)", err=True)

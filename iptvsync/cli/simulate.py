@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .app import app, load
+from .app import app, load, writes
 
 sim_app = typer.Typer(no_args_is_help=True, help="Post realistic postbacks to the running receiver.")
 app.add_typer(sim_app, name="simulate")
@@ -57,7 +57,9 @@ def _post(ctx: typer.Context, kind: str, email: str, product: str | None, sale: 
     if live and email == DEFAULT_EMAIL:
         typer.echo("error: --live sends a real email: pass --email with your own address", err=True)
         raise typer.Exit(2)
-    if not live:
+    if live:
+        writes(ctx, cfg)  # the rehearsal puts its line on hold
+    else:
         _confirm_real(cfg, product, kind, email, yes)
     payload, body = build_postback(kind, chave_unica=cfg.require("MONETIZZE_CHAVE_UNICA"), product=product,
                                    email=email, sale=sale, subscription=subscription, parcela=parcela,

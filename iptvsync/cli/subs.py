@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .app import app, load
+from .app import app, load, writes
 from .output import JSON_OPTION, WIDE_OPTION, emit, emit_one, print_json
 
 subs_app = typer.Typer(no_args_is_help=True, help="Subscriptions and manual management.")
@@ -15,10 +15,12 @@ COLUMNS = ("id", "state", "buyer_email", "paid_until", "product_code", "key", "s
 REF = typer.Argument(..., help="Subscription id, key, username or buyer email.")
 
 
-def _open(ctx):
+def _open(ctx, *, write: bool = False):
     from ..ledger.db import Ledger
 
     cfg = load(ctx)
+    if write:
+        writes(ctx, cfg)
     return cfg, Ledger(cfg.ledger_path)
 
 
@@ -66,7 +68,7 @@ def grant(ctx: typer.Context, email: str = typer.Option(..., help="Buyer email."
     """Create a manual subscription (a line + activation email on the next `process`)."""
     from ..ops import subs
 
-    cfg, ledger = _open(ctx)
+    cfg, ledger = _open(ctx, write=True)
     sub, added = subs.grant(ledger, cfg, email=email, product=product, days=days, key=key, name=name, note=note)
     _report(sub, added, as_json)
 
@@ -78,7 +80,7 @@ def extend(ctx: typer.Context, ref: str = REF, days: int = typer.Option(..., hel
     """Add days to a subscription, once per --key."""
     from ..ops import subs
 
-    cfg, ledger = _open(ctx)
+    cfg, ledger = _open(ctx, write=True)
     sub, added = subs.extend(ledger, cfg, ref, days, key, note)
     _report(sub, added, as_json)
 
@@ -96,7 +98,7 @@ def suspend(ctx: typer.Context, ref: str = REF):
     """Disable the line now, whatever was paid, until `resume`."""
     from ..ops import subs
 
-    cfg, ledger = _open(ctx)
+    cfg, ledger = _open(ctx, write=True)
     sub, changed = subs.set_hold(ledger, cfg, ref, "suspended")
     if not changed:
         typer.echo(f"subscription {sub['id']} is already suspended: nothing changed")
@@ -109,7 +111,7 @@ def resume(ctx: typer.Context, ref: str = REF):
     """Lift a suspension (operator or dispute); the line follows what is paid."""
     from ..ops import subs
 
-    cfg, ledger = _open(ctx)
+    cfg, ledger = _open(ctx, write=True)
     sub, changed = subs.set_hold(ledger, cfg, ref, "resumed")
     if not changed:
         typer.echo(f"subscription {sub['id']} is not suspended: nothing changed")
@@ -123,7 +125,7 @@ def cancel(ctx: typer.Context, ref: str = REF,
     """Cancel a subscription; access runs to paid_until unless --immediately."""
     from ..ops import subs
 
-    cfg, ledger = _open(ctx)
+    cfg, ledger = _open(ctx, write=True)
     sub = subs.cancel(ledger, cfg, ref, immediately)
     typer.echo(f"subscription {sub['id']} cancelled (enabled: {bool(sub['desired_enabled'])})")
 
@@ -138,7 +140,7 @@ def resend(ctx: typer.Context, ref: str = REF,
     if kind not in KINDS:
         typer.echo(f"error: --kind must be one of {', '.join(KINDS)}", err=True)
         raise typer.Exit(2)
-    _, ledger = _open(ctx)
+    _, ledger = _open(ctx, write=True)
     outbox_id = subs.resend(ledger, ref, kind)
     typer.echo(f"queued {kind} email (outbox {outbox_id}); it goes out on the next `process`")
 
@@ -149,7 +151,7 @@ def retry(ctx: typer.Context, ref: str = typer.Argument(
     """Put dead panel work and failed emails back in the queue."""
     from ..ops import subs
 
-    _, ledger = _open(ctx)
+    _, ledger = _open(ctx, write=True)
     queued_subs, queued_emails = subs.retry(ledger, ref)
     typer.echo(f"{queued_subs} subscription(s) and {queued_emails} email(s) queued again")
 
@@ -182,7 +184,7 @@ def import_cmd(ctx: typer.Context,
     from ..ops.importer import import_lines
     from ..timeparse import since_to_datetime
 
-    cfg, ledger = _open(ctx)
+    cfg, ledger = _open(ctx, write=not dry_run)
     name = panel or (cfg.products[product].panel if product in cfg.products else None) or (
         next(iter(cfg.panels)) if len(cfg.panels) == 1 else None)
     if name not in cfg.panels:

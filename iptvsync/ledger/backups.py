@@ -55,7 +55,7 @@ def check_copy(path: Path) -> int:
     if not path.is_file():
         raise LedgerError(f"{path}: no such file")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
         try:
             ok = conn.execute("PRAGMA integrity_check").fetchone()[0]
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -71,22 +71,10 @@ def check_copy(path: Path) -> int:
 
 
 def restore(copy: Path, ledger_path: Path) -> Path | None:
-    """Put ``copy`` in place of the ledger. The current ledger (if any) is first backed up next to
-    it as ``<name>.before-restore-<stamp>`` (returned). Run with serve and process stopped."""
+    """Put ``copy`` in place of the ledger. The current ledger (if any) is first kept next to it
+    as ``<name>.before-restore-<stamp>`` (returned). Run under the ledger's exclusive lock."""
     check_copy(copy)
-    aside = None
-    if ledger_path.exists():
-        aside = ledger_path.with_name(f"{ledger_path.name}.before-restore-{now().strftime('%Y%m%d-%H%M%S')}")
-        try:
-            os.close(os.open(aside, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-            current, dest = sqlite3.connect(ledger_path), sqlite3.connect(aside)
-            try:
-                current.backup(dest)  # includes what is still in the -wal
-            finally:
-                dest.close()
-                current.close()
-        except (OSError, sqlite3.Error) as exc:
-            raise LedgerError(f"{ledger_path}: cannot keep the current ledger aside: {exc}") from None
+    aside = _keep_aside(ledger_path) if ledger_path.exists() else None
     tmp = ledger_path.with_name(f".{ledger_path.name}.restoring")
     try:
         fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
@@ -94,10 +82,53 @@ def restore(copy: Path, ledger_path: Path) -> Path | None:
             shutil.copyfileobj(src, dst)
             dst.flush()
             os.fsync(dst.fileno())
-        for suffix in ("-wal", "-shm"):  # they belong to the file being replaced
+        # they belong to the file being replaced (kept aside above): left there, SQLite would
+        # replay the old -wal's pages into the restored file
+        for suffix in ("-wal", "-shm"):
             Path(str(ledger_path) + suffix).unlink(missing_ok=True)
         os.replace(tmp, ledger_path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise LedgerError(f"{ledger_path}: cannot restore: {exc.strerror or exc}") from None
     return aside
+
+
+def _keep_aside(ledger_path: Path) -> Path:
+    """A copy of the current ledger, what its -wal holds included. One SQLite backup when the file
+    opens; when it does not (a damaged ledger, the usual reason to restore), its bytes as they
+    are: the main file and its -wal, side by side, as SQLite would open them."""
+    aside = ledger_path.with_name(f"{ledger_path.name}.before-restore-{now().strftime('%Y%m%d-%H%M%S')}")
+    wal = Path(str(ledger_path) + "-wal")
+    try:
+        os.close(os.open(aside, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise LedgerError(f"{ledger_path}: cannot keep the current ledger aside: {exc.strerror or exc}") from None
+    try:
+        try:
+            # read-only: closing it checkpoints nothing into the file (a damaged one stays as it is)
+            current = sqlite3.connect(f"{ledger_path.absolute().as_uri()}?mode=ro", uri=True)
+            try:
+                dest = sqlite3.connect(aside)
+                try:
+                    current.backup(dest)  # includes what is still in the -wal
+                finally:
+                    dest.close()
+            finally:
+                current.close()
+        except sqlite3.Error:
+            for source, target in ((ledger_path, aside), (wal, Path(str(aside) + "-wal"))):
+                if source.exists():
+                    _copy_bytes(source, target)
+    except (OSError, sqlite3.Error) as exc:
+        for leftover in (aside, Path(str(aside) + "-wal")):
+            leftover.unlink(missing_ok=True)
+        raise LedgerError(f"{ledger_path}: cannot keep the current ledger aside: {exc}") from None
+    return aside
+
+
+def _copy_bytes(source: Path, target: Path) -> None:
+    fd = os.open(target, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+        dst.flush()
+        os.fsync(dst.fileno())

@@ -1,7 +1,8 @@
 """Who may replace or rewrite the ledger file while others write into it: one flock beside it.
 
-Whatever writes into the ledger for a while holds a *shared* lock on ``<ledger>.in-use``: the
-receiver's writer process for as long as it runs, and each ``process`` run. What replaces the
+Whatever writes into the ledger holds a *shared* lock on ``<ledger>.in-use``: the receiver's
+writer process for as long as it runs, each ``process`` run, and every other command that writes
+(``subs grant``, ``inbox retry``, ``reconcile … --fix``…: ``cli/app.writes``) until it returns. What replaces the
 file or rewrites it wholesale (``restore``, ``rekey``) takes the lock *exclusive*, without
 waiting, and refuses while anyone holds it: a receiver that kept committing into a file that
 ``restore`` had replaced would answer 200 for postbacks that are then in no ledger at all.
@@ -23,6 +24,8 @@ from ..errors import IptvsyncError, LedgerError
 SUFFIX = ".in-use"
 #: How to stop every holder of an install set up by ``iptvsync deploy systemd``.
 STOP_HINT = "sudo systemctl stop iptvsync-serve 'iptvsync-*.timer', or Ctrl-C a `serve` you started"
+#: What a writer is told while ``restore`` or ``rekey`` holds the ledger (one line, exit 1).
+BUSY = "a restore or rekey is running on this ledger; try again when it ends"
 
 
 class LedgerInUse(IptvsyncError):
@@ -52,8 +55,7 @@ def hold_shared(ledger_path: str | Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise LedgerBusy(f"{ledger_path} is being restored or rekeyed (lock {lock_path(ledger_path)}):"
-                         " try again when that is done") from None
+        raise LedgerBusy(BUSY) from None
     return fd
 
 
