@@ -127,26 +127,43 @@ def extend(ledger: Ledger, cfg: Config, ref: str, days: int, key: str, note: str
 
 
 def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, key: str, name: str | None = None,
-          note: str | None = None) -> tuple[dict, bool]:
-    """A new manual subscription (a gift, a sale outside Monetizze), once per operator ``key``."""
+          note: str | None = None, phone: str | None = None) -> tuple[dict, bool]:
+    """A new manual subscription (a gift, a sale outside Monetizze), once per operator ``key``.
+    With ``phone`` (normalised as a postback's), its messages go on WhatsApp too."""
     if product not in cfg.products:
         raise UsageError(f"--product {product} is not a [products.<code>] of {cfg.path}"
                          f" (known: {', '.join(cfg.products)})")
     if days <= 0:
         raise UsageError(f"--days must be positive, got {days}")
+    buyer_phone = _grant_phone(cfg, product, phone) if phone is not None else None
     p = cfg.products[product]
     t = now()
     with ledger.tx() as conn:
         conn.execute("INSERT INTO subscriptions (key, product_code, product_name, panel, buyer_email, buyer_name,"
-                     " recurring, created_at, updated_at) VALUES (:key, :product, :pname, :panel, :email, :name, 0,"
-                     " :now, :now) ON CONFLICT (key) DO NOTHING",
+                     " buyer_phone, recurring, created_at, updated_at) VALUES (:key, :product, :pname, :panel,"
+                     " :email, :name, :phone, 0, :now, :now) ON CONFLICT (key) DO NOTHING",
                      {"key": f"manual:{key}", "product": product, "pname": p.name, "panel": p.panel,
-                      "email": email.strip().lower(), "name": name, "now": iso(t)})
+                      "email": email.strip().lower(), "name": name, "phone": buyer_phone, "now": iso(t)})
         sub_id = conn.execute("SELECT id FROM subscriptions WHERE key = ?", (f"manual:{key}",)).fetchone()[0]
         added = _grant(conn, ledger, cfg, sub_id, days, f"manual:{key}", note, t)
         if added:
             queue(conn, subscription_id=sub_id, kind="activation", cycle="1", to_addr=email.strip().lower(), now=t)
     return find(ledger, str(sub_id)), added
+
+
+def _grant_phone(cfg: Config, product: str, raw: str) -> str:
+    """``--phone`` in E.164, as a postback's ``comprador[telefone]`` is read; a usage error when
+    it is no WhatsApp number or the product does not send on WhatsApp."""
+    from ..notify.phone import normalize
+
+    if "whatsapp" not in cfg.channels(product):
+        raise UsageError(f"--phone: product {product} does not send on WhatsApp (its channels:"
+                         f" {', '.join(cfg.channels(product))})")
+    phone = normalize(raw, cfg.whatsapp.default_region)
+    if phone.e164 is None:
+        raise UsageError(f"--phone {raw!r} is not a WhatsApp number ({phone.issue}); give it with the area code,"
+                         " e.g. '11 98765-4321' or '+55 11 98765-4321'")
+    return phone.e164
 
 
 def set_hold(ledger: Ledger, cfg: Config, ref: str, hold: str) -> tuple[dict, bool]:
@@ -189,18 +206,21 @@ def cancel(ledger: Ledger, cfg: Config, ref: str, immediately: bool) -> dict:
     return find(ledger, str(sub["id"]))
 
 
-def resend(ledger: Ledger, ref: str, kind: str) -> int:
-    """An explicit new outbox row (a buyer lost the email). Audited."""
+def resend(ledger: Ledger, ref: str, kind: str) -> dict[str, int]:
+    """The message again, as new outbox rows (a buyer lost it), one per channel of the
+    subscription. Audited. Returns the new row's id per channel (``{"email": 7, "whatsapp": 8}``)."""
     sub = find(ledger, ref)
     t = now()
     with ledger.tx() as conn:
         n = conn.execute("SELECT COUNT(*) FROM outbox WHERE subscription_id = ? AND kind = ?",
                          (sub["id"], kind)).fetchone()[0]
-        queue(conn, subscription_id=sub["id"], kind=kind, cycle=f"resend:{n + 1}:{iso(t)}",
-              to_addr=sub["buyer_email"], now=t)
-        outbox_id = conn.execute("SELECT MAX(id) FROM outbox").fetchone()[0]
-        ledger.audit("email.resend", subscription_id=sub["id"], buyer_email=sub["buyer_email"], kind=kind)
-    return outbox_id
+        cycle = f"resend:{n + 1}:{iso(t)}"
+        queue(conn, subscription_id=sub["id"], kind=kind, cycle=cycle, to_addr=sub["buyer_email"], now=t)
+        queued = dict(conn.execute("SELECT channel, id FROM outbox WHERE subscription_id = ? AND kind = ?"
+                                   " AND cycle = ? ORDER BY id", (sub["id"], kind, cycle)).fetchall())
+        ledger.audit("email.resend", subscription_id=sub["id"], buyer_email=sub["buyer_email"], kind=kind,
+                     channels=",".join(queued) or None)
+    return queued
 
 
 def retry(ledger: Ledger, ref: str | None = None) -> tuple[int, int]:
