@@ -40,6 +40,8 @@ def test_status_says_whatsapp_messages_failed_not_emails(tmp_path):
             conn.execute("UPDATE outbox SET status = 'failed' WHERE channel = 'email'")
         [problem] = [p for p in health(cfg)["problems"] if "failed for good" in p]
         assert problem.startswith("1 email(s) and 1 WhatsApp message(s) failed for good")
+        assert render("subs", "retry", "1", install=cfg.path) == (
+            "0 subscription(s), 1 email(s) and 1 WhatsApp message(s) queued again\n[exit 0]")
 
 
 def test_process_dry_run_counts_whatsapp_apart(tmp_path):

@@ -152,12 +152,14 @@ def resend(ctx: typer.Context, ref: str = REF,
 @subs_app.command()
 def retry(ctx: typer.Context, ref: str = typer.Argument(
         None, help="One subscription; default: every dead subscription and failed or dead email.")):
-    """Put dead panel work and failed emails back in the queue."""
+    """Put dead panel work and failed emails and WhatsApp messages back in the queue."""
     from ..ops import subs
 
     _, ledger = _open(ctx)
-    queued_subs, queued_emails = subs.retry(ledger, ref)
-    typer.echo(f"{queued_subs} subscription(s) and {queued_emails} email(s) queued again")
+    queued_subs, queued = subs.retry_by_channel(ledger, ref)
+    whatsapp = f" and {queued['whatsapp']} WhatsApp message(s)" if queued["whatsapp"] else ""
+    typer.echo(f"{queued_subs} subscription(s), {queued['email']} email(s){whatsapp} queued again"
+               if whatsapp else f"{queued_subs} subscription(s) and {queued['email']} email(s) queued again")
 
 
 PHONE_COLUMNS = ("subscription", "buyer_email", "product", "phone", "issue", "inbox")
@@ -170,8 +172,7 @@ def phones(ctx: typer.Context,
            as_json: bool = JSON_OPTION, wide: bool = WIDE_OPTION):
     """WhatsApp numbers for subscriptions older than WhatsApp, from their stored postbacks.
 
-    Lists the subscriptions of products whose channels name whatsapp that have no number yet,
-    with what their latest stored postback says. Nothing changes without --backfill.
+    Nothing changes without --backfill; one without a stored postback waits for its next one.
     """
     from ..ops.phones import phones as read_phones
 

@@ -12,7 +12,7 @@ from ..engine.derive import facts, recompute
 from ..engine.model import STATES, subscription_state
 from ..errors import UsageError
 from ..ledger.db import Ledger
-from ..ledger.outbox import queue
+from ..ledger.outbox import EMAIL, WHATSAPP, queue
 from ..ledger.queue import OUTBOX, SYNC, SyncStatus, not_in, requeue
 
 LIST_COLUMNS = ("id, key, product_code, buyer_email, paid_until, desired_enabled AS enabled, sync_status,"
@@ -224,17 +224,24 @@ def resend(ledger: Ledger, ref: str, kind: str) -> dict[str, int]:
 
 
 def retry(ledger: Ledger, ref: str | None = None) -> tuple[int, int]:
-    """Dead (or backing-off) panel work and failed or dead emails go back in the queue now:
-    one subscription's, or every one's. Returns (subscriptions, emails) requeued."""
+    """Dead (or backing-off) panel work and failed or dead messages go back in the queue now:
+    one subscription's, or every one's. Returns (subscriptions, messages of every channel) requeued."""
+    subs, messages = retry_by_channel(ledger, ref)
+    return subs, sum(messages.values())
+
+
+def retry_by_channel(ledger: Ledger, ref: str | None = None) -> tuple[int, dict[str, int]]:
+    """``retry``, the messages counted per channel (``{"email": 1, "whatsapp": 1}``)."""
     with ledger.tx() as conn:
+        where, params = ("subscription_id = :sub", {"sub": find(ledger, ref)["id"]}) if ref else ("1=1", {})
+        sub_id = params.get("sub")
         if ref:
-            sub_id = find(ledger, ref)["id"]
             subs = requeue(conn, SYNC, ids=[sub_id], where=not_in(SYNC, SyncStatus.SYNCED))
-            emails = requeue(conn, OUTBOX, where="subscription_id = :sub", params={"sub": sub_id})
         else:
             subs = requeue(conn, SYNC)
-            emails = requeue(conn, OUTBOX)
-        if subs or emails:
-            ledger.audit("subscription.retry", subscription_id=sub_id if ref else None, subscriptions=subs,
-                         emails=emails)
-    return subs, emails
+        messages = {channel: requeue(conn, OUTBOX, where=f"{where} AND channel = :channel",
+                                     params={**params, "channel": channel}) for channel in (EMAIL, WHATSAPP)}
+        if subs or any(messages.values()):
+            ledger.audit("subscription.retry", subscription_id=sub_id, subscriptions=subs,
+                         emails=messages[EMAIL], whatsapp=messages[WHATSAPP] or None)
+    return subs, messages
