@@ -183,6 +183,25 @@ NOTIFY_TEST_HELP = """\
 ╰──────────────────────────────────────────────────────────────────────────────╯
 [exit 0]"""
 
+SUBS_PHONES_HELP = """\
+ Usage: iptvsync subs phones [OPTIONS]
+
+ WhatsApp numbers for subscriptions older than WhatsApp, from their stored
+ postbacks.
+
+ Nothing changes without --backfill; one without a stored postback waits for
+ its next one.
+
+╭─ Options ────────────────────────────────────────────────────────────────────╮
+│ --backfill          Write the numbers found (audited); without it nothing    │
+│                     changes.                                                 │
+│ --json              Print JSON (times in ISO-8601 UTC) instead of a table.   │
+│ --wide              Keep the table however wide it gets (default: a record   │
+│                     per row when it does not fit the terminal).              │
+│ --help              Show this message and exit.                              │
+╰──────────────────────────────────────────────────────────────────────────────╯
+[exit 0]"""
+
 @pytest.mark.parametrize(("args", "expected"), [
     ((), TOP_HELP.replace("[exit 0]", "[exit 2]")),  # no command: the same help, exit 2 (a usage error)
     (("--help",), TOP_HELP),
@@ -190,7 +209,8 @@ NOTIFY_TEST_HELP = """\
     (("simulate", "purchase", "--help"), SIMULATE_HELP),
     (("serve", "--help"), SERVE_HELP),
     (("notify", "test", "--help"), NOTIFY_TEST_HELP),
-], ids=["no-arguments", "top", "subs-list", "simulate-purchase", "serve", "notify-test"])
+    (("subs", "phones", "--help"), SUBS_PHONES_HELP),
+], ids=["no-arguments", "top", "subs-list", "simulate-purchase", "serve", "notify-test", "subs-phones"])
 def test_help_texts(args, expected):
     assert render(*args) == expected
 
@@ -310,8 +330,11 @@ def test_config_errors(tmp_path, toml, env, expected):
      "error: --process-on-postback and --no-process-on-postback contradict each other: pass one\n[exit 2]"),
     (("subs", "import"),
      "error: --product is needed to import from the panel (its lines do not say what was sold)\n[exit 2]"),
+    (("subs", "grant", "--email", "a@example.com", "--product", "145388", "--days", "3", "--key", "k", "--phone",
+      "11 98765-4321"),
+     "error: --phone: product 145388 does not send on WhatsApp (its channels: email)\n[exit 2]"),
 ], ids=["inbox-status", "inbox-replay", "subs-grant-product", "subs-state", "serve-certfile", "logs-subscription",
-    "notify-channel", "serve-on-postback", "subs-import"])
+    "notify-channel", "serve-on-postback", "subs-import", "subs-grant-phone"])
 def test_usage_errors(tmp_path, args, expected):
     assert render(*args, install=install_with(tmp_path)) == expected
 

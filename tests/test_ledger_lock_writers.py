@@ -37,7 +37,7 @@ WRITES = {  # hold the shared lock until they return (``cli/app.writes``)
     "subs grant": ["--email", "new@example.com", "--product", "145388", "--days", "30", "--key", "g1"],
     "subs extend": ["1", "--days", "5", "--key", "e1"],
     "subs suspend": ["1"], "subs resume": ["1"], "subs cancel": ["1"], "subs resend": ["1"],
-    "subs retry": [], "subs import": ["--product", "145388", "--csv", "lines.csv"],
+    "subs retry": [], "subs import": ["--product", "145388", "--csv", "lines.csv"], "subs phones": ["--backfill"],
     "inbox retry": [], "inbox replay": ["1"], "inbox attach": ["1", "1"],
     "inbox prune": ["--older-than", "1d"],
     "reconcile monetizze": [], "reconcile panel": ["--fix"],

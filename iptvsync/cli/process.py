@@ -29,7 +29,8 @@ def process(ctx: typer.Context,
         else:
             emit(plan["calls"], ("subscription", "panel", "call", "why"), as_json=False,
                  title="panel calls process would make (dry run, nothing changed)")
-            typer.echo(f"would apply {plan['apply']} postback(s), send {plan['emails']} email(s)")
+            whatsapp = f" and {plan['whatsapp']} WhatsApp message(s)" if plan["whatsapp"] else ""
+            typer.echo(f"would apply {plan['apply']} postback(s), send {plan['emails']} email(s){whatsapp}")
         return
     try:
         summary = run_process(cfg, limit=limit)

@@ -64,12 +64,16 @@ def grant(ctx: typer.Context, email: str = typer.Option(..., help="Buyer email."
           key: str = typer.Option(..., help="Your unique key for this grant (re-running with it is a no-op)."),
           name: str = typer.Option(None, help="Buyer name."),
           note: str = typer.Option(None, help="Why, for the audit trail."),
+          phone: str = typer.Option(None, metavar="NUMBER",
+                                    help="Buyer's WhatsApp number: the messages go there too when the product's"
+                                         " channels name whatsapp."),
           as_json: bool = JSON_OPTION):
     """Create a manual subscription (a line + activation email on the next `process`)."""
     from ..ops import subs
 
     cfg, ledger = _open(ctx, write=True)
-    sub, added = subs.grant(ledger, cfg, email=email, product=product, days=days, key=key, name=name, note=note)
+    sub, added = subs.grant(ledger, cfg, email=email, product=product, days=days, key=key, name=name, note=note,
+                            phone=phone)
     _report(sub, added, as_json)
 
 
@@ -87,6 +91,8 @@ def extend(ctx: typer.Context, ref: str = REF, days: int = typer.Option(..., hel
 
 def _report(sub: dict, added: bool, as_json: bool) -> None:
     row = {k: sub[k] for k in ("id", "key", "buyer_email", "paid_until", "desired_enabled")}
+    if sub.get("buyer_phone"):  # WhatsApp too (`subs grant --phone`)
+        row["buyer_phone"] = sub["buyer_phone"]
     row["added"] = added
     emit_one(row, as_json=as_json)
     if not added and not as_json:
@@ -133,7 +139,7 @@ def cancel(ctx: typer.Context, ref: str = REF,
 @subs_app.command()
 def resend(ctx: typer.Context, ref: str = REF,
            kind: str = typer.Option("activation", help="activation | renewal | cancellation | refund | ...")):
-    """Queue an email again (a new, audited outbox row)."""
+    """Queue a message again on each of its channels (new, audited outbox rows)."""
     from ..mail.render import KINDS
     from ..ops import subs
 
@@ -141,19 +147,51 @@ def resend(ctx: typer.Context, ref: str = REF,
         typer.echo(f"error: --kind must be one of {', '.join(KINDS)}", err=True)
         raise typer.Exit(2)
     _, ledger = _open(ctx, write=True)
-    outbox_id = subs.resend(ledger, ref, kind)
-    typer.echo(f"queued {kind} email (outbox {outbox_id}); it goes out on the next `process`")
+    queued = subs.resend(ledger, ref, kind)
+    if not queued:
+        typer.echo("error: nothing queued: the subscription has neither an email nor a WhatsApp number", err=True)
+        raise typer.Exit(1)
+    names = {"email": "email", "whatsapp": "WhatsApp"}
+    on = " and ".join(f"{names.get(channel, channel)} (outbox {row_id})" for channel, row_id in queued.items())
+    typer.echo(f"queued {kind} on {on}; it goes out on the next `process`")
 
 
 @subs_app.command()
 def retry(ctx: typer.Context, ref: str = typer.Argument(
         None, help="One subscription; default: every dead subscription and failed or dead email.")):
-    """Put dead panel work and failed emails back in the queue."""
+    """Put dead panel work and failed emails and WhatsApp messages back in the queue."""
     from ..ops import subs
 
     _, ledger = _open(ctx, write=True)
-    queued_subs, queued_emails = subs.retry(ledger, ref)
-    typer.echo(f"{queued_subs} subscription(s) and {queued_emails} email(s) queued again")
+    queued_subs, queued = subs.retry_by_channel(ledger, ref)
+    whatsapp = f" and {queued['whatsapp']} WhatsApp message(s)" if queued["whatsapp"] else ""
+    typer.echo(f"{queued_subs} subscription(s), {queued['email']} email(s){whatsapp} queued again"
+               if whatsapp else f"{queued_subs} subscription(s) and {queued['email']} email(s) queued again")
+
+
+PHONE_COLUMNS = ("subscription", "buyer_email", "product", "phone", "issue", "inbox")
+
+
+@subs_app.command()
+def phones(ctx: typer.Context,
+           backfill: bool = typer.Option(False, "--backfill", help="Write the numbers found (audited); without it"
+                                                                   " nothing changes."),
+           as_json: bool = JSON_OPTION, wide: bool = WIDE_OPTION):
+    """WhatsApp numbers for subscriptions older than WhatsApp, from their stored postbacks.
+
+    Nothing changes without --backfill; one without a stored postback waits for its next one.
+    """
+    from ..ops.phones import phones as read_phones
+
+    cfg, ledger = _open(ctx, write=backfill)
+    report = read_phones(ledger, cfg, backfill=backfill)
+    if as_json:
+        print_json(report)
+        return
+    emit(report["rows"], PHONE_COLUMNS, as_json=False, title="subscriptions without a WhatsApp number", wide=wide)
+    typer.echo(f"{report['found']} number(s) found, {report['issues']} without a usable one, {report['no_postback']}"
+               " without a stored postback; " + (f"{report['written']} written" if backfill else
+                                                  "nothing written (add --backfill)"))
 
 
 IMPORT_COLUMNS = ("outcome", "action", "username", "buyer_email", "subscription", "paid_until", "reason")

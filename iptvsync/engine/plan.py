@@ -10,7 +10,8 @@ from pathlib import Path
 from ..clock import human, now
 from ..config import Config
 from ..ledger.db import Ledger
-from ..ledger.queue import OUTBOX, InboxStatus, MailStatus, count
+from ..ledger.outbox import EMAIL, WHATSAPP
+from ..ledger.queue import InboxStatus, MailStatus
 from ..panels.base import Line, LineSpec
 from .apply import apply_inbox
 from .runner import build_panels
@@ -64,7 +65,10 @@ def plan_process(cfg: Config, limit: int | None = None) -> dict:
         calls: list = []
         panels = {name: RecordingPanel(p, calls) for name, p in build_panels(cfg).items()}
         result = sync_panels(copy, cfg, panels, now(), limit)
-        emails = count(ledger.conn, OUTBOX, MailStatus.PENDING)
+        pending = dict(ledger.conn.execute("SELECT channel, COUNT(*) FROM outbox WHERE status = ? GROUP BY channel",
+                                           (MailStatus.PENDING,)).fetchall())
         ledger.close()
-    return {"apply": applied[InboxStatus.APPLIED], "calls": calls, "emails": emails,
+    # "emails" counts the email channel only, as it did before WhatsApp; "messages" every channel
+    return {"apply": applied[InboxStatus.APPLIED], "calls": calls, "emails": pending.get(EMAIL, 0),
+            "whatsapp": pending.get(WHATSAPP, 0), "messages": sum(pending.values()),
             "sync_failures": result.failed}

@@ -16,6 +16,9 @@ Guarantees, and the one rule about an unknown outcome (docs/whatsapp.md):
   ``[policy] max_attempts``; a refusal for good (a number not on WhatsApp) fails at once;
 * a failure of the gateway itself (unreachable, credentials refused, session disconnected,
   rate limited) ends this run's WhatsApp sends after that one row: the others wait, uncharged;
+* an outage (any ``NotifyError``) is logged as a warning: it delays messages, ``status``
+  reports it, and the run still succeeds; any other exception is a bug, logged as an error,
+  which makes the run a failure (``engine/runner.Failures``);
 * sends are paced per gateway: at most ``per_minute``, with a random pause up to
   ``jitter_ms`` between two (bursts get numbers banned). The email stage runs before this
   one: a gateway that is down never delays an email.
@@ -158,6 +161,13 @@ def send_whatsapp(ledger: Ledger, cfg: Config, now: datetime, limit: int | None 
                 counts["halted"] = 1
                 break
             continue
+        except Exception as exc:  # a bug, not an outage: the run fails (ERROR), the outcome is unknown
+            log.exception("whatsapp %s (%s): unexpected error while sending", row["id"], row["kind"])
+            _failed(ledger, cfg, row, NotifyError(f"unexpected {type(exc).__name__} while sending: {exc}"[:300],
+                                                  ambiguous=True), now, seconds=time.monotonic() - started)
+            counts[MailStatus.FAILED] += 1
+            counts["halted"] = 1  # the same bug would meet every row: the rest wait for a fix
+            break
         _settle(ledger, cfg, row, MailStatus.SENT, None, receipt.message_id, now,
                 seconds=time.monotonic() - started)
         counts[MailStatus.SENT] += 1

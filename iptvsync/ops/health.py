@@ -8,6 +8,7 @@ from ..clock import iso, now, parse_iso
 from ..config import Config
 from ..errors import ConfigError
 from ..ledger.db import Ledger
+from ..ledger.outbox import EMAIL
 from ..ledger.queue import INBOX, OUTBOX, SYNC, InboxStatus, MailStatus, SyncStatus, count
 from . import watch
 from .notify import whatsapp_status
@@ -45,6 +46,11 @@ def health(cfg: Config) -> dict:
                 (now().strftime("%Y-%m-%d"),)).fetchone()[0],
             "last_run": one("SELECT MAX(finished_at) FROM runs"),
         }
+        # per channel (``outbox_*`` count every channel, as before WhatsApp; whatsapp_* are below)
+        facts["email_pending"] = conn.execute("SELECT COUNT(*) FROM outbox WHERE channel = ? AND status = ?",
+                                              (EMAIL, MailStatus.PENDING)).fetchone()[0]
+        facts["email_failed"] = conn.execute("SELECT COUNT(*) FROM outbox WHERE channel = ? AND status IN (?, ?)",
+                                             (EMAIL, MailStatus.DEAD, MailStatus.FAILED)).fetchone()[0]
         facts["outbox_dead_subscriptions"] = [r[0] for r in conn.execute(
             "SELECT DISTINCT subscription_id FROM outbox WHERE status IN (?, ?) ORDER BY subscription_id LIMIT 5",
             (MailStatus.DEAD, MailStatus.FAILED))]
@@ -82,7 +88,8 @@ def health(cfg: Config) -> dict:
         problems.append(f"{facts['subs_dead']} subscription(s) dead on the panel: `iptvsync subs list --dead`")
     if facts["outbox_dead"]:
         first = facts["outbox_dead_subscriptions"][0]
-        problems.append(f"{facts['outbox_dead']} email(s) failed for good or gave up (subscriptions "
+        problems.append(f"{_per_channel(facts['email_failed'], facts['whatsapp_failed'])} failed for good or gave"
+                        " up (subscriptions "
                         f"{', '.join(map(str, facts['outbox_dead_subscriptions']))}): why in "
                         f"`iptvsync subs show {first}`, send again with `iptvsync subs retry {first}`")
     if facts["inbox_failed"] or facts["inbox_unmapped"]:
@@ -123,6 +130,12 @@ def health(cfg: Config) -> dict:
     problems.extend(whatsapp_problems)
     problems.extend(watched)
     return {"facts": facts, "problems": problems}
+
+
+def _per_channel(emails: int, whatsapp: int) -> str:
+    """``2 email(s)``, ``1 WhatsApp message(s)`` or both, the zero ones left out."""
+    words = [f"{emails} email(s)"] if emails or not whatsapp else []
+    return " and ".join(words + ([f"{whatsapp} WhatsApp message(s)"] if whatsapp else []))
 
 
 def _ids(ids: list[int]) -> str:

@@ -13,7 +13,7 @@ from ..engine.derive import facts, recompute
 from ..engine.model import STATES, subscription_state
 from ..errors import UsageError
 from ..ledger.db import Ledger
-from ..ledger.outbox import queue
+from ..ledger.outbox import EMAIL, WHATSAPP, queue
 from ..ledger.queue import OUTBOX, SYNC, SyncStatus, not_in, requeue
 
 LIST_COLUMNS = ("id, key, product_code, buyer_email, paid_until, desired_enabled AS enabled, sync_status,"
@@ -24,7 +24,7 @@ class NotFound(UsageError):
     """No subscription answers to that reference (exit code 2, like any usage error)."""
 
 
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+EMAIL_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def find(ledger: Ledger, ref: str) -> dict:
@@ -131,28 +131,45 @@ def extend(ledger: Ledger, cfg: Config, ref: str, days: int, key: str, note: str
 
 
 def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, key: str, name: str | None = None,
-          note: str | None = None) -> tuple[dict, bool]:
-    """A new manual subscription (a gift, a sale outside Monetizze), once per operator ``key``."""
+          note: str | None = None, phone: str | None = None) -> tuple[dict, bool]:
+    """A new manual subscription (a gift, a sale outside Monetizze), once per operator ``key``.
+    With ``phone`` (normalised as a postback's), its messages go on WhatsApp too."""
     if product not in cfg.products:
         raise UsageError(f"--product {product} is not a [products.<code>] of {cfg.path}"
                          f" (known: {', '.join(cfg.products)})")
     if days <= 0:
         raise UsageError(f"--days must be positive, got {days}")
-    if not EMAIL.fullmatch(email.strip()):  # the access data goes there: a typo is a buyer never served
+    if not EMAIL_ADDRESS.fullmatch(email.strip()):  # the access data goes there: a typo is a buyer never served
         raise UsageError(f"--email must be the buyer's email address, such as maria@example.com, got {email!r}")
+    buyer_phone = _grant_phone(cfg, product, phone) if phone is not None else None
     p = cfg.products[product]
     t = now()
     with ledger.tx() as conn:
         conn.execute("INSERT INTO subscriptions (key, product_code, product_name, panel, buyer_email, buyer_name,"
-                     " recurring, created_at, updated_at) VALUES (:key, :product, :pname, :panel, :email, :name, 0,"
-                     " :now, :now) ON CONFLICT (key) DO NOTHING",
+                     " buyer_phone, recurring, created_at, updated_at) VALUES (:key, :product, :pname, :panel,"
+                     " :email, :name, :phone, 0, :now, :now) ON CONFLICT (key) DO NOTHING",
                      {"key": f"manual:{key}", "product": product, "pname": p.name, "panel": p.panel,
-                      "email": email.strip().lower(), "name": name, "now": iso(t)})
+                      "email": email.strip().lower(), "name": name, "phone": buyer_phone, "now": iso(t)})
         sub_id = conn.execute("SELECT id FROM subscriptions WHERE key = ?", (f"manual:{key}",)).fetchone()[0]
         added = _grant(conn, ledger, cfg, sub_id, days, f"manual:{key}", note, t)
         if added:
             queue(conn, subscription_id=sub_id, kind="activation", cycle="1", to_addr=email.strip().lower(), now=t)
     return find(ledger, str(sub_id)), added
+
+
+def _grant_phone(cfg: Config, product: str, raw: str) -> str:
+    """``--phone`` in E.164, as a postback's ``comprador[telefone]`` is read; a usage error when
+    it is no WhatsApp number or the product does not send on WhatsApp."""
+    from ..notify.phone import normalize
+
+    if "whatsapp" not in cfg.channels(product):
+        raise UsageError(f"--phone: product {product} does not send on WhatsApp (its channels:"
+                         f" {', '.join(cfg.channels(product))})")
+    phone = normalize(raw, cfg.whatsapp.default_region)
+    if phone.e164 is None:
+        raise UsageError(f"--phone {raw!r} is not a WhatsApp number ({phone.issue}); give it with the area code,"
+                         " e.g. '11 98765-4321' or '+55 11 98765-4321'")
+    return phone.e164
 
 
 def set_hold(ledger: Ledger, cfg: Config, ref: str, hold: str) -> tuple[dict, bool]:
@@ -195,32 +212,42 @@ def cancel(ledger: Ledger, cfg: Config, ref: str, immediately: bool) -> dict:
     return find(ledger, str(sub["id"]))
 
 
-def resend(ledger: Ledger, ref: str, kind: str) -> int:
-    """An explicit new outbox row (a buyer lost the email). Audited."""
+def resend(ledger: Ledger, ref: str, kind: str) -> dict[str, int]:
+    """The message again, as new outbox rows (a buyer lost it), one per channel of the
+    subscription. Audited. Returns the new row's id per channel (``{"email": 7, "whatsapp": 8}``)."""
     sub = find(ledger, ref)
     t = now()
     with ledger.tx() as conn:
         n = conn.execute("SELECT COUNT(*) FROM outbox WHERE subscription_id = ? AND kind = ?",
                          (sub["id"], kind)).fetchone()[0]
-        queue(conn, subscription_id=sub["id"], kind=kind, cycle=f"resend:{n + 1}:{iso(t)}",
-              to_addr=sub["buyer_email"], now=t)
-        outbox_id = conn.execute("SELECT MAX(id) FROM outbox").fetchone()[0]
-        ledger.audit("email.resend", subscription_id=sub["id"], buyer_email=sub["buyer_email"], kind=kind)
-    return outbox_id
+        cycle = f"resend:{n + 1}:{iso(t)}"
+        queue(conn, subscription_id=sub["id"], kind=kind, cycle=cycle, to_addr=sub["buyer_email"], now=t)
+        queued = dict(conn.execute("SELECT channel, id FROM outbox WHERE subscription_id = ? AND kind = ?"
+                                   " AND cycle = ? ORDER BY id", (sub["id"], kind, cycle)).fetchall())
+        ledger.audit("email.resend", subscription_id=sub["id"], buyer_email=sub["buyer_email"], kind=kind,
+                     channels=",".join(queued) or None)
+    return queued
 
 
 def retry(ledger: Ledger, ref: str | None = None) -> tuple[int, int]:
-    """Dead (or backing-off) panel work and failed or dead emails go back in the queue now:
-    one subscription's, or every one's. Returns (subscriptions, emails) requeued."""
+    """Dead (or backing-off) panel work and failed or dead messages go back in the queue now:
+    one subscription's, or every one's. Returns (subscriptions, messages of every channel) requeued."""
+    subs, messages = retry_by_channel(ledger, ref)
+    return subs, sum(messages.values())
+
+
+def retry_by_channel(ledger: Ledger, ref: str | None = None) -> tuple[int, dict[str, int]]:
+    """``retry``, the messages counted per channel (``{"email": 1, "whatsapp": 1}``)."""
     with ledger.tx() as conn:
+        where, params = ("subscription_id = :sub", {"sub": find(ledger, ref)["id"]}) if ref else ("1=1", {})
+        sub_id = params.get("sub")
         if ref:
-            sub_id = find(ledger, ref)["id"]
             subs = requeue(conn, SYNC, ids=[sub_id], where=not_in(SYNC, SyncStatus.SYNCED))
-            emails = requeue(conn, OUTBOX, where="subscription_id = :sub", params={"sub": sub_id})
         else:
             subs = requeue(conn, SYNC)
-            emails = requeue(conn, OUTBOX)
-        if subs or emails:
-            ledger.audit("subscription.retry", subscription_id=sub_id if ref else None, subscriptions=subs,
-                         emails=emails)
-    return subs, emails
+        messages = {channel: requeue(conn, OUTBOX, where=f"{where} AND channel = :channel",
+                                     params={**params, "channel": channel}) for channel in (EMAIL, WHATSAPP)}
+        if subs or any(messages.values()):
+            ledger.audit("subscription.retry", subscription_id=sub_id, subscriptions=subs,
+                         emails=messages[EMAIL], whatsapp=messages[WHATSAPP] or None)
+    return subs, messages
