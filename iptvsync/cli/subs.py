@@ -60,9 +60,11 @@ def grant(ctx: typer.Context, email: str = typer.Option(..., help="Buyer email."
           as_json: bool = JSON_OPTION):
     """Create a manual subscription (a line + activation email on the next `process`)."""
     from ..ops import subs
+    from ..ops.actor import Actor
 
     cfg, ledger = _open(ctx)
-    sub, added = subs.grant(ledger, cfg, email=email, product=product, days=days, key=key, name=name, note=note)
+    sub, added = subs.grant(ledger, cfg, email=email, product=product, days=days, key=key, name=name, note=note,
+                           actor=Actor.cli())
     _report(sub, added, as_json)
 
 
@@ -72,9 +74,10 @@ def extend(ctx: typer.Context, ref: str = REF, days: int = typer.Option(..., hel
            note: str = typer.Option(None, help="Why, for the audit trail."), as_json: bool = JSON_OPTION):
     """Add days to a subscription, once per --key."""
     from ..ops import subs
+    from ..ops.actor import Actor
 
     cfg, ledger = _open(ctx)
-    sub, added = subs.extend(ledger, cfg, ref, days, key, note)
+    sub, added = subs.extend(ledger, cfg, ref, days, key, note, actor=Actor.cli())
     _report(sub, added, as_json)
 
 
@@ -90,9 +93,10 @@ def _report(sub: dict, added: bool, as_json: bool) -> None:
 def suspend(ctx: typer.Context, ref: str = REF):
     """Disable the line now, whatever was paid, until `resume`."""
     from ..ops import subs
+    from ..ops.actor import Actor
 
     cfg, ledger = _open(ctx)
-    sub, changed = subs.set_hold(ledger, cfg, ref, "suspended")
+    sub, changed = subs.set_hold(ledger, cfg, ref, "suspended", actor=Actor.cli())
     if not changed:
         typer.echo(f"subscription {sub['id']} is already suspended: nothing changed")
         return
@@ -103,9 +107,10 @@ def suspend(ctx: typer.Context, ref: str = REF):
 def resume(ctx: typer.Context, ref: str = REF):
     """Lift a suspension (operator or dispute); the line follows what is paid."""
     from ..ops import subs
+    from ..ops.actor import Actor
 
     cfg, ledger = _open(ctx)
-    sub, changed = subs.set_hold(ledger, cfg, ref, "resumed")
+    sub, changed = subs.set_hold(ledger, cfg, ref, "resumed", actor=Actor.cli())
     if not changed:
         typer.echo(f"subscription {sub['id']} is not suspended: nothing changed")
         return
@@ -117,9 +122,10 @@ def cancel(ctx: typer.Context, ref: str = REF,
            immediately: bool = typer.Option(False, "--immediately", help="Cut access now, not at paid_until.")):
     """Cancel a subscription; access runs to paid_until unless --immediately."""
     from ..ops import subs
+    from ..ops.actor import Actor
 
     cfg, ledger = _open(ctx)
-    sub = subs.cancel(ledger, cfg, ref, immediately)
+    sub = subs.cancel(ledger, cfg, ref, immediately, actor=Actor.cli())
     typer.echo(f"subscription {sub['id']} cancelled (enabled: {bool(sub['desired_enabled'])})")
 
 
@@ -129,12 +135,13 @@ def resend(ctx: typer.Context, ref: str = REF,
     """Queue an email again (a new, audited outbox row)."""
     from ..mail.render import KINDS
     from ..ops import subs
+    from ..ops.actor import Actor
 
     if kind not in KINDS:
         typer.echo(f"error: --kind must be one of {', '.join(KINDS)}", err=True)
         raise typer.Exit(2)
     _, ledger = _open(ctx)
-    outbox_id = subs.resend(ledger, ref, kind)
+    outbox_id = subs.resend(ledger, ref, kind, actor=Actor.cli())
     typer.echo(f"queued {kind} email (outbox {outbox_id}); it goes out on the next `process`")
 
 
@@ -143,7 +150,8 @@ def retry(ctx: typer.Context, ref: str = typer.Argument(
         None, help="One subscription; default: every dead subscription and failed or dead email.")):
     """Put dead panel work and failed emails back in the queue."""
     from ..ops import subs
+    from ..ops.actor import Actor
 
     _, ledger = _open(ctx)
-    queued_subs, queued_emails = subs.retry(ledger, ref)
+    queued_subs, queued_emails = subs.retry(ledger, ref, actor=Actor.cli())
     typer.echo(f"{queued_subs} subscription(s) and {queued_emails} email(s) queued again")

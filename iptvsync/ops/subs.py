@@ -1,4 +1,5 @@
-"""Operator actions on subscriptions. Each is one transaction, audited with the OS user."""
+"""Operator actions on subscriptions. Each is one transaction, audited with its ``actor``
+(``ops.actor.Actor``: ``cli:<unix user>`` from the CLI, ``web:<login>`` from the console)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ..errors import UsageError
 from ..ledger.db import Ledger
 from ..ledger.outbox import queue
 from ..ledger.queue import OUTBOX, SYNC, SyncStatus, not_in, requeue
+from .actor import Actor, resolve
 
 LIST_COLUMNS = ("id, key, product_code, buyer_email, paid_until, desired_enabled AS enabled, sync_status,"
                 " username, attempts, last_error, cancelled_at, hold")
@@ -98,36 +100,32 @@ def show(ledger: Ledger, cfg: Config, ref: str) -> dict:
 
 
 def _grant(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, sub_id: int, days: int, key: str,
-           note: str | None, at: datetime) -> bool:
+           note: str | None, at: datetime, actor: Actor) -> bool:
+    note = note or actor.reason
     cur = conn.execute("INSERT INTO grants (grant_key, subscription_id, days, granted_at, actor, note)"
                        " VALUES (:k, :s, :d, :at, :actor, :note) ON CONFLICT (grant_key) DO NOTHING",
-                       {"k": key, "s": sub_id, "d": days, "at": iso(at), "actor": _actor(), "note": note})
+                       {"k": key, "s": sub_id, "d": days, "at": iso(at), "actor": actor.name, "note": note})
     if cur.rowcount == 0:
         return False
     _, want = recompute(conn, sub_id, cfg, at)
-    ledger.audit("grant.added", subscription_id=sub_id, days=days, grant_key=key, note=note,
-                 access_until=want.access_until)
+    ledger.audit("grant.added", actor=actor.name, subscription_id=sub_id, days=days, grant_key=key, note=note,
+                 access_until=want.access_until, **actor.detail())
     return True
 
 
-def _actor() -> str:
-    from ..ledger.db import os_user
-
-    return os_user()
-
-
-def extend(ledger: Ledger, cfg: Config, ref: str, days: int, key: str, note: str | None = None) -> tuple[dict, bool]:
+def extend(ledger: Ledger, cfg: Config, ref: str, days: int, key: str, note: str | None = None, *,
+           actor: Actor | None = None) -> tuple[dict, bool]:
     """Add ``days`` to an existing subscription, once per operator ``key``."""
     if days <= 0:
         raise UsageError(f"--days must be positive, got {days}")
     sub = find(ledger, ref)
     with ledger.tx() as conn:
-        added = _grant(conn, ledger, cfg, sub["id"], days, f"manual:{key}", note, now())
+        added = _grant(conn, ledger, cfg, sub["id"], days, f"manual:{key}", note, now(), resolve(actor))
     return find(ledger, str(sub["id"])), added
 
 
 def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, key: str, name: str | None = None,
-          note: str | None = None) -> tuple[dict, bool]:
+          note: str | None = None, actor: Actor | None = None) -> tuple[dict, bool]:
     """A new manual subscription (a gift, a sale outside Monetizze), once per operator ``key``."""
     if product not in cfg.products:
         raise UsageError(f"--product {product} is not a [products.<code>] of {cfg.path}"
@@ -143,13 +141,13 @@ def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, k
                      {"key": f"manual:{key}", "product": product, "pname": p.name, "panel": p.panel,
                       "email": email.strip().lower(), "name": name, "now": iso(t)})
         sub_id = conn.execute("SELECT id FROM subscriptions WHERE key = ?", (f"manual:{key}",)).fetchone()[0]
-        added = _grant(conn, ledger, cfg, sub_id, days, f"manual:{key}", note, t)
+        added = _grant(conn, ledger, cfg, sub_id, days, f"manual:{key}", note, t, resolve(actor))
         if added:
             queue(conn, subscription_id=sub_id, kind="activation", cycle="1", to_addr=email.strip().lower(), now=t)
     return find(ledger, str(sub_id)), added
 
 
-def set_hold(ledger: Ledger, cfg: Config, ref: str, hold: str) -> tuple[dict, bool]:
+def set_hold(ledger: Ledger, cfg: Config, ref: str, hold: str, *, actor: Actor | None = None) -> tuple[dict, bool]:
     """Suspend (``hold="suspended"``) or resume (``"resumed"``) a line. Returns the subscription
     and whether anything changed: suspending twice, or resuming what is not suspended, writes
     nothing and audits nothing."""
@@ -161,8 +159,9 @@ def set_hold(ledger: Ledger, cfg: Config, ref: str, hold: str) -> tuple[dict, bo
         conn.execute("UPDATE subscriptions SET hold = :h, hold_at = :t WHERE id = :id",
                      {"h": hold, "t": iso(t), "id": sub["id"]})
         _, want = recompute(conn, sub["id"], cfg, t)
-        ledger.audit(f"subscription.{hold}", subscription_id=sub["id"], buyer_email=sub["buyer_email"],
-                     enabled=want.enabled)
+        who = resolve(actor)
+        ledger.audit(f"subscription.{hold}", actor=who.name, subscription_id=sub["id"],
+                     buyer_email=sub["buyer_email"], enabled=want.enabled, **who.detail())
     return find(ledger, str(sub["id"])), True
 
 
@@ -174,7 +173,7 @@ def _hold_changes(conn: sqlite3.Connection, cfg: Config, sub: dict, hold: str) -
     return sub["hold"] == "suspended" or (f.disputed and f.on_dispute == "suspend" and sub["hold"] != "resumed")
 
 
-def cancel(ledger: Ledger, cfg: Config, ref: str, immediately: bool) -> dict:
+def cancel(ledger: Ledger, cfg: Config, ref: str, immediately: bool, *, actor: Actor | None = None) -> dict:
     from ..engine.apply import queue_cancellation  # lazily: it parses postbacks, which `subs show` never does
 
     sub = find(ledger, ref)
@@ -184,12 +183,14 @@ def cancel(ledger: Ledger, cfg: Config, ref: str, immediately: bool) -> dict:
         conn.execute("UPDATE subscriptions SET cancelled_at = COALESCE(cancelled_at, :t), cancel_mode = :m"
                      " WHERE id = :id", {"t": iso(t), "m": mode, "id": sub["id"]})
         before, want = recompute(conn, sub["id"], cfg, t)
-        ledger.audit("subscription.cancelled", subscription_id=sub["id"], buyer_email=sub["buyer_email"], mode=mode)
+        who = resolve(actor)
+        ledger.audit("subscription.cancelled", actor=who.name, subscription_id=sub["id"],
+                     buyer_email=sub["buyer_email"], mode=mode, **who.detail())
         queue_cancellation(conn, before, want, t)
     return find(ledger, str(sub["id"]))
 
 
-def resend(ledger: Ledger, ref: str, kind: str) -> int:
+def resend(ledger: Ledger, ref: str, kind: str, *, actor: Actor | None = None) -> int:
     """An explicit new outbox row (a buyer lost the email). Audited."""
     sub = find(ledger, ref)
     t = now()
@@ -199,11 +200,13 @@ def resend(ledger: Ledger, ref: str, kind: str) -> int:
         queue(conn, subscription_id=sub["id"], kind=kind, cycle=f"resend:{n + 1}:{iso(t)}",
               to_addr=sub["buyer_email"], now=t)
         outbox_id = conn.execute("SELECT MAX(id) FROM outbox").fetchone()[0]
-        ledger.audit("email.resend", subscription_id=sub["id"], buyer_email=sub["buyer_email"], kind=kind)
+        who = resolve(actor)
+        ledger.audit("email.resend", actor=who.name, subscription_id=sub["id"], buyer_email=sub["buyer_email"],
+                     kind=kind, **who.detail())
     return outbox_id
 
 
-def retry(ledger: Ledger, ref: str | None = None) -> tuple[int, int]:
+def retry(ledger: Ledger, ref: str | None = None, *, actor: Actor | None = None) -> tuple[int, int]:
     """Dead (or backing-off) panel work and failed or dead emails go back in the queue now:
     one subscription's, or every one's. Returns (subscriptions, emails) requeued."""
     with ledger.tx() as conn:
@@ -215,6 +218,22 @@ def retry(ledger: Ledger, ref: str | None = None) -> tuple[int, int]:
             subs = requeue(conn, SYNC)
             emails = requeue(conn, OUTBOX)
         if subs or emails:
-            ledger.audit("subscription.retry", subscription_id=sub_id if ref else None, subscriptions=subs,
-                         emails=emails)
+            who = resolve(actor)
+            ledger.audit("subscription.retry", actor=who.name, subscription_id=sub_id if ref else None,
+                         subscriptions=subs, emails=emails, **who.detail())
     return subs, emails
+
+
+def reveal_password(ledger: Ledger, cfg: Config, ref: str, *, actor: Actor | None = None) -> str:
+    """The line's password in clear, for an operator reading it to a buyer. Audited (the row
+    names who saw it, never the password)."""
+    from ..credentials import decrypt
+
+    sub = find(ledger, ref)
+    if not sub["password_enc"]:
+        raise UsageError(f"subscription {sub['id']} has no line password yet (its line is made on the next process)")
+    password = decrypt(sub["password_enc"], cfg.secrets.secret_key)
+    who = resolve(actor)
+    ledger.audit("password.revealed", actor=who.name, subscription_id=sub["id"], buyer_email=sub["buyer_email"],
+                 **who.detail())
+    return password
