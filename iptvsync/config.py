@@ -130,9 +130,20 @@ class EmailSection(_Record):
     timeout_s: int = 20
 
 
+@dataclass(init=False, repr=False, eq=False)
+class AdminSection(_Record):
+    """The admin console (``iptvsync admin serve``), a process of its own."""
+    host: str = "127.0.0.1"
+    port: int = 8081
+    public_origin: str = ""          # e.g. "https://admin.loja.com.br" behind a TLS proxy
+    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For names the client
+    require_totp: bool = False       # owners must log in with a TOTP code
+    threads: int = 8
+
+
 #: the plain sections, by TOML name
 SECTIONS: dict[str, type] = {"ledger": LedgerSection, "receiver": ReceiverSection, "monetizze": MonetizzeSection,
-                             "policy": PolicySection, "email": EmailSection}
+                             "policy": PolicySection, "email": EmailSection, "admin": AdminSection}
 
 
 def _schema_of(cls: type) -> dict[str, tuple[Any, Any]]:
@@ -252,6 +263,7 @@ class Config(_Record):
     monetizze: MonetizzeSection
     policy: PolicySection
     email: EmailSection
+    admin: AdminSection
     panels: dict[str, PanelConfig]
     products: dict[str, ProductConfig]
     secrets: Secrets

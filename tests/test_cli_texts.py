@@ -71,6 +71,7 @@ TOP_HELP = """\
 │ deploy     Service files rendered for this install.                          │
 │ simulate   Post realistic postbacks to the running receiver.                 │
 │ mail       Check the email setup; operator alerts.                           │
+│ admin      The web admin console: operators and the server.                  │
 ╰──────────────────────────────────────────────────────────────────────────────╯
 ╭─ Machinery ──────────────────────────────────────────────────────────────────╮
 │ serve      Run the postback receiver until SIGTERM.                          │
@@ -164,13 +165,36 @@ SERVE_HELP = """\
 ╰──────────────────────────────────────────────────────────────────────────────╯
 [exit 0]"""
 
+ADMIN_USER_ADD_HELP = """\
+ Usage: iptvsync admin user add [OPTIONS] {NAME}
+
+ Add an operator (asks for the password twice unless --password-stdin).
+
+╭─ Arguments ──────────────────────────────────────────────────────────────────╮
+│ *    NAME        Operator name (lowercase letters, digits, . _ -).           │
+│                  [required]                                                  │
+╰──────────────────────────────────────────────────────────────────────────────╯
+╭─ Options ────────────────────────────────────────────────────────────────────╮
+│ *  --role                  ROLE      owner (everything) or support (look,    │
+│                                      resend access, retry).                  │
+│                                      [required]                              │
+│    --language              LANGUAGE  The console's language for this         │
+│                                      operator: pt-BR or en.                  │
+│                                      [default: pt-BR]                        │
+│    --password-stdin                  Read the password from the first line   │
+│                                      of stdin.                               │
+│    --help                            Show this message and exit.             │
+╰──────────────────────────────────────────────────────────────────────────────╯
+[exit 0]"""
+
 @pytest.mark.parametrize(("args", "expected"), [
     ((), TOP_HELP.replace("[exit 0]", "[exit 2]")),  # no command: the same help, exit 2 (a usage error)
     (("--help",), TOP_HELP),
     (("subs", "list", "--help"), SUBS_LIST_HELP),
     (("simulate", "purchase", "--help"), SIMULATE_HELP),
     (("serve", "--help"), SERVE_HELP),
-], ids=["no-arguments", "top", "subs-list", "simulate-purchase", "serve"])
+    (("admin", "user", "add", "--help"), ADMIN_USER_ADD_HELP),
+], ids=["no-arguments", "top", "subs-list", "simulate-purchase", "serve", "admin-user-add"])
 def test_help_texts(args, expected):
     assert render(*args) == expected
 

@@ -12,6 +12,7 @@ from copy import copy
 PANELS = {
     "status": "Daily", "logs": "Daily", "subs": "Daily", "inbox": "Daily",
     "init": "Setup", "doctor": "Setup", "deploy": "Setup", "simulate": "Setup", "mail": "Setup",
+    "admin": "Setup",
     "serve": "Machinery", "process": "Machinery", "reconcile": "Machinery", "backup": "Machinery",
     "audit": "Machinery", "restore": "Machinery", "rekey": "Machinery",
 }
