@@ -183,3 +183,7 @@ def _same(a: str, b: str) -> bool:
     import hmac
 
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+def exists(ledger: Ledger, name: str) -> bool:
+    return ledger.one("SELECT 1 AS x FROM operators WHERE name = ?", (name,)) is not None
