@@ -50,7 +50,8 @@ TEXT: dict[str, dict[str, str]] = {
         "csrf": "Formulário expirado ou de outra origem. Volte e tente de novo.", "done": "Feito.",
         "results": "Resultados", "no_results": "Nada encontrado.", "client": "Endereço", "buyer": "Comprador",
         "error_id": "Código do erro", "back": "Voltar ao painel", "ok_added": "Nada mudou: já feito antes.",
-        "synced_lines": "Em dia", "pending_lines": "Na fila", "dead_lines": "Com falha",
+        "synced_lines": "Em dia", "last_sync": "Última sincronização", "pending_lines": "Na fila",
+        "dead_lines": "Com falha",
     },
     "en": {
         "title": "iptvsync", "painel": "Dashboard", "assinaturas": "Subscriptions", "postbacks": "Postbacks",
@@ -87,7 +88,7 @@ TEXT: dict[str, dict[str, str]] = {
         "csrf": "The form expired or came from elsewhere. Go back and try again.", "done": "Done.",
         "results": "Results", "no_results": "Nothing found.", "client": "Address", "buyer": "Buyer",
         "error_id": "Error id", "back": "Back to the dashboard", "ok_added": "Nothing changed: done before.",
-        "synced_lines": "In sync", "pending_lines": "Queued", "dead_lines": "Failed",
+        "synced_lines": "In sync", "last_sync": "Last sync", "pending_lines": "Queued", "dead_lines": "Failed",
     },
 }
 

