@@ -103,7 +103,7 @@ def test_login_is_throttled_per_user_name_with_back_off(client, owner, cfg):
 
 
 def test_a_trusted_proxy_names_the_client(cfg, owner, install):
-    install.write_text(install.read_text() + '\n[admin]\ntrusted_proxies = ["127.0.0.1"]\n')
+    install.write_text(install.read_text() + '\n[admin]\ntrusted_proxies = ["127.0.0.0/8"]\n')
     from iptvsync.config import load_config
 
     client = create_app(load_config(install)).test_client()

@@ -127,3 +127,12 @@ def test_a_venv_or_data_under_a_home_folder_stays_readable(tmp_path):
     assert all("ProtectHome=read-only" in u.text for u in units if u.name.endswith(".service"))
     units = systemd_units(cfg, iptvsync_bin=Path("/opt/iptvsync/.venv/bin/iptvsync"))
     assert all("ProtectHome=yes" in u.text for u in units if u.name.endswith(".service"))
+
+
+def test_the_admin_console_unit_is_rendered_on_request_and_verifies(tmp_path):
+    config, units, files = render(tmp_path, "--admin")
+    admin = files["iptvsync-admin.service"]
+    assert f"ExecStart={IPTVSYNC} --config {config} admin serve" in admin
+    assert "ProtectSystem=strict" in admin and "CapabilityBoundingSet=\n" in admin
+    assert "iptvsync-admin.service" not in render(tmp_path / "plain")[2]  # only when asked
+    verify(units)

@@ -42,11 +42,28 @@ def client_address(cfg: Config, request: Request) -> str:
     """The browser's address: the peer, or, when the peer is a trusted proxy, the last address
     it put in X-Forwarded-For (the one it saw; anything before it the client could have typed)."""
     peer = request.remote_addr or "-"
-    if peer in cfg.admin.trusted_proxies:
+    if _trusted(peer, cfg.admin.trusted_proxies):
         forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
         if forwarded:
             return forwarded[-1][:64]
     return peer
+
+
+def _trusted(peer: str, proxies: tuple[str, ...]) -> bool:
+    """``peer`` is one of ``proxies`` (addresses or networks, e.g. "127.0.0.1" or "127.0.0.1/32")."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    for proxy in proxies:
+        try:
+            if address in ipaddress.ip_network(proxy, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def same_origin(cfg: Config, request: Request) -> bool:
