@@ -310,3 +310,66 @@ def test_search_finds_a_buyer_by_each_thing_they_may_say(client, owner, sub, cfg
         page = client.get("/assinaturas", query_string={"q": q}).get_data(as_text=True)
         assert f'href="/assinaturas/{sub["id"]}"' in page, q
     assert "Nada encontrado" in client.get("/assinaturas?q=nobody@example.com").get_data(as_text=True)
+
+
+def test_grant_a_new_subscription_from_the_web(client, owner, cfg, support):
+    login(client, "maria")
+    form = client.get("/assinaturas/nova").get_data(as_text=True)
+    key = re.search(r'name="key" value="([^"]+)"', form).group(1)
+    data = {"csrf": csrf_of(form), "key": key, "email": "Bia@Example.com", "name": "Bia", "product": "145388",
+            "days": "15", "reason": "cortesia de boas-vindas"}
+    done = client.post("/assinaturas/nova", data=data)
+    assert done.status_code == 303 and done.headers["Location"].endswith("?ok=grant")
+    assert client.post("/assinaturas/nova", data=data).status_code == 303  # the same form twice: one grant
+    rows = audit_rows(cfg, "grant.added")
+    assert len(rows) == 1 and rows[0]["actor"] == "web:maria" and rows[0]["detail"]["reason"] == data["reason"]
+    bad = client.post("/assinaturas/nova", data={**data, "key": "k2", "product": "999"})
+    assert bad.status_code == 400
+    other = create_app(cfg).test_client()
+    login(other, "joao")
+    assert other.get("/assinaturas/nova").status_code == 403
+
+
+def test_every_page_gets_the_context_it_documents(app, client, owner, sub, cfg):
+    """A template relies on exactly the names ``render.CONTEXTS`` lists for it, besides the shared ones."""
+    from flask import template_rendered
+
+    from iptvsync.admin.render import CONTEXTS, SHARED
+
+    seen: dict[str, set[str]] = {}
+    flask_globals = {"g", "request", "session", "config", "url_for", "get_flashed_messages"}
+
+    def record(_sender, template, context, **_extra):
+        seen[template.name] = set(context) - set(SHARED) - flask_globals
+
+    template_rendered.connect(record, app)
+    try:
+        client.get("/login")
+        login(client, "maria")
+        client.post(f"/assinaturas/{sub['id']}/senha", data={"csrf": token(client)})  # no line yet: 400
+        for path in ("/", "/assinaturas", f"/assinaturas/{sub['id']}", f"/assinaturas/{sub['id']}/confirmar/extend",
+                     "/assinaturas/nova", "/postbacks", "/registro", "/operadores", "/postbacks/999"):
+            client.get(path)
+        deliver_one(cfg)
+        client.get("/postbacks/1")
+    finally:
+        template_rendered.disconnect(record, app)
+    totp = create_app(cfg)
+    template_rendered.connect(record, totp)
+    ledger = Ledger(cfg.ledger_path)
+    operators.enable_totp(ledger, cfg, "maria")
+    ledger.close()
+    other = totp.test_client()
+    login(other, "maria")
+    other.get("/login/totp")
+    assert set(seen) == set(CONTEXTS), set(CONTEXTS) ^ set(seen)
+    for name, keys in seen.items():
+        assert keys == set(CONTEXTS[name]), name
+
+
+def deliver_one(cfg):
+    from support.postbacks import deliver, payload
+
+    ledger = Ledger(cfg.ledger_path)
+    deliver(ledger, payload(2))
+    ledger.close()

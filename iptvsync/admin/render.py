@@ -10,8 +10,24 @@ from flask import g, render_template
 from .labels import action_label, event_label, value_label, words
 from .roles import allowed
 
-#: what every page's context has besides its own (tests/test_admin_pages.py checks each page's)
+#: what every page's context has besides its own
 SHARED = ("t", "op", "csrf", "can", "act", "val", "ev", "lang", "nav")
+#: each template's own context, as its view gives it (tests/test_admin_web.py renders every page
+#: and checks it against this: a template may rely on exactly these names)
+CONTEXTS: dict[str, frozenset[str]] = {name: frozenset(keys) for name, keys in {
+    "login.html": ("message", "values", "next"),
+    "totp.html": ("message", "values", "next"),
+    "error.html": ("status", "message_key", "error_id"),
+    "painel.html": ("p", "windows", "figures"),
+    "subs.html": ("rows", "q", "state", "product", "states", "products", "next_before"),
+    "sub.html": ("sub", "events", "actions", "password", "ok"),
+    "confirm.html": ("sub", "action", "kinds", "key", "error"),
+    "grant.html": ("products", "error", "values"),
+    "inbox.html": ("rows", "q", "status", "statuses", "next_before"),
+    "postback.html": ("row", "body", "error", "held"),
+    "audit.html": ("rows", "filters", "chain", "broken", "next_before"),
+    "operators.html": ("rows", "roles", "languages", "error"),
+}.items()}
 NAV = (("dashboard.painel", "painel", "view"), ("subs.search", "assinaturas", "view"),
        ("inbox.listing", "postbacks", "view"), ("audit.listing", "registro", "view"),
        ("operators.listing", "operadores", "operators"))
@@ -31,5 +47,4 @@ def page(template: str, **context: Any) -> str:
         "ev": lambda what: event_label(lang, what),
         "nav": [(endpoint, key) for endpoint, key, action in NAV if allowed(role, action)] if op else [],
     }
-    g.rendered_context = set(context)  # what the page gave, for the context test
     return render_template(template, **shared, **context)

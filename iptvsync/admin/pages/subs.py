@@ -3,7 +3,8 @@ a confirmation page that asks for the reason the audit row keeps).
 
 Contexts: ``subs.html``: ``rows``, ``q``, ``state``, ``product``, ``states``, ``products``,
 ``next_before``; ``sub.html``: ``sub``, ``events``, ``actions``, ``password``, ``ok``;
-``confirm.html``: ``sub``, ``action``, ``kinds``, ``key``, ``error``.
+``confirm.html``: ``sub``, ``action``, ``kinds``, ``key``, ``error``; ``grant.html``: ``products``,
+``error``, ``values`` (all of them in ``render.CONTEXTS``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,30 @@ def search():
 
 
 
+@bp.get("/nova")
+@requires("subs.grant")
+def grant_form():
+    return page("grant.html", products=tuple(_cfg().products), error=None,
+                values={"key": secrets.token_urlsafe(12), "days": "30", "email": "", "name": "", "product": ""})
+
+
+@bp.post("/nova")
+@requires("subs.grant")
+def grant():
+    values = {k: request.form.get(k, "").strip()[:200] for k in ("email", "name", "product", "days", "key")}
+    reason = request.form.get("reason", "").strip()[:REASON_MAX]
+    again = {"products": tuple(_cfg().products), "values": values}
+    if not reason:
+        return page("grant.html", error="reason", **again), 400
+    try:
+        sub, _ = subs.grant(g.ledger, _cfg(), email=values["email"], product=values["product"],
+                            days=int(values["days"] or 0), key=f"web:{values['key']}", name=values["name"] or None,
+                            actor=actor(reason))
+    except (UsageError, ValueError):
+        return page("grant.html", error="bad_request", **again), 400
+    return redirect(url_for("subs.show", sub_id=sub["id"], ok="grant"), 303)
+
+
 @bp.get("/<int:sub_id>")
 @requires("view")
 def show(sub_id: int):
@@ -63,7 +88,7 @@ def _show(sub_id: int, password: str | None):
     ok = request.args.get("ok")
     return page("sub.html", sub=sub, events=timeline.timeline(g.ledger, sub),
                 actions=[a for a in ACTIONS if allowed(g.op["role"], f"subs.{a}")], password=password,
-                ok=ok if ok in (*ACTIONS, "noop") else None)
+                ok=ok if ok in (*ACTIONS, "grant", "noop") else None)
 
 
 @bp.post("/<int:sub_id>/senha")
