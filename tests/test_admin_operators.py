@@ -195,3 +195,18 @@ def test_throttle_backs_off_exponentially_per_name_and_address(ledger):
 def test_migration_on_a_blank_ledger_makes_the_operator_tables(tmp_path):
     led = Ledger(tmp_path / "x.db")
     assert {"operators", "operator_sessions", "login_throttle"} <= set(led.db.table_names())
+
+
+def test_subs_show_timeline_merges_postbacks_charges_panel_and_emails(install, cfg, ledger):
+    from iptvsync.engine.runner import run_process
+
+    deliver(ledger, payload(2))
+    run_process(cfg)
+    ops_subs.extend(ledger, cfg, "1", 3, "e1", actor=WEB)
+    out = json.loads(invoke(install, "subs", "show", "1", "--timeline", "--json").stdout)
+    whats = [e["what"] for e in out["timeline"]]
+    assert whats[0] == "grant.added" and whats[-1] == "postback.approved", whats
+    assert {"charge.paid", "panel.created", "email.sent"} <= set(whats)
+    assert [e["at"] for e in out["timeline"]] == sorted((e["at"] for e in out["timeline"]), reverse=True)
+    text = invoke(install, "subs", "show", "1", "--timeline").stdout
+    assert "grant.added" in text and "web:maria" in text and all(len(line) <= 80 for line in text.splitlines())

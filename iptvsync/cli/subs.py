@@ -39,7 +39,9 @@ def list_cmd(ctx: typer.Context, email: str = typer.Option(None, help="Only this
 
 
 @subs_app.command()
-def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OPTION):
+def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OPTION,
+         timeline: bool = typer.Option(False, "--timeline", help="Also every postback, charge, panel call, email"
+                                                                   " and manual action, newest first.")):
     """One subscription with its state, charges, grants and emails (never the password).
 
     paid_until is what was paid; access_until adds the grace days while a renewal may come.
@@ -47,7 +49,20 @@ def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OPTION):
     from ..ops import subs
 
     cfg, ledger = _open(ctx)
-    emit_one(subs.show(ledger, cfg, ref), as_json=as_json)
+    sub = subs.show(ledger, cfg, ref)
+    if not timeline:
+        emit_one(sub, as_json=as_json)
+        return
+    from ..ops.timeline import timeline as events
+
+    found = events(ledger, sub)
+    if as_json:
+        emit_one({**sub, "timeline": found}, as_json=True)
+        return
+    emit_one(sub, as_json=False)
+    rows = [{"at": e["at"], "what": e["what"], "actor": e["actor"],
+             "detail": " ".join(f"{k}={v}" for k, v in sorted(e["detail"].items()))} for e in found]
+    emit(rows, ("at", "what", "actor", "detail"), as_json=False, title="timeline")
 
 
 @subs_app.command()
