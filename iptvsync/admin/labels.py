@@ -50,7 +50,8 @@ TEXT: dict[str, dict[str, str]] = {
         "csrf": "Formulário expirado ou de outra origem. Volte e tente de novo.", "done": "Feito.",
         "results": "Resultados", "no_results": "Nada encontrado.", "client": "Endereço", "buyer": "Comprador",
         "error_id": "Código do erro", "back": "Voltar ao painel", "ok_added": "Nada mudou: já feito antes.",
-        "synced_lines": "Em dia", "last_sync": "Última sincronização", "pending_lines": "Na fila",
+        "synced_lines": "Em dia", "last_sync": "Última sincronização",
+        "last_panel_failure": "Última falha", "pending_lines": "Na fila",
         "dead_lines": "Com falha",
     },
     "en": {
@@ -88,7 +89,8 @@ TEXT: dict[str, dict[str, str]] = {
         "csrf": "The form expired or came from elsewhere. Go back and try again.", "done": "Done.",
         "results": "Results", "no_results": "Nothing found.", "client": "Address", "buyer": "Buyer",
         "error_id": "Error id", "back": "Back to the dashboard", "ok_added": "Nothing changed: done before.",
-        "synced_lines": "In sync", "last_sync": "Last sync", "pending_lines": "Queued", "dead_lines": "Failed",
+        "synced_lines": "In sync", "last_sync": "Last sync",
+        "last_panel_failure": "Last failure", "pending_lines": "Queued", "dead_lines": "Failed",
     },
 }
 

@@ -26,24 +26,29 @@ def window_starts(at: datetime) -> dict[str, datetime]:
 
 
 def figures(ledger: Ledger, at: datetime) -> dict[str, dict[str, int]]:
-    """sales, activations, renewals, cancellations, refunds per window."""
-    out: dict[str, dict[str, int]] = {}
-    for name, start in window_starts(at).items():
-        since = {"since": iso(start)}
+    """sales, activations, renewals, cancellations, refunds per window: one read of each source
+    over the longest window, through its index, counting the three windows at once."""
+    starts = {name: iso(start) for name, start in window_starts(at).items()}
+    params = {f"w{i}": starts[name] for i, name in enumerate(WINDOWS)}
+    cases = ", ".join(f"COALESCE(SUM({{col}} >= :w{i}), 0)" for i in range(len(WINDOWS)))
+    oldest = f":w{len(WINDOWS) - 1}"
 
-        def one(sql: str, since: dict = since) -> int:
-            return ledger.conn.execute(sql, since).fetchone()[0]
+    def counts(col: str, sql: str, extra: dict | None = None) -> list[int]:
+        return list(ledger.conn.execute(f"SELECT {cases.format(col=col)} {sql}", {**params, **(extra or {})})
+                    .fetchone())
 
-        out[name] = {
-            "sales": one("SELECT COUNT(*) FROM charges WHERE paid_at >= :since AND COALESCE(parcela, 1) <= 1"
-                         " AND status IN ('paid', 'complete')"),
-            "renewals": one("SELECT COUNT(*) FROM charges WHERE paid_at >= :since AND parcela > 1"
-                            " AND status IN ('paid', 'complete')"),
-            "activations": one("SELECT COUNT(*) FROM audit WHERE action = 'panel.created' AND at >= :since"),
-            "cancellations": one("SELECT COUNT(*) FROM subscriptions WHERE cancelled_at >= :since"),
-            "refunds": one("SELECT COUNT(*) FROM charges WHERE status = 'refunded' AND updated_at >= :since"),
-        }
-    return out
+    paid = f"FROM charges WHERE paid_at >= {oldest} AND status IN ('paid', 'complete')"
+    sales = counts("paid_at", paid + " AND COALESCE(parcela, 1) <= 1")
+    renewals = counts("paid_at", paid + " AND parcela > 1")
+    refunds = counts("updated_at", f"FROM charges WHERE status = 'refunded' AND updated_at >= {oldest}")
+    cancellations = counts("cancelled_at", f"FROM subscriptions WHERE cancelled_at >= {oldest}")
+    # the audit by time: the first row of the window by audit_at, then action + id by audit_action
+    first = ledger.one("SELECT MIN(id) AS id FROM audit INDEXED BY audit_at WHERE at >= :since",
+                       {"since": starts[list(WINDOWS)[-1]]})["id"]
+    activations = counts("at", "FROM audit WHERE action = 'panel.created' AND id >= :first",
+                         {"first": first if first is not None else 2**62})
+    return {name: {"sales": sales[i], "activations": activations[i], "renewals": renewals[i],
+                   "cancellations": cancellations[i], "refunds": refunds[i]} for i, name in enumerate(WINDOWS)}
 
 
 def painel(ledger: Ledger, cfg: Config) -> dict[str, Any]:
@@ -64,28 +69,38 @@ def painel(ledger: Ledger, cfg: Config) -> dict[str, Any]:
                                " WHERE status IN (:d, :f) ORDER BY id DESC LIMIT :n",
                                {"d": MailStatus.DEAD, "f": MailStatus.FAILED, "n": SHOWN}),
     }
-    panels = []
-    for name, panel in cfg.panels.items():
-        counts = {r["sync_status"]: r["n"] for r in ledger.query(
-            "SELECT sync_status, COUNT(*) AS n FROM subscriptions WHERE panel = ? GROUP BY sync_status", (name,))}
-        last = ledger.one("SELECT MAX(applied_at) AS at FROM subscriptions WHERE panel = ?", (name,))
-        panels.append({"name": name, "kind": panel.kind, "lines_dead": counts.get(SyncStatus.DEAD, 0),
-                       "lines_pending": counts.get(SyncStatus.PENDING, 0),
-                       "lines_synced": counts.get(SyncStatus.SYNCED, 0),
-                       "last_synced_at": last["at"] if last else None})
+    waiting = {(r["panel"], r["sync_status"]): r["n"] for r in ledger.query(  # the queue's few rows, by index
+        "SELECT panel, sync_status, COUNT(*) AS n FROM subscriptions WHERE sync_status IN (:p, :d)"
+        " GROUP BY panel, sync_status", {"p": SyncStatus.PENDING, "d": SyncStatus.DEAD})}
+    panels = [{"name": name, "kind": panel.kind, "lines_pending": waiting.get((name, SyncStatus.PENDING), 0),
+               "lines_dead": waiting.get((name, SyncStatus.DEAD), 0)} for name, panel in cfg.panels.items()]
+    last_ok = _last(ledger, "panel.created", "panel.updated")
+    last_failed = _last(ledger, "panel.failed")
     last_postback = ledger.one("SELECT received_at, source FROM inbox ORDER BY id DESC LIMIT 1")
     last_run = ledger.one("SELECT started_at, finished_at, summary FROM runs ORDER BY id DESC LIMIT 1")
     return {
         "at": iso(t),
         "figures": figures(ledger, t),
-        "active_lines": conn.execute("SELECT COUNT(*) FROM subscriptions WHERE applied_enabled = 1").fetchone()[0],
+        # lines that should be on (the panel follows within a process run): counted in subs_expiry
+        "active_lines": conn.execute("SELECT COUNT(*) FROM subscriptions WHERE desired_enabled = 1").fetchone()[0],
         "expiring_3d": in_days(3),
         "expiring_7d": in_days(7),
         "health": report["facts"],
         "problems": report["problems"],
         "attention": attention,
         "panels": panels,
+        "panel_last_ok_at": last_ok["at"] if last_ok else None,
+        "panel_last_failed": last_failed,
         "last_postback_at": last_postback["received_at"] if last_postback else None,
         "rejections_today": report["facts"]["rejections_today"],
         "last_run_at": last_run["finished_at"] if last_run else None,
     }
+
+
+def _last(ledger: Ledger, *actions: str) -> dict[str, Any] | None:
+    """The newest audit row of ``actions``, each found by the audit_action index (action, id)."""
+    ids = [r["id"] for a in actions if (r := ledger.one("SELECT MAX(id) AS id FROM audit WHERE action = ?", (a,)))
+           and r["id"] is not None]
+    if not ids:
+        return None
+    return ledger.one("SELECT at, action, detail FROM audit WHERE id = ?", (max(ids),))
