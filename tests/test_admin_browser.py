@@ -75,6 +75,8 @@ def sell(cfg, receiver, email="ana@example.com", name="Ana Compradora", sale="51
 
 def test_login_wrong_password_then_the_painel_equals_the_ledger_and_logout(console, page, cfg, receiver):
     add_operator(cfg, "maria", "owner")
+    unmapped = payload(2, sale="51000009", subscription="1104379", product="999", email="bia@example.com")
+    assert receiver.post(build_form(unmapped)).status_code == 200  # a product with no [products.999]
     sell(cfg, receiver)
     log_in(page, console, "maria", "not the password")
     assert page.locator(".alert").inner_text() == "Usuário ou senha incorretos."
@@ -85,6 +87,8 @@ def test_login_wrong_password_then_the_painel_equals_the_ledger_and_logout(conso
     assert active == 1
     assert page.locator("#active-lines").inner_text() == str(active)
     assert page.locator("#fig-activations-30d").inner_text() == "1"
+    attention = page.locator("table.cards").first.inner_text()
+    assert "bia@example.com" in attention and "sem produto" in attention
     if os.environ.get("SAVE_SCREENSHOTS"):
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(DOCS_IMG / "painel.png"), full_page=True)

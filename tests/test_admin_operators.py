@@ -197,6 +197,27 @@ def test_migration_on_a_blank_ledger_makes_the_operator_tables(tmp_path):
     assert {"operators", "operator_sessions", "login_throttle"} <= set(led.db.table_names())
 
 
+def test_a_ledger_from_before_the_console_upgrades_with_its_rows(tmp_path, cfg):
+    import sqlite_utils
+
+    from iptvsync.ledger.migrations import migrations
+
+    path = tmp_path / "old.db"
+    old = sqlite_utils.Database(path)
+    migrations.apply(old, stop_before="m018_admin_operators")
+    old.conn.close()
+    before = Ledger(path, migrate=False)
+    assert before.pending_migrations()[:2] == ["m018_admin_operators", "m019_admin_indexes"]
+    ops_subs.grant(before, cfg, email="ana@example.com", product="145388", days=5, key="g1")
+    before.close()
+    led = Ledger(path)  # opening it upgrades it
+    assert led.pending_migrations() == []
+    assert operators.add(led, "maria", "owner", "long enough pw")["role"] == "owner"
+    assert led.one("SELECT buyer_email FROM subscriptions")["buyer_email"] == "ana@example.com"
+    indexes = {r["name"] for r in led.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"charges_paid_at", "charges_refunded", "subs_cancelled", "inbox_attached"} <= indexes
+
+
 def test_subs_show_timeline_merges_postbacks_charges_panel_and_emails(install, cfg, ledger):
     from iptvsync.engine.runner import run_process
 
