@@ -231,3 +231,9 @@ def test_subs_show_timeline_merges_postbacks_charges_panel_and_emails(install, c
     assert [e["at"] for e in out["timeline"]] == sorted((e["at"] for e in out["timeline"]), reverse=True)
     text = invoke(install, "subs", "show", "1", "--timeline").stdout
     assert "grant.added" in text and "web:maria" in text and all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_rows_without_an_actor_are_the_command_lines(ledger):
+    """The audit writer's default: what `reconcile`, `rekey` and `simulate --live` write from the CLI."""
+    ledger.audit("secret_key.rotated", reencrypted=0)
+    assert audit(ledger)[-1]["actor"] == CLI
