@@ -373,3 +373,16 @@ def deliver_one(cfg):
     ledger = Ledger(cfg.ledger_path)
     deliver(ledger, payload(2))
     ledger.close()
+
+
+def test_the_panels_are_checked_live_only_when_asked(client, owner, monkeypatch):
+    from iptvsync.ops import doctor
+
+    calls = []
+    real = doctor.check_panels
+    monkeypatch.setattr(doctor, "check_panels", lambda cfg: calls.append(1) or real(cfg))
+    login(client, "maria")
+    assert client.get("/").status_code == 200 and calls == []  # a GET calls no panel
+    page = client.post("/paineis", data={"csrf": token(client)}).get_data(as_text=True)
+    assert calls == [1] and "panel main" in page and "dry-run: no real line is created" in page
+    assert client.get("/paineis").status_code == 405

@@ -51,7 +51,8 @@ TEXT: dict[str, dict[str, str]] = {
         "results": "Resultados", "no_results": "Nada encontrado.", "client": "Endereço", "buyer": "Comprador",
         "error_id": "Código do erro", "back": "Voltar ao painel", "ok_added": "Nada mudou: já feito antes.",
         "synced_lines": "Em dia", "last_sync": "Última sincronização",
-        "last_panel_failure": "Última falha", "pending_lines": "Na fila",
+        "last_panel_failure": "Última falha",
+        "check_panels": "Verificar painéis agora (chave, créditos, login)", "pending_lines": "Na fila",
         "dead_lines": "Com falha",
     },
     "en": {
@@ -90,7 +91,8 @@ TEXT: dict[str, dict[str, str]] = {
         "results": "Results", "no_results": "Nothing found.", "client": "Address", "buyer": "Buyer",
         "error_id": "Error id", "back": "Back to the dashboard", "ok_added": "Nothing changed: done before.",
         "synced_lines": "In sync", "last_sync": "Last sync",
-        "last_panel_failure": "Last failure", "pending_lines": "Queued", "dead_lines": "Failed",
+        "last_panel_failure": "Last failure",
+        "check_panels": "Check the panels now (key, credits, login)", "pending_lines": "Queued", "dead_lines": "Failed",
     },
 }
 

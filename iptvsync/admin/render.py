@@ -18,7 +18,7 @@ CONTEXTS: dict[str, frozenset[str]] = {name: frozenset(keys) for name, keys in {
     "login.html": ("message", "values", "next"),
     "totp.html": ("message", "values", "next"),
     "error.html": ("status", "message_key", "error_id"),
-    "painel.html": ("p", "windows", "figures"),
+    "painel.html": ("p", "windows", "figures", "checks"),
     "subs.html": ("rows", "q", "state", "product", "states", "products", "next_before"),
     "sub.html": ("sub", "events", "actions", "password", "ok"),
     "confirm.html": ("sub", "action", "kinds", "key", "error"),
