@@ -237,3 +237,22 @@ def test_rows_without_an_actor_are_the_command_lines(ledger):
     """The audit writer's default: what `reconcile`, `rekey` and `simulate --live` write from the CLI."""
     ledger.audit("secret_key.rotated", reencrypted=0)
     assert audit(ledger)[-1]["actor"] == CLI
+
+
+def test_admin_serve_on_a_busy_port_is_one_line_and_exit_1(install):
+    import subprocess
+    import sys
+
+    from support.console import Console
+
+    running = Console(install)
+    try:
+        port = running.url.rsplit(":", 1)[1]
+        out = subprocess.run([sys.executable, "-m", "iptvsync", "--config", str(install), "admin", "serve",
+                              "--port", port], capture_output=True, text=True, timeout=60)
+    finally:
+        running.stop()
+    assert "Traceback" not in out.stderr
+    assert out.returncode == 1 and out.stderr.strip().splitlines()[-1] == (
+        f"error: cannot listen on 127.0.0.1:{port} ([admin] host and port, or --host/--port): the port is"
+        " already in use")

@@ -386,3 +386,19 @@ def test_the_panels_are_checked_live_only_when_asked(client, owner, monkeypatch)
     page = client.post("/paineis", data={"csrf": token(client)}).get_data(as_text=True)
     assert calls == [1] and "panel main" in page and "dry-run: no real line is created" in page
     assert client.get("/paineis").status_code == 405
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:x"])
+def test_login_never_redirects_off_the_console(client, owner, target):
+    token_ = csrf_of(client.get("/login", query_string={"next": target}).get_data(as_text=True))
+    response = client.post("/login", data={"usuario": "maria", "senha": PASSWORD, "csrf": token_, "next": target})
+    assert response.status_code == 303 and response.headers["Location"] == "/"
+
+
+def test_login_goes_back_to_the_page_asked_for(client, owner, sub):
+    asked = client.get(f"/assinaturas/{sub['id']}").headers["Location"]
+    page = client.get(asked).get_data(as_text=True)
+    nxt = re.search(r'name="next" value="([^"]+)"', page).group(1)
+    response = client.post("/login", data={"usuario": "maria", "senha": PASSWORD, "csrf": csrf_of(page),
+                                           "next": nxt})
+    assert response.headers["Location"].startswith(f"/assinaturas/{sub['id']}")
