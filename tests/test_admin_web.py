@@ -402,3 +402,37 @@ def test_login_goes_back_to_the_page_asked_for(client, owner, sub):
     response = client.post("/login", data={"usuario": "maria", "senha": PASSWORD, "csrf": csrf_of(page),
                                            "next": nxt})
     assert response.headers["Location"].startswith(f"/assinaturas/{sub['id']}")
+
+
+def test_postbacks_retry_replay_and_attach_by_role(client, owner, support, cfg):
+    from support.postbacks import deliver, payload
+
+    from iptvsync.engine.runner import run_process
+
+    deliver_one(cfg)
+    run_process(cfg)
+    other = create_app(cfg).test_client()
+    login(other, "joao")
+    assert other.get("/postbacks/1").status_code == 200
+    assert other.post("/postbacks/1/replay", data={"csrf": token(other)}).status_code == 403
+    assert other.post("/postbacks/1/attach", data={"csrf": token(other), "subscription": "1"}).status_code == 403
+    # support may retry what failed, not apply again what was applied (a replay, an owner's)
+    assert other.post("/postbacks/1/retry", data={"csrf": token(other)}).status_code == 400
+    assert not audit_rows(cfg, "inbox.retry")
+    login(client, "maria")
+    assert client.post("/postbacks/1/replay", data={"csrf": token(client), "reason": "reapply"}).status_code == 303
+    row = audit_rows(cfg, "inbox.replay")[0]
+    assert row["actor"] == "web:maria" and row["detail"]["reason"] == "reapply"
+    refused = client.post("/postbacks/1/attach", data={"csrf": token(client), "subscription": "1"})
+    assert refused.status_code == 400  # not a held postback: the page says so, nothing changes
+    assert not audit_rows(cfg, "inbox.attached")
+    ledger = Ledger(cfg.ledger_path)
+    deliver(ledger, payload(2, sale="51000003", product="999"))  # unmapped: a product with no mapping
+    ledger.close()
+    run_process(cfg)
+    assert other.post("/postbacks/2/retry", data={"csrf": token(other)}).status_code == 303
+    assert audit_rows(cfg, "inbox.retry")[0]["actor"] == "web:joao"
+    body = client.get("/postbacks/1").get_data(as_text=True)
+    i = body.find(cfg.secrets.chave_unica)
+    assert i < 0, body[max(0, i - 300):i + 60]
+    assert "fedcba9876543210fedcba9876543210" not in body

@@ -14,7 +14,7 @@ from ..config import Config
 from ..errors import UsageError
 from ..ledger import inbox
 from ..ledger.db import Ledger
-from ..ledger.queue import InboxStatus
+from ..ledger.queue import INBOX, InboxStatus
 from .actor import Actor, resolve
 
 AttachError = inbox.AttachError
@@ -38,8 +38,8 @@ def show(ledger: Ledger, cfg: Config, inbox_id: int) -> dict[str, Any]:
     body = row.pop("body")
     body = body if isinstance(body, bytes) else str(body or "").encode()
     body = redact(body, cfg.secrets.chave_unica)
-    for product_key in {p.key for p in cfg.products.values() if p.key}:  # produto[chave] is a secret too
-        body = redact(body, product_key)
+    for product_key in {p.key for p in cfg.products.values() if p.key} | _own_product_key(body, row):
+        body = redact(body, product_key)  # produto[chave] is a secret too, configured or not
     row["body"] = body.decode("utf-8", "replace")
     if row.get("content_type", "") and "json" in (row["content_type"] or ""):
         try:
@@ -49,9 +49,33 @@ def show(ledger: Ledger, cfg: Config, inbox_id: int) -> dict[str, Any]:
     return row
 
 
-def retry(ledger: Ledger, ids: list[int] | None = None, *, actor: Actor | None = None) -> int:
-    """Failed or unmapped postbacks (or the given ids) back in the queue; how many."""
-    return inbox.retry(ledger, ids, actor=resolve(actor).name, detail=resolve(actor).detail())
+def _own_product_key(body: bytes, row: dict[str, Any]) -> set[str]:
+    """The ``produto[chave]`` this body carries, whether or not [products] knows it."""
+    from ..errors import MalformedPostback
+    from ..monetizze.postback import parse
+
+    try:
+        key = parse(body, row.get("content_type"))[1].product_key
+    except (MalformedPostback, ValueError):
+        return set()
+    return {key} if key and len(key) >= 8 else set()
+
+
+def retry(ledger: Ledger, ids: list[int] | None = None, *, actor: Actor | None = None,
+          only_stuck: bool = False) -> int:
+    """Failed or unmapped postbacks (or the given ids) back in the queue; how many.
+
+    ``only_stuck``: the given ids only if failed or unmapped (the console's retry, which a
+    support operator may do: applying an applied postback again is a replay, an owner's)."""
+    if only_stuck and ids:
+        marks = ", ".join("?" * len(ids))
+        stuck = {r["id"] for r in ledger.query(f"SELECT id FROM inbox WHERE id IN ({marks}) AND status IN"
+                                               f" ({', '.join('?' * len(INBOX.stuck))})", (*ids, *INBOX.stuck))}
+        if set(ids) - stuck:
+            raise UsageError(f"postback(s) {', '.join(str(i) for i in ids if i not in stuck)} are not failed or"
+                             " unmapped: nothing to retry")
+    who = resolve(actor)
+    return inbox.retry(ledger, ids, actor=who.name, detail=who.detail())
 
 
 def replay(ledger: Ledger, ids: list[int], *, actor: Actor | None = None) -> int:

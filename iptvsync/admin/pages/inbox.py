@@ -60,9 +60,9 @@ def _reason() -> str | None:
 @requires("inbox.retry")
 def retry(inbox_id: int):
     try:
-        inbox.retry(g.ledger, [inbox_id], actor=actor(_reason()))
+        inbox.retry(g.ledger, [inbox_id], actor=actor(_reason()), only_stuck=True)
     except UsageError:
-        abort(404)
+        return _show(inbox_id, error="bad_request", status=400)
     return redirect(url_for("inbox.show", inbox_id=inbox_id), 303)
 
 
