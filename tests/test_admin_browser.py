@@ -145,6 +145,18 @@ def test_a_support_user_is_refused_an_extend(console, page, cfg, receiver):
     answer = page.goto(console.url + "/assinaturas/1/confirmar/extend")
     assert answer.status == 403 and "Seu papel não permite isso." in page.content()
     assert page.locator("nav >> text=Operadores").count() == 0
+    # a POST with the browser's own session cookie but without the form's token is refused
+    forged = page.request.post(console.url + "/assinaturas/1/resend", form={"kind": "activation", "reason": "x"})
+    assert forged.status == 403
+    # what support may do: resend the access, with a reason
+    page.goto(console.url + "/assinaturas/1")
+    page.click("#action-resend")
+    page.fill("textarea[name=reason]", "cliente apagou o email")
+    page.click("#confirm")
+    assert page.locator(".notice").inner_text() == "Feito."
+    with sqlite3.connect(cfg.ledger_path) as db:
+        rows = db.execute("SELECT actor, detail FROM audit WHERE action = 'email.resend'").fetchall()
+    assert len(rows) == 1 and rows[0][0] == "web:joao" and "cliente apagou o email" in rows[0][1]
 
 
 def test_a_hostile_buyer_posted_through_the_receiver_is_inert(console, page, cfg, receiver):
