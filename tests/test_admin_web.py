@@ -436,3 +436,11 @@ def test_postbacks_retry_replay_and_attach_by_role(client, owner, support, cfg):
     i = body.find(cfg.secrets.chave_unica)
     assert i < 0, body[max(0, i - 300):i + 60]
     assert "fedcba9876543210fedcba9876543210" not in body
+
+
+def test_back_to_the_login_form_between_the_password_and_the_code(client, cfg, owner):
+    ledger = Ledger(cfg.ledger_path)
+    operators.enable_totp(ledger, cfg, "maria")
+    ledger.close()
+    assert login(client, "maria").headers["Location"].startswith("/login/totp")
+    assert login(client, "maria").headers["Location"].startswith("/login/totp")  # again: no CSRF refusal

@@ -44,9 +44,11 @@ def load_operator():
             abort(404)
         return redirect(url_for("auth.login", next=request.full_path if request.method in SAFE_METHODS else None,
                                 expired=1 if g.sid else None), 303)
+    # the token a form carries: the session's, or on the login form (before any session, or
+    # beside a half-done one) the one bound to the short "pre" cookie
+    g.form_token = g.pre_csrf if request.endpoint == "auth.login" or g.session is None else g.session["csrf"]
     if request.method not in SAFE_METHODS:
-        expected = g.session["csrf"] if g.session else g.pre_csrf
-        if not same_origin(cfg, request) or not token_matches(expected, request.form.get("csrf")):
+        if not same_origin(cfg, request) or not token_matches(g.form_token, request.form.get("csrf")):
             abort(403, description="csrf")
     return None
 
@@ -59,7 +61,7 @@ def actor(reason: str | None = None) -> Actor:
 def _login_page(message: str | None = None, status: int = 200, **values):
     cfg = _cfg()
     if not g.pre_csrf:
-        g.pre_csrf = new_token()
+        g.pre_csrf = g.form_token = new_token()
     response = current_app.make_response((page("login.html", message=message, values=values,
                                                 next=_safe_next(request.values.get("next"))), status))
     set_cookie(response, cfg, request, "pre", g.pre_csrf)

@@ -35,12 +35,11 @@ NAV = (("dashboard.painel", "painel", "view"), ("subs.search", "assinaturas", "v
 
 def page(template: str, **context: Any) -> str:
     op = g.get("op")
-    session = g.get("session")
-    lang = (op or session or {}).get("language") or "pt-BR"
+    lang = (op or g.get("session") or {}).get("language") or "pt-BR"
     role = op["role"] if op else None
     shared = {
         "t": words(lang), "op": op, "lang": lang,
-        "csrf": (session or {}).get("csrf") or g.get("pre_csrf") or "",
+        "csrf": g.get("form_token") or "",
         "can": lambda action: allowed(role, action),
         "act": lambda action: action_label(lang, action),
         "val": lambda value: value_label(lang, value),
