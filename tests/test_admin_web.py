@@ -444,3 +444,24 @@ def test_back_to_the_login_form_between_the_password_and_the_code(client, cfg, o
     ledger.close()
     assert login(client, "maria").headers["Location"].startswith("/login/totp")
     assert login(client, "maria").headers["Location"].startswith("/login/totp")  # again: no CSRF refusal
+
+
+def test_get_never_changes_the_ledger(client, owner, sub, cfg):
+    """Every page, read as a GET, leaves every table as it was (sessions aside: their own bookkeeping)."""
+    login(client, "maria")
+
+    def snapshot():
+        ledger = Ledger(cfg.ledger_path)
+        try:
+            tables = [r["name"] for r in ledger.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+                      if r["name"] not in ("operator_sessions", "login_throttle")]
+            return {t: ledger.query(f"SELECT * FROM {t}") for t in tables}
+        finally:
+            ledger.close()
+
+    before = snapshot()
+    for path in ("/", "/assinaturas", f"/assinaturas/{sub['id']}", f"/assinaturas/{sub['id']}/confirmar/cancel",
+                 "/assinaturas/nova", "/postbacks", "/registro", "/operadores", "/login", "/logout",
+                 f"/assinaturas/{sub['id']}/extend", "/paineis", "/registro/verificar"):
+        client.get(path)
+    assert snapshot() == before
