@@ -81,3 +81,21 @@ def test_a_part_of_a_name_is_the_one_scan_and_only_when_nothing_matched(cfg, led
     assert not any("LIKE" in sql for sql in exact)
     found = search.subscriptions(ledger, cfg, q="joana")
     assert [r["id"] for r in found] == [shop["id"]]
+
+
+def test_painel_figures_count_each_window_in_sao_paulo_days(cfg, ledger):
+    from freezegun import freeze_time
+
+    paid = {"51000011": "2026-12-20 00:30:00",   # today in São Paulo (03:30Z)
+            "51000012": "2026-12-19 23:30:00",   # yesterday there, though 02:30Z today in UTC
+            "51000013": "2026-12-14 10:00:00",   # 6 days before: in the 7 days
+            "51000014": "2026-11-21 10:00:00",   # 29 days before: in the 30 days
+            "51000015": "2026-11-19 10:00:00"}   # 31 days before: in none
+    for n, (sale, at) in enumerate(paid.items()):
+        deliver(ledger, payload(2, sale=sale, subscription=f"220000{n}", paid=at, email=f"b{n}@example.com"))
+    with freeze_time("2026-12-20T15:00:00Z"):
+        run_process(cfg)
+        figures = dashboard.figures(ledger, dashboard.now())
+    assert {w: figures[w]["sales"] for w in figures} == {"today": 1, "7d": 3, "30d": 4}
+    assert {w: figures[w]["activations"] for w in figures} == {"today": 5, "7d": 5, "30d": 5}
+    assert figures["30d"]["renewals"] == figures["30d"]["refunds"] == figures["30d"]["cancellations"] == 0
