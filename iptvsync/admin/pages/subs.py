@@ -52,7 +52,6 @@ def search():
                 products=tuple(_cfg().products), next_before=rows[-1]["id"] if len(rows) == finder.PAGE else None)
 
 
-
 @bp.get("/nova")
 @requires("subs.grant")
 def grant_form():
