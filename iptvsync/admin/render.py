@@ -24,7 +24,7 @@ CONTEXTS: dict[str, frozenset[str]] = {name: frozenset(keys) for name, keys in {
     "confirm.html": ("sub", "action", "kinds", "key", "error"),
     "grant.html": ("products", "error", "values"),
     "inbox.html": ("rows", "q", "status", "statuses", "next_before"),
-    "postback.html": ("row", "body", "error", "held"),
+    "postback.html": ("row", "body", "error", "attachable"),
     "audit.html": ("rows", "filters", "chain", "broken", "next_before"),
     "operators.html": ("rows", "roles", "languages", "error"),
 }.items()}

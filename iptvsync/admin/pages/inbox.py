@@ -2,7 +2,7 @@
 retry / replay / attach.
 
 Contexts: ``inbox.html``: ``rows``, ``q``, ``status``, ``statuses``, ``next_before``;
-``postback.html``: ``row``, ``body``, ``error``, ``held``.
+``postback.html``: ``row``, ``body``, ``error``, ``attachable``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _show(inbox_id: int, error: str | None = None, status: int = 200):
     body = row.pop("body")
     if not isinstance(body, str):
         body = json.dumps(body, indent=2, ensure_ascii=False)
-    return page("postback.html", row=row, body=body, error=error, held=row["status"] == console.HELD), status
+    return page("postback.html", row=row, body=body, error=error, attachable=row["status"] == console.HELD), status
 
 
 @bp.get("/<int:inbox_id>")
