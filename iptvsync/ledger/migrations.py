@@ -346,10 +346,10 @@ def m018_admin_operators(db):
 @migrations()
 def m019_admin_indexes(db):
     """What the admin console reads by time or by link, each through an index at 100k
-    subscriptions (bench/admin.py): the Painel's paid charges and refunds by date and its
-    cancellations, the subscription timeline's attached postbacks. Partial where only a few
+    subscriptions (bench/admin.py): the Painel's paid charges (the index covers what it counts)
+    and refunds by date and its cancellations, the subscription timeline's attached postbacks. Partial where only a few
     rows qualify, so the receiver's and ``process``'s inserts mostly skip them."""
-    db.execute("CREATE INDEX charges_paid_at ON charges(paid_at) WHERE paid_at IS NOT NULL")
+    db.execute("CREATE INDEX charges_paid_at ON charges(paid_at, status, parcela) WHERE paid_at IS NOT NULL")
     db.execute("CREATE INDEX charges_refunded ON charges(updated_at) WHERE status = 'refunded'")
     db.execute("CREATE INDEX subs_cancelled ON subscriptions(cancelled_at) WHERE cancelled_at IS NOT NULL")
     db.execute("CREATE INDEX inbox_attached ON inbox(attached_to) WHERE attached_to IS NOT NULL")

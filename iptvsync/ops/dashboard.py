@@ -42,11 +42,11 @@ def figures(ledger: Ledger, at: datetime) -> dict[str, dict[str, int]]:
     renewals = counts("paid_at", paid + " AND parcela > 1")
     refunds = counts("updated_at", f"FROM charges WHERE status = 'refunded' AND updated_at >= {oldest}")
     cancellations = counts("cancelled_at", f"FROM subscriptions WHERE cancelled_at >= {oldest}")
-    # the audit by time: the first row of the window by audit_at, then action + id by audit_action
-    first = ledger.one("SELECT MIN(id) AS id FROM audit INDEXED BY audit_at WHERE at >= :since",
-                       {"since": starts[list(WINDOWS)[-1]]})["id"]
-    activations = counts("at", "FROM audit WHERE action = 'panel.created' AND id >= :first",
-                         {"first": first if first is not None else 2**62})
+    # the audit by time: each window's first row by audit_at (one seek: rows are appended in time
+    # order), then the action's rows from it counted in audit_action (action, id), index only
+    activations = [ledger.conn.execute("SELECT COUNT(*) FROM audit WHERE action = 'panel.created' AND id >= :first",
+                                       {"first": _first_audit_id(ledger, start)}).fetchone()[0]
+                   for start in starts.values()]
     return {name: {"sales": sales[i], "activations": activations[i], "renewals": renewals[i],
                    "cancellations": cancellations[i], "refunds": refunds[i]} for i, name in enumerate(WINDOWS)}
 
@@ -104,3 +104,9 @@ def _last(ledger: Ledger, *actions: str) -> dict[str, Any] | None:
     if not ids:
         return None
     return ledger.one("SELECT at, action, detail FROM audit WHERE id = ?", (max(ids),))
+
+
+def _first_audit_id(ledger: Ledger, since: str) -> int:
+    row = ledger.one("SELECT id FROM audit INDEXED BY audit_at WHERE at >= :since ORDER BY at, id LIMIT 1",
+                     {"since": since})
+    return row["id"] if row else 2**62
