@@ -122,7 +122,7 @@ def test_find_the_buyer_read_the_timeline_extend_and_the_audit_names_the_operato
     page.click("form.filters button")
     page.click("table.subs tbody tr >> nth=0 >> a")
     timeline = page.locator("table.timeline").inner_text()
-    for seen in ("Pagamento aprovado", "Linha criada no painel", "E-mail enviado", "postback.approved"):
+    for seen in ("Pagamento aprovado", "Linha criada no painel", "E-mail enviado", "Postback: aprovada"):
         assert seen in timeline, timeline
     page.click("#action-extend")
     page.fill("input[name=days]", "7")

@@ -124,7 +124,15 @@ EVENTS: dict[str, dict[str, str]] = {
               "subscription.cancelled": "Cancelada", "subscription.expired": "Venceu",
               "subscription.retry": "Nova tentativa", "password.revealed": "Senha mostrada",
               "inbox.attached": "Postback anexado", "outbox.pending": "E-mail aguardando",
-              "outbox.failed": "E-mail falhou", "outbox.dead": "E-mail desistiu", "outbox.skipped": "E-mail pulado"},
+              "outbox.failed": "E-mail falhou", "outbox.dead": "E-mail desistiu", "outbox.skipped": "E-mail pulado",
+              "postback.waiting": "Postback: aguardando pagamento", "postback.approved": "Postback: aprovada",
+              "postback.complete": "Postback: completa", "postback.cancelled": "Postback: cancelada",
+              "postback.refunded": "Postback: devolvida (reembolso)", "postback.blocked": "Postback: bloqueada",
+              "postback.sub_active": "Postback: assinatura ativa",
+              "postback.sub_overdue": "Postback: assinatura inadimplente",
+              "postback.sub_cancelled": "Postback: assinatura cancelada", "postback.ignored": "Postback: ignorado",
+              "postback.unclassified": "Postback: não classificado", "admin.login": "Entrou no painel",
+              "admin.logout": "Saiu do painel", "admin.login_failed": "Login recusado"},
     "en": {},
 }
 
