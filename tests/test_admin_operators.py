@@ -256,3 +256,10 @@ def test_admin_serve_on_a_busy_port_is_one_line_and_exit_1(install):
     assert out.returncode == 1 and out.stderr.strip().splitlines()[-1] == (
         f"error: cannot listen on 127.0.0.1:{port} ([admin] host and port, or --host/--port): the port is"
         " already in use")
+
+
+def test_admin_user_add_asks_the_password_twice(install, ledger):
+    out = invoke(install, "admin", "user", "add", "bia", "--role", "support", input="long enough pw\nlong enough pw\n")
+    assert out.exit_code == 0, out.output
+    assert "long enough pw" not in out.output  # not echoed
+    assert operators.check_password(ledger, "bia", "long enough pw")["role"] == "support"
