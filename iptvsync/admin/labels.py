@@ -51,7 +51,7 @@ TEXT: dict[str, dict[str, str]] = {
         "results": "Resultados", "no_results": "Nada encontrado.", "client": "Endereço", "buyer": "Comprador",
         "error_id": "Código do erro", "back": "Voltar ao painel", "ok_added": "Nada mudou: já feito antes.",
         "synced_lines": "Em dia", "last_sync": "Última sincronização",
-        "last_panel_failure": "Última falha",
+        "last_panel_failure": "Última falha", "status_notes": "O que `iptvsync status` diz (em inglês):",
         "check_panels": "Verificar painéis agora (chave, créditos, login)", "pending_lines": "Na fila",
         "dead_lines": "Com falha",
     },
@@ -91,7 +91,7 @@ TEXT: dict[str, dict[str, str]] = {
         "results": "Results", "no_results": "Nothing found.", "client": "Address", "buyer": "Buyer",
         "error_id": "Error id", "back": "Back to the dashboard", "ok_added": "Nothing changed: done before.",
         "synced_lines": "In sync", "last_sync": "Last sync",
-        "last_panel_failure": "Last failure",
+        "last_panel_failure": "Last failure", "status_notes": "What `iptvsync status` says:",
         "check_panels": "Check the panels now (key, credits, login)", "pending_lines": "Queued", "dead_lines": "Failed",
     },
 }
