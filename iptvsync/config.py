@@ -154,16 +154,29 @@ class WhatsAppSection(_Record):
     per_minute: int = 20  # sends per minute at most, per gateway (bursts get numbers banned)
     jitter_ms: int = 1500  # a random pause up to this much between two sends
     unknown_resends: int = 0  # sends again of a message whose outcome is unknown (docs/whatsapp.md)
+
+
 @dataclass(init=False, repr=False, eq=False)
 class StatusSection(_Record):
     max_wait: str = "10m"  # a paid buyer waiting longer than this for line or email makes `status` fail
     receiver_url: str = ""  # where `status` probes /healthz (default: [receiver] host, port, TLS)
 
 
+@dataclass(init=False, repr=False, eq=False)
+class AdminSection(_Record):
+    """The admin console (``iptvsync admin serve``), a process of its own."""
+    host: str = "127.0.0.1"
+    port: int = 8081
+    public_origin: str = ""          # e.g. "https://admin.loja.com.br" behind a TLS proxy
+    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For names the client
+    require_totp: bool = False       # owners must log in with a TOTP code
+    threads: int = 8
+
+
 #: the plain sections, by TOML name
 SECTIONS: dict[str, type] = {"ledger": LedgerSection, "receiver": ReceiverSection, "monetizze": MonetizzeSection,
                              "policy": PolicySection, "email": EmailSection, "whatsapp": WhatsAppSection,
-                             "status": StatusSection}
+                             "status": StatusSection, "admin": AdminSection}
 
 
 def _schema_of(cls: type) -> dict[str, tuple[Any, Any]]:
@@ -291,6 +304,7 @@ class Config(_Record):
     monetizze: MonetizzeSection
     policy: PolicySection
     email: EmailSection
+    admin: AdminSection
     panels: dict[str, PanelConfig]
     products: dict[str, ProductConfig]
     secrets: Secrets

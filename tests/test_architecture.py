@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "iptvsync"
 #: room -> layer; an import may go to a lower layer, or sideways between rooms of one layer
 #: (those room-to-room arrows must not form a cycle)
 LAYERS = {
-    "cli": 6, "__main__": 6,
+    "cli": 6, "__main__": 6, "admin": 6,
     "ops": 5,
     "engine": 4, "receiver": 4,
     "ledger": 3, "mail": 3, "monetizze": 3,
@@ -180,3 +180,10 @@ def test_no_module_outside_notify_names_a_whatsapp_gateway():
     named = [f"{name}:{node.lineno} {node.value!r}" for name, (_, tree) in sources().items()
              if room(name) != "notify" for node in _strings(tree) if GATEWAY_WORD.search(node.value)]
     assert named == []
+def test_the_admin_console_calls_ops_only():
+    """The console sits beside ``cli/`` and reaches the ledger, the engine and everything else
+    through ``ops/`` (plus the clock, the typed errors and the config it is handed)."""
+    allowed_rooms = {"admin", "ops", "clock", "errors", "config"}
+    reached = {f"{a} -> {b}" for a, targets in GRAPH.items() if room(a) == "admin" for b in targets
+               if room(b) not in allowed_rooms}
+    assert not reached, sorted(reached)

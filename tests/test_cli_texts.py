@@ -72,6 +72,7 @@ TOP_HELP = """\
 │ simulate   Post realistic postbacks to the running receiver.                 │
 │ mail       Check the email setup; operator alerts.                           │
 │ notify     Check the WhatsApp setup by sending one message.                  │
+│ admin      The web admin console: operators and the server.                  │
 ╰──────────────────────────────────────────────────────────────────────────────╯
 ╭─ Machinery ──────────────────────────────────────────────────────────────────╮
 │ serve      Run the postback receiver until SIGTERM.                          │
@@ -202,6 +203,29 @@ SUBS_PHONES_HELP = """\
 ╰──────────────────────────────────────────────────────────────────────────────╯
 [exit 0]"""
 
+ADMIN_USER_ADD_HELP = """\
+ Usage: iptvsync admin user add [OPTIONS] {NAME}
+
+ Add an operator (asks for the password twice unless --password-stdin).
+
+╭─ Arguments ──────────────────────────────────────────────────────────────────╮
+│ *    NAME        Operator name (lowercase letters, digits, . _ -).           │
+│                  [required]                                                  │
+╰──────────────────────────────────────────────────────────────────────────────╯
+╭─ Options ────────────────────────────────────────────────────────────────────╮
+│ *  --role                  ROLE      owner (everything) or support (look,    │
+│                                      resend access, retry).                  │
+│                                      [required]                              │
+│    --language              LANGUAGE  The console's language for this         │
+│                                      operator: pt-BR or en.                  │
+│                                      [default: pt-BR]                        │
+│    --password-stdin                  Read the password from the first line   │
+│                                      of stdin.                               │
+│    --help                            Show this message and exit.             │
+╰──────────────────────────────────────────────────────────────────────────────╯
+[exit 0]"""
+
+
 @pytest.mark.parametrize(("args", "expected"), [
     ((), TOP_HELP.replace("[exit 0]", "[exit 2]")),  # no command: the same help, exit 2 (a usage error)
     (("--help",), TOP_HELP),
@@ -210,7 +234,9 @@ SUBS_PHONES_HELP = """\
     (("serve", "--help"), SERVE_HELP),
     (("notify", "test", "--help"), NOTIFY_TEST_HELP),
     (("subs", "phones", "--help"), SUBS_PHONES_HELP),
-], ids=["no-arguments", "top", "subs-list", "simulate-purchase", "serve", "notify-test", "subs-phones"])
+    (("admin", "user", "add", "--help"), ADMIN_USER_ADD_HELP),
+], ids=["no-arguments", "top", "subs-list", "simulate-purchase", "serve", "notify-test", "subs-phones",
+        "admin-user-add"])
 def test_help_texts(args, expected):
     assert render(*args) == expected
 

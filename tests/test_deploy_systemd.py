@@ -157,3 +157,10 @@ def test_a_planned_stop_of_a_job_is_a_clean_end_not_an_alert(tmp_path):
     for name in jobs:
         assert "SuccessExitStatus=SIGTERM" in files[name].splitlines(), name
     assert "SuccessExitStatus" not in files["iptvsync-serve.service"]
+def test_the_admin_console_unit_is_rendered_on_request_and_verifies(tmp_path):
+    config, units, files = render(tmp_path, "--admin")
+    admin = files["iptvsync-admin.service"]
+    assert f"ExecStart={IPTVSYNC} --config {config} admin serve" in admin
+    assert "ProtectSystem=strict" in admin and "CapabilityBoundingSet=\n" in admin
+    assert "iptvsync-admin.service" not in render(tmp_path / "plain")[2]  # only when asked
+    verify(units)

@@ -274,7 +274,7 @@ def test_audit_rows_chain_and_verify(ledger):
     assert [r["prev_hash"] for r in rows[1:]] == [r["hash"] for r in rows[:-1]]
     assert len({r["hash"] for r in rows}) == 3
     assert json.loads(rows[0]["detail"]) == {"days": 30}
-    assert rows[2]["actor"] == os_user()  # CLI actions are the OS user's
+    assert rows[2]["actor"] == f"cli:{os_user()}"  # CLI actions are the OS user's
     assert ledger.verify_audit() == (3, None)
 
 

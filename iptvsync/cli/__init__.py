@@ -16,7 +16,8 @@ __all__ = ["app", "main"]
 COMMAND_MODULES = {"init": "setup", "serve": "setup", "backup": "setup", "audit": "setup", "doctor": "doctor",
                    "inbox": "inbox", "logs": "logs", "process": "process", "status": "process",
                    "reconcile": "reconcile", "simulate": "simulate", "subs": "subs", "deploy": "deploy",
-                   "mail": "mail", "restore": "maintenance", "rekey": "maintenance", "notify": "notify"}
+                   "mail": "mail", "restore": "maintenance", "rekey": "maintenance", "notify": "notify",
+                   "admin": "admin"}
 
 
 def _register(argv: list[str] | None = None) -> None:

@@ -33,19 +33,21 @@ def systemd(ctx: typer.Context,
             group: str = typer.Option(None, help="Their group (default: same as --user)."),
             keep: int = typer.Option(14, help="Backups the nightly backup keeps."),
             alert_email: str = typer.Option(None, "--alert-email",
-                                            help="Email this address when a job fails (OnFailure=).")):
+                                            help="Email this address when a job fails (OnFailure=)."),
+            admin: bool = typer.Option(False, "--admin", help="Also the admin console's service (admin serve).")):
     """Write systemd units: the receiver service and process/reconcile/backup/status timers."""
     from ..ops.deploy import preflight, systemd_units
 
     cfg = load(ctx)
-    files = systemd_units(cfg, user=user, group=group, keep=keep, alert_email=alert_email)
+    files = systemd_units(cfg, user=user, group=group, keep=keep, alert_email=alert_email, admin=admin)
     _emit(files, output, stdout)
     if stdout:
         return
     for note in preflight(cfg, user):
         typer.echo(f"note: {note}")
     timers = " ".join(f.name for f in files if f.name.endswith(".timer"))
-    typer.echo(f"next: systemctl daemon-reload && systemctl enable --now iptvsync-serve.service {timers}")
+    services = "iptvsync-serve.service" + (" iptvsync-admin.service" if admin else "")
+    typer.echo(f"next: systemctl daemon-reload && systemctl enable --now {services} {timers}")
     if not cfg.secrets.consumer_key:
         typer.echo("note: no MONETIZZE_CONSUMER_KEY, so no reconcile timers; set it and run this again")
 

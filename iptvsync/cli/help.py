@@ -13,6 +13,7 @@ PANELS = {
     "status": "Daily", "logs": "Daily", "subs": "Daily", "inbox": "Daily",
     "init": "Setup", "doctor": "Setup", "deploy": "Setup", "simulate": "Setup", "mail": "Setup",
     "notify": "Setup",
+    "admin": "Setup",
     "serve": "Machinery", "process": "Machinery", "reconcile": "Machinery", "backup": "Machinery",
     "audit": "Machinery", "restore": "Machinery", "rekey": "Machinery",
 }

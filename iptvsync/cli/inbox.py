@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 
 from ..ledger.queue import InboxStatus
@@ -35,14 +33,11 @@ def list_cmd(ctx: typer.Context,
              limit: int = typer.Option(50, help="At most this many rows."),
              as_json: bool = JSON_OPTION, wide: bool = WIDE_OPTION):
     """List stored postbacks, newest first."""
-    from ..errors import UsageError
-    from ..ledger import inbox
+    from ..ops import inbox
     from ..timeparse import since_to_datetime
 
-    if status is not None and status not in set(InboxStatus):
-        raise UsageError(f"--status must be one of {', '.join(InboxStatus)}, got {status!r}")
-    rows = inbox.list_inbox(_ledger(ctx), status=status, sale=sale, email=email,
-                            since=since_to_datetime(since), limit=limit)
+    rows = inbox.list_rows(_ledger(ctx), status=status, sale=sale, email=email,
+                           since=since_to_datetime(since), limit=limit)
     emit(rows, COLUMNS, as_json=as_json, title="inbox", wide=wide)
 
 
@@ -50,28 +45,11 @@ def list_cmd(ctx: typer.Context,
 def show(ctx: typer.Context, inbox_id: int = typer.Argument(..., help="Inbox row id."),
          as_json: bool = JSON_OPTION):
     """Show one stored postback with its parsed fields and (redacted) body."""
-    from ..ledger import inbox
     from ..ledger.db import Ledger
-    from ..monetizze.redact import redact
+    from ..ops import inbox
 
     cfg = load(ctx)
-    row = inbox.get(Ledger(cfg.ledger_path), inbox_id)
-    if row is None:
-        from ..errors import UsageError
-
-        raise UsageError(f"no stored postback with id {inbox_id} (see `iptvsync inbox list`)")
-    body = row.pop("body")
-    body = body if isinstance(body, bytes) else str(body or "").encode()
-    # the receiver stores bodies blanked; blank again for rows that came any other way
-    body = redact(body, cfg.secrets.chave_unica)
-    for product_key in {p.key for p in cfg.products.values() if p.key}:  # produto[chave] is a secret too
-        body = redact(body, product_key)
-    row["body"] = body.decode("utf-8", "replace")
-    if row.get("content_type", "") and "json" in (row["content_type"] or ""):
-        try:
-            row["body"] = json.loads(row["body"])
-        except ValueError:
-            pass
+    row = inbox.show(Ledger(cfg.ledger_path), cfg, inbox_id)
     if as_json:
         emit_one(row, as_json=True)
         return
@@ -114,9 +92,10 @@ def _printable(value: str) -> str:
 @inbox_app.command("retry")
 def retry(ctx: typer.Context, ids: list[int] = typer.Argument(None, help="Row ids; none = all failed and unmapped.")):
     """Queue failed or unmapped postbacks again (e.g. after adding a product mapping)."""
-    from ..ledger import inbox
+    from ..ops import inbox
+    from ..ops.actor import Actor
 
-    count = inbox.retry(_ledger(ctx, write=True), ids or None)
+    count = inbox.retry(_ledger(ctx, write=True), ids or None, actor=Actor.cli())
     typer.echo(f"{count} postback(s) queued again; run `iptvsync process`")
 
 
@@ -124,10 +103,11 @@ def retry(ctx: typer.Context, ids: list[int] = typer.Argument(None, help="Row id
 def attach(ctx: typer.Context, inbox_id: int = typer.Argument(..., help="Held inbox row id."),
            subscription: str = typer.Argument(..., help="Subscription id or key it renews.")):
     """Apply a held postback (recurring plan without assinatura) to an existing subscription."""
-    from ..ledger import inbox
+    from ..ops import inbox
+    from ..ops.actor import Actor
 
     try:
-        done = inbox.attach(_ledger(ctx, write=True), inbox_id, subscription)
+        done = inbox.attach(_ledger(ctx, write=True), inbox_id, subscription, actor=Actor.cli())
     except inbox.AttachError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -138,9 +118,10 @@ def attach(ctx: typer.Context, inbox_id: int = typer.Argument(..., help="Held in
 @inbox_app.command("replay")
 def replay(ctx: typer.Context, ids: list[int] = typer.Argument(..., help="Row ids to apply again.")):
     """Apply already-applied postbacks again (safe: every effect is keyed)."""
-    from ..ledger import inbox
+    from ..ops import inbox
+    from ..ops.actor import Actor
 
-    count = inbox.retry(_ledger(ctx, write=True), ids, action="inbox.replay")
+    count = inbox.replay(_ledger(ctx, write=True), ids, actor=Actor.cli())
     typer.echo(f"{count} postback(s) queued for replay; run `iptvsync process`")
 
 
@@ -150,10 +131,11 @@ def prune(ctx: typer.Context,
                                          help="e.g. 400d: postbacks received before this long ago.")):
     """Drop the raw body of settled postbacks older than AGE; their parsed facts and the audit stay."""
     from ..clock import human, now
-    from ..ledger import inbox
+    from ..ops import inbox
+    from ..ops.actor import Actor
     from ..timeparse import parse_duration
 
     before = now() - parse_duration(older_than)
-    count = inbox.prune_bodies(_ledger(ctx, write=True), before)
+    count = inbox.prune(_ledger(ctx, write=True), before, actor=Actor.cli())
     typer.echo(f"{count} raw postback body(ies) received before {human(before)} dropped;"
                " their parsed facts and the audit trail stay")

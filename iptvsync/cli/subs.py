@@ -46,7 +46,9 @@ def list_cmd(ctx: typer.Context, email: str = typer.Option(None, help="Only this
 
 
 @subs_app.command()
-def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OPTION):
+def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OPTION,
+         timeline: bool = typer.Option(False, "--timeline", help="Also every postback, charge, panel call, email"
+                                                                   " and manual action, newest first.")):
     """One subscription with its state, charges, grants and emails (never the password).
 
     paid_until is what was paid; access_until adds the grace days while a renewal may come.
@@ -54,7 +56,20 @@ def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON_OPTION):
     from ..ops import subs
 
     cfg, ledger = _open(ctx)
-    emit_one(subs.show(ledger, cfg, ref), as_json=as_json)
+    sub = subs.show(ledger, cfg, ref)
+    if not timeline:
+        emit_one(sub, as_json=as_json)
+        return
+    from ..ops.timeline import timeline as events
+
+    found = events(ledger, sub)
+    if as_json:
+        emit_one({**sub, "timeline": found}, as_json=True)
+        return
+    emit_one(sub, as_json=False)
+    rows = [{"at": e["at"], "what": e["what"], "actor": e["actor"],
+             "detail": " ".join(f"{k}={v}" for k, v in sorted(e["detail"].items()))} for e in found]
+    emit(rows, ("at", "what", "actor", "detail"), as_json=False, title="timeline")
 
 
 @subs_app.command()
@@ -70,10 +85,11 @@ def grant(ctx: typer.Context, email: str = typer.Option(..., help="Buyer email."
           as_json: bool = JSON_OPTION):
     """Create a manual subscription (a line + activation email on the next `process`)."""
     from ..ops import subs
+    from ..ops.actor import Actor
 
     cfg, ledger = _open(ctx, write=True)
     sub, added = subs.grant(ledger, cfg, email=email, product=product, days=days, key=key, name=name, note=note,
-                            phone=phone)
+                            phone=phone, actor=Actor.cli())
     _report(sub, added, as_json)
 
 
@@ -83,9 +99,10 @@ def extend(ctx: typer.Context, ref: str = REF, days: int = typer.Option(..., hel
            note: str = typer.Option(None, help="Why, for the audit trail."), as_json: bool = JSON_OPTION):
     """Add days to a subscription, once per --key."""
     from ..ops import subs
+    from ..ops.actor import Actor
 
     cfg, ledger = _open(ctx, write=True)
-    sub, added = subs.extend(ledger, cfg, ref, days, key, note)
+    sub, added = subs.extend(ledger, cfg, ref, days, key, note, actor=Actor.cli())
     _report(sub, added, as_json)
 
 
@@ -103,9 +120,10 @@ def _report(sub: dict, added: bool, as_json: bool) -> None:
 def suspend(ctx: typer.Context, ref: str = REF):
     """Disable the line now, whatever was paid, until `resume`."""
     from ..ops import subs
+    from ..ops.actor import Actor
 
     cfg, ledger = _open(ctx, write=True)
-    sub, changed = subs.set_hold(ledger, cfg, ref, "suspended")
+    sub, changed = subs.set_hold(ledger, cfg, ref, "suspended", actor=Actor.cli())
     if not changed:
         typer.echo(f"subscription {sub['id']} is already suspended: nothing changed")
         return
@@ -116,9 +134,10 @@ def suspend(ctx: typer.Context, ref: str = REF):
 def resume(ctx: typer.Context, ref: str = REF):
     """Lift a suspension (operator or dispute); the line follows what is paid."""
     from ..ops import subs
+    from ..ops.actor import Actor
 
     cfg, ledger = _open(ctx, write=True)
-    sub, changed = subs.set_hold(ledger, cfg, ref, "resumed")
+    sub, changed = subs.set_hold(ledger, cfg, ref, "resumed", actor=Actor.cli())
     if not changed:
         typer.echo(f"subscription {sub['id']} is not suspended: nothing changed")
         return
@@ -130,9 +149,10 @@ def cancel(ctx: typer.Context, ref: str = REF,
            immediately: bool = typer.Option(False, "--immediately", help="Cut access now, not at paid_until.")):
     """Cancel a subscription; access runs to paid_until unless --immediately."""
     from ..ops import subs
+    from ..ops.actor import Actor
 
     cfg, ledger = _open(ctx, write=True)
-    sub = subs.cancel(ledger, cfg, ref, immediately)
+    sub = subs.cancel(ledger, cfg, ref, immediately, actor=Actor.cli())
     typer.echo(f"subscription {sub['id']} cancelled (enabled: {bool(sub['desired_enabled'])})")
 
 
@@ -142,12 +162,13 @@ def resend(ctx: typer.Context, ref: str = REF,
     """Queue a message again on each of its channels (new, audited outbox rows)."""
     from ..mail.render import KINDS
     from ..ops import subs
+    from ..ops.actor import Actor
 
     if kind not in KINDS:
         typer.echo(f"error: --kind must be one of {', '.join(KINDS)}", err=True)
         raise typer.Exit(2)
     _, ledger = _open(ctx, write=True)
-    queued = subs.resend(ledger, ref, kind)
+    queued = subs.resend(ledger, ref, kind, actor=Actor.cli())
     if not queued:
         typer.echo("error: nothing queued: the subscription has neither an email nor a WhatsApp number", err=True)
         raise typer.Exit(1)
@@ -161,9 +182,10 @@ def retry(ctx: typer.Context, ref: str = typer.Argument(
         None, help="One subscription; default: every dead subscription and failed or dead email.")):
     """Put dead panel work and failed emails and WhatsApp messages back in the queue."""
     from ..ops import subs
+    from ..ops.actor import Actor
 
     _, ledger = _open(ctx, write=True)
-    queued_subs, queued = subs.retry_by_channel(ledger, ref)
+    queued_subs, queued = subs.retry_by_channel(ledger, ref, actor=Actor.cli())
     whatsapp = f" and {queued['whatsapp']} WhatsApp message(s)" if queued["whatsapp"] else ""
     typer.echo(f"{queued_subs} subscription(s), {queued['email']} email(s){whatsapp} queued again"
                if whatsapp else f"{queued_subs} subscription(s) and {queued['email']} email(s) queued again")

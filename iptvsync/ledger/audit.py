@@ -11,8 +11,11 @@ from .migrations import AUDIT_EMAIL_ROWS
 
 def query_audit(ledger: Ledger, *, since: datetime | None = None, sale: str | None = None,
                 email: str | None = None, subscription: int | None = None, action: str | None = None,
-                after_id: int = 0, limit: int = 200) -> list[dict]:
+                after_id: int = 0, before_id: int | None = None, limit: int = 200) -> list[dict]:
     where, params = ["id > :after"], {"after": after_id, "limit": limit}
+    if before_id is not None:  # the console pages back by key
+        where.append("id < :before")
+        params["before"] = before_id
     if since:
         # the first row at or after ``since`` by the audit_at index, then the rowid range from it
         first = ledger.one("SELECT MIN(id) AS id FROM audit INDEXED BY audit_at WHERE at >= :since",

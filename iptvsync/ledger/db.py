@@ -186,6 +186,8 @@ class Ledger:
 
         ``detail`` must never hold secrets: callers pass facts (days, status, panel), not
         credentials; values named like secrets are dropped as a last line of defence.
+        Without an ``actor`` the row is the command line's: ``cli:<unix user>`` (the engine's
+        rows say ``process``, the console's ``web:<login>``).
         """
         clean = {k: v for k, v in detail.items() if v is not None and not _secret_named(k)}
         with self.tx():  # joins the caller's transaction; alone, it still reads and appends atomically
@@ -195,7 +197,7 @@ class Ledger:
         row = self.conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
         prev = row[0] if row else GENESIS
         record = {
-            "at": iso(now()), "actor": actor or os_user(), "action": action,
+            "at": iso(now()), "actor": actor or f"cli:{os_user()}", "action": action,
             "subscription_id": subscription_id, "sale_code": sale_code, "buyer_email": buyer_email,
             "detail": json.dumps(clean, sort_keys=True, default=str),
         }

@@ -263,7 +263,8 @@ def compress_settled(ledger: Ledger, *, limit: int = 5000) -> int:
     return done_count
 
 
-def prune_bodies(ledger: Ledger, before: datetime) -> int:
+def prune_bodies(ledger: Ledger, before: datetime, *, actor: str | None = None,
+                 detail: dict[str, Any] | None = None) -> int:
     """Drop the raw body of settled rows received before ``before``; the parsed columns (sale,
     event, buyer, status …) and the audit trail stay. Returns how many were pruned."""
     with ledger.tx() as conn:
@@ -273,11 +274,12 @@ def prune_bodies(ledger: Ledger, before: datetime) -> int:
             f" AND status IN ({', '.join(f':s{i}' for i in range(len(SETTLED)))})",
             {"pruned": PRUNED, "before": iso(before), **{f"s{i}": s for i, s in enumerate(SETTLED)}}).rowcount
         if count:
-            ledger.audit("inbox.pruned", before=iso(before), count=count)
+            ledger.audit("inbox.pruned", actor=actor, before=iso(before), count=count, **(detail or {}))
     return count
 
 
-def retry(ledger: Ledger, ids: list[int] | None = None, *, action: str = "inbox.retry") -> int:
+def retry(ledger: Ledger, ids: list[int] | None = None, *, action: str = "inbox.retry", actor: str | None = None,
+          detail: dict[str, Any] | None = None) -> int:
     """Put failed/unmapped rows (or the given ids, unless pending) back in the queue now; how many.
 
     ``action`` names the audit row: ``inbox.retry``, or ``inbox.replay`` for applied rows
@@ -297,7 +299,7 @@ def retry(ledger: Ledger, ids: list[int] | None = None, *, action: str = "inbox.
         else:
             count = requeue(conn, INBOX)
         if count:
-            ledger.audit(action, ids=ids, count=count)
+            ledger.audit(action, actor=actor, ids=ids, count=count, **(detail or {}))
     return count
 
 
@@ -305,7 +307,8 @@ class AttachError(ValueError):
     """``inbox attach`` cannot do what was asked (unknown row or subscription, wrong status)."""
 
 
-def attach(ledger: Ledger, inbox_id: int, subscription: str, actor: str = "operator") -> dict[str, Any]:
+def attach(ledger: Ledger, inbox_id: int, subscription: str, actor: str = "operator",
+           detail: dict[str, Any] | None = None) -> dict[str, Any]:
     """Apply a held postback to an existing subscription (by id or key) on the next ``process``.
 
     One transaction: the row remembers the subscription, goes back to pending, and the audit
@@ -327,7 +330,7 @@ def attach(ledger: Ledger, inbox_id: int, subscription: str, actor: str = "opera
         conn.execute("UPDATE inbox SET attached_to = :key WHERE id = :id", {"key": sub["key"], "id": inbox_id})
         requeue(conn, INBOX, ids=[inbox_id], statuses=[InboxStatus.HELD])
         ledger.audit("inbox.attached", actor=actor, inbox_id=inbox_id, subscription_id=sub["id"],
-                     sale_code=row["sale_code"], buyer_email=row["buyer_email"], key=sub["key"])
+                     sale_code=row["sale_code"], buyer_email=row["buyer_email"], key=sub["key"], **(detail or {}))
     return {"inbox_id": inbox_id, "subscription_id": sub["id"], "key": sub["key"]}
 
 

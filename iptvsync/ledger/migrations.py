@@ -392,3 +392,36 @@ def m019x_gateway_state(db):
             disconnected INTEGER NOT NULL DEFAULT 0,
             updated_at TEXT NOT NULL
         )""")
+
+
+@migrations()
+def m018_admin_operators(db):
+    """The admin console's operators, their sessions and the login throttle (issue 20).
+
+    ``operator_sessions.id_hash`` is the SHA-256 of the cookie's random 256-bit id: a copy of
+    the ledger gives no one a live session. ``stage`` is ``password`` between the password and
+    the TOTP step, ``full`` once logged in. ``login_throttle`` holds one row per hashed user
+    name and per address with its failures and the time before which no attempt is heard."""
+    db.execute("CREATE TABLE operators (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+               " role TEXT NOT NULL CHECK (role IN ('owner', 'support')), password_hash TEXT NOT NULL,"
+               " totp_secret_enc TEXT, totp_last_step INTEGER NOT NULL DEFAULT 0,"
+               " language TEXT NOT NULL DEFAULT 'pt-BR', created_at TEXT NOT NULL, updated_at TEXT NOT NULL)")
+    db.execute("CREATE TABLE operator_sessions (id_hash TEXT PRIMARY KEY,"
+               " operator_id INTEGER NOT NULL REFERENCES operators(id) ON DELETE CASCADE,"
+               " stage TEXT NOT NULL CHECK (stage IN ('password', 'full')), csrf TEXT NOT NULL,"
+               " client TEXT, created_at TEXT NOT NULL, last_seen_at TEXT NOT NULL)")
+    db.execute("CREATE INDEX operator_sessions_operator ON operator_sessions(operator_id)")
+    db.execute("CREATE TABLE login_throttle (key TEXT PRIMARY KEY, failures INTEGER NOT NULL,"
+               " last_failure_at TEXT NOT NULL, blocked_until TEXT NOT NULL)")
+
+
+@migrations()
+def m019_admin_indexes(db):
+    """What the admin console reads by time or by link, each through an index at 100k
+    subscriptions (bench/admin.py): the Painel's paid charges (the index covers what it counts)
+    and refunds by date and its cancellations, the subscription timeline's attached postbacks. Partial where only a few
+    rows qualify, so the receiver's and ``process``'s inserts mostly skip them."""
+    db.execute("CREATE INDEX charges_paid_at ON charges(paid_at, status, parcela) WHERE paid_at IS NOT NULL")
+    db.execute("CREATE INDEX charges_refunded ON charges(updated_at) WHERE status = 'refunded'")
+    db.execute("CREATE INDEX subs_cancelled ON subscriptions(cancelled_at) WHERE cancelled_at IS NOT NULL")
+    db.execute("CREATE INDEX inbox_attached ON inbox(attached_to) WHERE attached_to IS NOT NULL")

