@@ -193,7 +193,7 @@ def test_throttle_backs_off_exponentially_per_name_and_address(ledger):
 
 
 def test_migration_on_a_blank_ledger_makes_the_operator_tables(tmp_path):
-    led = Ledger(tmp_path / "x.db")
+    led = Ledger(tmp_path / "x.db", create=True)
     assert {"operators", "operator_sessions", "login_throttle"} <= set(led.db.table_names())
 
 

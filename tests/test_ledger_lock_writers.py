@@ -37,6 +37,8 @@ WRITES = {  # hold the shared lock until they return (``cli/app.writes``)
     "subs grant": ["--email", "new@example.com", "--product", "145388", "--days", "30", "--key", "g1"],
     "subs extend": ["1", "--days", "5", "--key", "e1"],
     "subs suspend": ["1"], "subs resume": ["1"], "subs cancel": ["1"], "subs resend": ["1"],
+    "admin user add": ["ana", "--role", "owner", "--password-stdin"], "admin user passwd": ["ana", "--password-stdin"],
+    "admin user remove": ["ana"], "admin user logout": ["ana"], "admin user totp": ["ana"],
     "subs retry": [], "subs import": ["--product", "145388", "--csv", "lines.csv"], "subs phones": ["--backfill"],
     "inbox retry": [], "inbox replay": ["1"], "inbox attach": ["1", "1"],
     "inbox prune": ["--older-than", "1d"],
@@ -45,10 +47,11 @@ WRITES = {  # hold the shared lock until they return (``cli/app.writes``)
     "simulate purchase": ["--live", "--email", "me@example.com"],
 }
 READS = {  # no lock: they work while a restore or rekey holds the ledger
-    "status": [], "subs list": [], "subs show": ["1"], "logs": [], "inbox list": [], "inbox show": ["1"],
+    "status": [], "admin user list": [], "subs list": [], "subs show": ["1"], "logs": [], "inbox list": [],
+    "inbox show": ["1"],
     "doctor": [], "backup": ["copy.db"], "mail alert": ["ops@example.com", "--unit", "x"],
 }
-OWN_LOCK = {"serve", "process", "restore", "rekey"}  # hold it for their run (shared or exclusive)
+OWN_LOCK = {"serve", "admin serve", "process", "restore", "rekey"}  # hold it for their run (shared or exclusive)
 NO_LEDGER = {"deploy litestream", "deploy systemd", "mail test", "simulate cancel", "simulate dispute",
              "simulate purchase", "simulate refund", "simulate renewal"}  # simulate --live writes
 

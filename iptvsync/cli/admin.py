@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from .app import app, load
+from .app import app, load, writes
 from .output import JSON_OPTION, WIDE_OPTION, emit
 
 admin_app = typer.Typer(no_args_is_help=True, help="The web admin console: operators and the server.")
@@ -18,10 +18,12 @@ NAME = typer.Argument(..., help="Operator name (lowercase letters, digits, . _ -
 PASSWORD_STDIN = typer.Option(False, "--password-stdin", help="Read the password from the first line of stdin.")
 
 
-def _open(ctx):
+def _open(ctx, *, write: bool = True):
     from ..ledger.db import Ledger
 
     cfg = load(ctx)
+    if write:
+        writes(ctx, cfg)  # `restore` and `rekey` refuse meanwhile; this refuses during them
     return cfg, Ledger(cfg.ledger_path)
 
 
@@ -50,7 +52,7 @@ def list_cmd(ctx: typer.Context, as_json: bool = JSON_OPTION, wide: bool = WIDE_
     """List operators with their role, TOTP and open sessions."""
     from ..ops import operators
 
-    _, ledger = _open(ctx)
+    _, ledger = _open(ctx, write=False)
     rows = [{**r, "totp": bool(r["totp"])} for r in operators.list_operators(ledger)]
     emit(rows, ("name", "role", "totp", "sessions", "language", "created_at"), as_json=as_json,
          title="operators", wide=wide)
@@ -114,4 +116,5 @@ def serve(ctx: typer.Context,
     from ..admin.server import serve as run_server
 
     cfg = load(ctx, {"admin.host": host, "admin.port": port})
+    writes(ctx, cfg)  # sessions and operators' actions go into the ledger for as long as it runs
     run_server(cfg, on_ready=lambda url: typer.echo(f"iptvsync admin console on {url}", err=True))
