@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import logging
 import re
-import signal
 import socket
 import threading
-import time
 from collections.abc import Callable
 
 from ..config import Config
 from ..errors import IptvsyncError
 from .app import ReceiverApp
 from .body import BodyReader
+from .deadlines import Deadlines
+from .gate import MAX_HEAD, Gate
+from .signals import SignalThread
 from .tls import CertReloader
 from .writer import Writer
 
@@ -33,61 +35,6 @@ KEEPALIVE_MAX_REQUESTS = 100
 #: A read taking longer than this is a slow client's; each one gets a thread added (``max_threads``).
 SLOW_READ_S = 0.25
 GROW_BY = 16  # added beyond that, for the real requests waiting
-
-
-class Deadlines:
-    """Total deadlines for reading a request's head and body, whatever the client's pace.
-
-    A socket timeout bounds each read, not the request: a client trickling a byte every few
-    seconds (slowloris) would hold its request thread forever. A request thread registers the
-    connection with its deadline before reading and clears it after; one thread wakes four
-    times a second and shuts the reading side of every connection past its deadline (the
-    blocked read returns at once; the write side stays open for the 408), then runs
-    ``on_tick`` (the server adds request threads there when connections wait for one).
-    """
-
-    def __init__(self, on_tick=lambda: None):
-        self.on_tick = on_tick
-        self._due: dict[object, tuple[float, float]] = {}  # conn -> (deadline, started)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
-        self._thread.start()
-
-    def start(self, conn, seconds: float) -> None:
-        conn.timed_out = False
-        now = time.monotonic()
-        with self._lock:
-            self._due[conn] = (now + seconds, now)
-
-    def clear(self, conn) -> None:
-        with self._lock:
-            self._due.pop(conn, None)
-
-    def slow(self, seconds: float) -> int:
-        """How many connections have been reading for longer than ``seconds``."""
-        since = time.monotonic() - seconds
-        with self._lock:
-            return sum(1 for _due, started in self._due.values() if started < since)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            now = time.monotonic()
-            with self._lock:
-                late = [conn for conn, (due, _started) in self._due.items() if due <= now]
-                for conn in late:
-                    del self._due[conn]
-            for conn in late:
-                conn.timed_out = True
-                with contextlib.suppress(OSError):  # the plain socket's: an SSLSocket's would drop TLS
-                    socket.socket.shutdown(conn.socket, socket.SHUT_RD)
-            try:
-                self.on_tick()
-            except Exception:  # housekeeping must never end this thread
-                log.exception("deadline housekeeping failed")
 
 
 def _tls_adapter_class():
@@ -158,6 +105,25 @@ def _server_class():
                     self.simple_response("408 Request Timeout")
 
         answered = False
+        refusal = ""  # a reason more precise than the status's (read_request_headers)
+
+        def read_request_headers(self):
+            """cheroot's checks, then what it lets through: an underscore in a header name (WSGI
+            would fold ``X_Forwarded_For`` into ``X-Forwarded-For``), HTTP/1.1 without ``Host``,
+            a ``Content-Length`` that is not all digits (``+5``, ``5_0``)."""
+            if not super().read_request_headers():
+                return False
+            length = self.inheaders.get(b"Content-Length")
+            if any(b"_" in name for name in self.inheaders):
+                self.refusal = "underscore in a header name"
+            elif self.request_protocol == b"HTTP/1.1" and b"Host" not in self.inheaders:
+                self.refusal = "no host header"
+            elif length is not None and not length.isdigit():
+                self.refusal = "bad content-length"
+            else:
+                return True
+            self.simple_response("400 Bad Request")
+            return False
 
         def simple_response(self, status, msg=""):
             """cheroot's own answers (400, 408, 413, 414, 500, 501): logged and counted too."""
@@ -165,9 +131,11 @@ def _server_class():
             code = int(str(status)[:3])
             if getattr(self.conn, "timed_out", False) and code == 400:
                 status, code = "408 Request Timeout", 408
-            reason = {408: "request not received in time", 413: "headers too large",
-                      414: "request line too long", 501: "unsupported transfer encoding"}.get(
-                          code, "malformed request" if code < 500 else "internal error")
+            if code == 413:  # only ever the head here (bodies are BodyReader's): 431, as the gate says
+                status, code = "431 Request Header Fields Too Large", 431
+            reason = self.refusal or {408: "request not received in time", 431: "headers too large",
+                                      414: "request line too long", 501: "unsupported transfer encoding"}.get(
+                                          code, "malformed request" if code < 500 else "internal error")
             path = getattr(self, "path", b"") or b""
             method = getattr(self, "method", b"") or b"-"
             self.server.wsgi_app.refuse(code, reason, self.conn.remote_addr,
@@ -225,6 +193,8 @@ def _server_class():
             self.max_connections_per_ip = max_connections_per_ip
             self.uncapped = uncapped
             self.deadlines = Deadlines(on_tick=self.ensure_threads)
+            self.gate = Gate(self)
+            self.max_request_header_size = MAX_HEAD + 4  # the gate checks first; this is the backstop
             self._sources: dict[str, int] = {}
             self._sources_lock = threading.Lock()
 
@@ -256,7 +226,33 @@ def _server_class():
                     self.wsgi_app.refuse(503, "too many connections from this address", conn.remote_addr)
                     conn.close()
                     return
-            super().process_conn(conn)
+            if getattr(conn, "complete", False):
+                conn.complete = False
+                super().process_conn(conn)
+            else:  # a new connection, or a kept-alive one with bytes: a thread once its request is in
+                self.gate.add(conn)
+
+        def hand_over(self, conn) -> None:
+            """From the gate: ``conn``'s whole request has arrived, queue it for a thread."""
+            conn.complete = True
+            self.process_conn(conn)
+
+        def reads_body(self, method: bytes, target: bytes, peer: str | None, forwarded: str) -> bool:
+            """Whether the app reads the body of this request (else the gate must not wait for
+            it: a 403 for a source outside ``allowed_ips`` is decided before a byte of body)."""
+            app = self.wsgi_app
+            if method != b"POST" or target.split(b"?", 1)[0] != app.cfg.path.encode("latin-1"):
+                return False
+            if not app.allowed:
+                return True
+            client = app.client_addr({"REMOTE_ADDR": peer, "HTTP_X_FORWARDED_FOR": forwarded or None})
+            with contextlib.suppress(ValueError):
+                return any(ipaddress.ip_address(client or "") in net for net in app.allowed)
+            return False
+
+        def prepare(self):
+            super().prepare()
+            self.gate.start()
 
         def ensure_threads(self) -> None:
             """Four times a second: when connections wait for a thread while slow clients hold
@@ -281,6 +277,7 @@ def _server_class():
 
         def stop(self):
             self.deadlines.stop()
+            self.gate.stop()  # requests begun go to threads (the drain), silent connections close
             super().stop()
 
         def put_conn(self, conn):
@@ -296,6 +293,8 @@ def _server_class():
                         break
                 if self.requests.qsize:  # others wait for a thread: take a place in the queue
                     self.process_conn(conn)
+                    return
+                if not self.gate.try_now(conn):  # not a whole request yet: the gate holds it
                     return
                 try:
                     keep_open = conn.communicate()
@@ -355,26 +354,27 @@ def serve(config: Config, *, host=None, port=None, certfile=None, keyfile=None,
     """Run until SIGTERM/SIGINT; in-flight requests finish, then the writer drains."""
     server, writer = make_server(config, host=host, port=port, certfile=certfile, keyfile=keyfile)
     stop = threading.Event()
-    # server.stop() closes the socket, then waits for in-flight requests: it runs off the main
-    # thread, and the writer is closed only after it returns, so those requests still commit.
-    stopper = threading.Thread(target=server.stop, name="stopper", daemon=True)
+    reloader = getattr(server, "cert_reloader", None)
 
-    def _stop(signum, _frame):
+    def _stop(signum: int) -> None:
+        # server.stop() closes the socket, then waits for in-flight requests: it runs on the
+        # signals thread, and the writer is closed only after it returns, so those still commit.
         log.info("signal %d: finishing in-flight requests", signum)
         stop.set()
-        if stopper.ident is None:
-            stopper.start()
+        server.stop()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    reloader = getattr(server, "cert_reloader", None)
-    if reloader:  # a renewed certificate without a restart (receiver/tls.py)
-        signal.signal(signal.SIGHUP, lambda _signum, _frame: reloader.reload("SIGHUP"))
-    else:  # `systemctl reload` must not kill a plain-HTTP receiver
-        signal.signal(signal.SIGHUP, lambda _signum, _frame: log.info("SIGHUP: no TLS certificate to reload"))
+    def _hup() -> None:
+        if reloader:  # a renewed certificate without a restart (receiver/tls.py)
+            reloader.reload("SIGHUP")
+        else:  # `systemctl reload` must not kill a plain-HTTP receiver
+            log.info("SIGHUP: no TLS certificate to reload")
+
+    signals = SignalThread(_stop, _hup)
+    signals.install()
     try:
         server.prepare()
     except OSError as exc:  # cheroot wraps the bind error: "No socket could be created -- (... [Errno 98] ...)"
+        signals.close()
         writer.close()
         host_port = f"{server.bind_addr[0]}:{server.bind_addr[1]}"
         raise ReceiverError(f"cannot listen on {host_port} ([receiver] host and port, or --host/--port): "
@@ -395,10 +395,11 @@ def serve(config: Config, *, host=None, port=None, certfile=None, keyfile=None,
         server.serve()
     finally:
         stop.set()
-        if stopper.ident is None:
-            server.stop()
+        if signals.stopping:
+            signals.stopped.wait()
         else:
-            stopper.join()
+            server.stop()
+        signals.close()
         writer.close()
         if worker:
             worker.join(timeout=30)

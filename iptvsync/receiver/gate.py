@@ -1,0 +1,443 @@
+"""The gate: a connection costs a request thread only once its whole request has arrived.
+
+cheroot gives every readable connection a thread, which then blocks on the client until the
+request is read: 5,000 idle or trickling connections held 5,000 threads (or waited for them).
+Here one thread with a selector owns every connection from its accept (or from the moment a
+kept-alive connection becomes readable again) until its request is complete: it shakes TLS
+hands without blocking, reads the head within its limits and, when the body is small and
+framed (``Content-Length`` or chunked), the body too, then hands the connection with the bytes
+already read to cheroot's request queue. What it refuses it answers itself (414, 431, 408),
+counted and logged like every other refusal, without a thread:
+
+- the request line over ``MAX_REQUEST_LINE`` bytes: 414; a header line over
+  ``MAX_HEADER_LINE``, more than ``MAX_HEADERS`` headers or a head over ``MAX_HEAD``: 431;
+- the head not complete ``header_timeout_s`` after the connection started waiting, or the
+  body ``request_timeout_s`` after its head: 408;
+- more than ``MAX_WAITING`` connections waiting: the one waiting longest is cut (408).
+
+Anything odd it cannot judge cheaply (a bare LF, a strange framing, ``Expect: 100-continue``,
+a body bigger than ``MAX_GATHERED``) goes to a request thread as soon as its head is complete,
+where cheroot and ``BodyReader`` answer it as before.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import heapq
+import itertools
+import logging
+import re
+import selectors
+import socket
+import ssl
+import threading
+import time
+
+from cheroot.makefile import StreamReader
+
+log = logging.getLogger("iptvsync.receiver")
+
+MAX_REQUEST_LINE = 8192
+MAX_HEADER_LINE = 8192
+MAX_HEADERS = 100
+MAX_HEAD = 16384
+MAX_GATHERED = 32768  # head and body a waiting connection may hold; a bigger body streams to a thread
+MAX_WAITING = 20000  # connections waiting for a whole request; past it the longest waiting is cut
+LINGER_S = 1.0  # after a refusal, the client's unread bytes are drained this long before the close
+READ_SIZE = 65536
+CRLF = b"\r\n"
+_DIGITS = re.compile(rb"[0-9]+")
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+
+READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+_NOT_YET = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class _PrefixedIO(socket.SocketIO):
+    """A socket's raw stream that first returns bytes already read from it."""
+
+    def __init__(self, sock, prefix: bytes):
+        super().__init__(sock, "rb")
+        self.prefix = memoryview(prefix)
+
+    def readinto(self, b):
+        if self.prefix:
+            n = min(len(b), len(self.prefix))
+            b[:n] = self.prefix[:n]
+            self.prefix = self.prefix[n:]
+            return n
+        return super().readinto(b)
+
+
+class PrefixedReader(StreamReader):
+    """cheroot's ``rfile`` for a connection whose first bytes the gate already read."""
+
+    def __init__(self, sock, prefix: bytes, bufsize: int = 8192):
+        StreamReader.__bases__[0].__init__(self, _PrefixedIO(sock, prefix), bufsize)
+        self.bytes_read = 0
+
+
+def take_buffered(rfile) -> bytes:
+    """The bytes ``rfile`` read from its socket but nobody has consumed yet (pipelined requests)."""
+    data = b""
+    if rfile.has_data():
+        data = rfile.read(len(rfile._read_buf) - rfile._read_pos)  # from the buffer, never the socket
+    prefix = getattr(rfile.raw, "prefix", None)
+    if prefix:
+        data += bytes(prefix)
+        rfile.raw.prefix = memoryview(b"")
+    return data
+
+
+class Refusal(Exception):
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def _head_end(buf: bytes | bytearray) -> int:
+    """Offset just past the head's empty line, or -1."""
+    start = 2 if buf.startswith(CRLF) else 0  # one leading empty line is ignored (RFC 9112 2.2)
+    end = buf.find(b"\r\n\r\n", start)
+    if end >= 0:
+        return end + 4
+    return -1
+
+
+def check_head(buf: bytes | bytearray) -> int:
+    """Check the head in ``buf`` against the limits: -1 while incomplete, else its length.
+
+    Raises ``Refusal`` past a limit; a bare LF counts as complete (cheroot answers it 400)."""
+    start = 2 if buf.startswith(CRLF) else 0
+    end = _head_end(buf)
+    head = buf[start:end] if end >= 0 else buf[start:]
+    lines = head.split(b"\n")
+    if len(lines[0]) > MAX_REQUEST_LINE:
+        raise Refusal("414 Request-URI Too Long", "request line too long")
+    if any(len(line) > MAX_HEADER_LINE for line in lines[1:]):
+        raise Refusal("431 Request Header Fields Too Large", "header line too long")
+    if len(lines) - 3 > MAX_HEADERS:  # the request line, the empty line, the last split
+        raise Refusal("431 Request Header Fields Too Large", "too many headers")
+    if len(head) > MAX_HEAD:
+        raise Refusal("431 Request Header Fields Too Large", "headers too large")
+    if end >= 0:
+        return end
+    if any(not line.endswith(b"\r") for line in lines[:-1]):
+        return len(buf)  # a bare LF: cheroot refuses it
+    return -1
+
+
+def parse_head(head: bytes) -> tuple[bytes, bytes, dict[bytes, list[bytes]]]:
+    """(method, request target, {lower-case name: [values]}) of a complete head, leniently:
+    cheroot judges it properly on the request thread."""
+    lines = head.lstrip(CRLF).split(CRLF)
+    first = lines[0].split(b" ")
+    fields: dict[bytes, list[bytes]] = collections.defaultdict(list)
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            fields[name.strip().lower()].append(value.strip())
+    return first[0], first[1] if len(first) > 1 else b"", fields
+
+
+def body_framing(fields: dict[bytes, list[bytes]], head_size: int) -> tuple[str, int]:
+    """How the gate may gather the body: ("none", 0), ("length", n), ("chunked", 0), or
+    ("thread", 0) for anything it leaves to a request thread (odd framing, Expect, too big)."""
+    if fields.get(b"expect"):
+        return "thread", 0
+    te, cl = fields.get(b"transfer-encoding"), fields.get(b"content-length")
+    if te:
+        return ("chunked", 0) if te == [b"chunked"] and not cl else ("thread", 0)
+    if not cl:
+        return "none", 0
+    if len(cl) != 1 or not _DIGITS.fullmatch(cl[0]):
+        return "thread", 0
+    length = int(cl[0])
+    return ("length", length) if length + head_size <= MAX_GATHERED else ("thread", 0)
+
+
+def chunked_complete(body: bytes | bytearray) -> bool:
+    """Whether ``body`` holds a whole chunked body (or a framing error a thread will answer)."""
+    pos = 0
+    while True:
+        eol = body.find(CRLF, pos)
+        if eol < 0:
+            return len(body) - pos > 1024  # a size line that long is an error: let BodyReader say so
+        size_text = body[pos:eol].split(b";", 1)[0].strip()
+        if not _HEX.fullmatch(size_text):
+            return True
+        size = int(size_text, 16)
+        pos = eol + 2
+        if size == 0:
+            break
+        if pos + size > MAX_GATHERED:
+            return True  # BodyReader refuses it or streams it on a thread
+        if len(body) < pos + size + 2:
+            return False
+        pos += size + 2
+    while True:  # trailers, up to the empty line
+        eol = body.find(CRLF, pos)
+        if eol < 0:
+            return len(body) - pos > 1024
+        if eol == pos:
+            return True
+        pos = eol + 2
+
+
+class _Waiting:
+    __slots__ = ("conn", "buf", "due", "head", "framing", "length", "shaken", "linger", "seq", "held")
+
+    def __init__(self, conn, buf: bytes, due: float, seq: int):
+        self.conn, self.buf, self.due, self.seq = conn, bytearray(buf), due, seq
+        self.head = -1
+        self.framing, self.length = "", 0
+        self.shaken = not isinstance(conn.socket, ssl.SSLSocket) or getattr(conn, "shaken", False)
+        self.linger = False
+        self.held = False  # registered with the gate (else a request thread's try_now)
+
+
+class Gate:
+    """The thread that holds connections until their request is complete (see the module)."""
+
+    def __init__(self, server):
+        self.server = server
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel.register(self._wake_r, READ, None)
+        self._incoming: collections.deque = collections.deque()
+        self._due: list = []  # heap of (due, seq, waiting)
+        self._seq = itertools.count()
+        self._count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gate", daemon=True)
+
+    @property
+    def waiting(self) -> int:
+        return self._count
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake()
+        if self._thread.ident is not None:
+            self._thread.join(timeout=5)
+
+    def add(self, conn, prefix: bytes = b"") -> None:
+        """Hold ``conn`` (from any thread) until its request is complete."""
+        self._incoming.append((conn, take_buffered(conn.rfile) + prefix))
+        self._wake()
+
+    def try_now(self, conn) -> bool:
+        """On a request thread, for a kept-alive connection with bytes ready: read what is there;
+        True if a whole request has arrived (``conn`` is ready to serve), else the gate holds it."""
+        entry = _Waiting(conn, take_buffered(conn.rfile), time.monotonic() + self.server.header_timeout_s, 0)
+        entry.shaken = True
+        try:
+            conn.socket.setblocking(False)
+            done = self._read(entry) and self._complete(entry)
+        except Refusal:
+            done = False
+        except OSError:
+            conn.close()
+            return False
+        if done:
+            self._hand_over(entry, queue=False)
+            return True
+        self._incoming.append((conn, bytes(entry.buf)))
+        self._wake()
+        return False
+
+    # --- the gate thread -----------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                timeout = max(0.0, min(0.25, self._due[0][0] - time.monotonic())) if self._due else 0.25
+                events = self._sel.select(timeout)
+                for key, _mask in events:
+                    if key.data is None:
+                        with contextlib.suppress(OSError):
+                            while self._wake_r.recv(4096):
+                                pass
+                    else:
+                        self._step(key.data)
+                self._take_incoming()
+                self._expire(time.monotonic())
+            except Exception:  # the gate must never end while the server runs
+                log.exception("gate loop failed")
+        self._take_incoming()
+        for key in list(self._sel.get_map().values()):  # stopping: requests begun go to threads
+            entry = key.data
+            if entry is None or entry.conn is None:
+                continue
+            if entry.buf and not entry.linger:
+                self._unregister(entry)
+                self._hand_over(entry, queue=True)
+            else:
+                self._drop(entry)
+        self._sel.close()
+
+    def _take_incoming(self) -> None:
+        while self._incoming:
+            conn, prefix = self._incoming.popleft()
+            entry = _Waiting(conn, prefix, time.monotonic() + self.server.header_timeout_s, next(self._seq))
+            try:
+                conn.socket.setblocking(False)
+                self._sel.register(conn.socket, READ, entry)
+            except (OSError, ValueError):
+                conn.close()
+                continue
+            self._count += 1
+            entry.held = True
+            heapq.heappush(self._due, (entry.due, entry.seq, entry))
+            if prefix:
+                self._step(entry)
+            while self._count > MAX_WAITING and self._due:
+                self._expire(float("inf"), once=True)
+
+    def _expire(self, now: float, once: bool = False) -> None:
+        while self._due and self._due[0][0] <= now:
+            due, _seq, entry = heapq.heappop(self._due)
+            if entry.due != due or entry.conn is None:
+                continue  # moved on (body phase) or gone
+            if entry.linger:
+                self._drop(entry)
+            elif entry.head >= 0:
+                self._refuse(entry, "408 Request Timeout", "body not received in time")
+            else:
+                self._refuse(entry, "408 Request Timeout", "request not received in time")
+            if once:
+                return
+
+    def _step(self, entry: _Waiting) -> None:
+        if entry.conn is None:
+            return
+        sock = entry.conn.socket
+        try:
+            if not entry.shaken:
+                try:
+                    sock.do_handshake()
+                except ssl.SSLWantWriteError:
+                    self._sel.modify(sock, WRITE, entry)
+                    return
+                except ssl.SSLWantReadError:
+                    self._sel.modify(sock, READ, entry)
+                    return
+                entry.shaken = entry.conn.shaken = True
+                self._sel.modify(sock, READ, entry)
+            if entry.linger:
+                while sock.recv(READ_SIZE):
+                    pass
+                self._drop(entry)  # the client closed
+                return
+            eof = not self._read(entry)
+            if eof and not entry.buf:
+                self._drop(entry)  # closed without a byte: nothing to answer
+            elif eof or self._complete(entry):
+                self._unregister(entry)
+                self._hand_over(entry, queue=True)
+        except Refusal as refusal:
+            self._refuse(entry, refusal.status, refusal.reason)
+        except _NOT_YET:
+            pass
+        except (OSError, ValueError):  # reset, a failed handshake, a plain-HTTP client on TLS
+            self._drop(entry)
+
+    def _read(self, entry: _Waiting) -> bool:
+        """Read what is there into ``entry.buf``; False at end of stream. Refusal past a limit."""
+        sock = entry.conn.socket
+        while True:
+            try:
+                data = sock.recv(READ_SIZE)
+            except _NOT_YET:
+                return True
+            if not data:
+                return False
+            entry.buf += data
+            if entry.head < 0 and check_head(entry.buf) < 0 and len(entry.buf) > MAX_HEAD + 4:
+                raise Refusal("431 Request Header Fields Too Large", "headers too large")
+            if len(entry.buf) > MAX_GATHERED:
+                return True  # enough for a thread to take over
+
+    def _complete(self, entry: _Waiting) -> bool:
+        if entry.head < 0:
+            entry.head = check_head(entry.buf)
+            if entry.head < 0:
+                return False
+            method, target, fields = parse_head(bytes(entry.buf[:entry.head]))
+            forwarded = b", ".join(fields.get(b"x-forwarded-for", [])).decode("latin-1")
+            if not self.server.reads_body(method, target, entry.conn.remote_addr, forwarded):
+                return True  # the app answers without reading a body (404, 405, 403): no wait for it
+            entry.framing, entry.length = body_framing(fields, entry.head)
+            if entry.framing not in ("length", "chunked") or self._complete_body(entry):
+                return True
+            if entry.held:  # the body gets its own deadline, as on a request thread
+                entry.due = time.monotonic() + self.server.timeout
+                heapq.heappush(self._due, (entry.due, entry.seq, entry))
+            return False
+        return self._complete_body(entry)
+
+    def _complete_body(self, entry: _Waiting) -> bool:
+        body = entry.buf[entry.head:]
+        if len(entry.buf) > MAX_GATHERED:
+            return True
+        if entry.framing == "length":
+            return len(body) >= entry.length
+        if entry.framing == "chunked":
+            return chunked_complete(body)
+        return True
+
+    def _unregister(self, entry: _Waiting) -> None:
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._sel.unregister(entry.conn.socket)
+        self._count -= 1
+
+    def _hand_over(self, entry: _Waiting, *, queue: bool) -> None:
+        conn = entry.conn
+        entry.conn = None
+        conn.socket.settimeout(self.server.timeout)
+        conn.rfile = PrefixedReader(conn.socket, bytes(entry.buf))
+        if queue:
+            self.server.hand_over(conn)
+
+    def _drop(self, entry: _Waiting) -> None:
+        if entry.conn is None:
+            return
+        self._unregister(entry)
+        entry.conn.close()
+        entry.conn = None
+
+    def _refuse(self, entry: _Waiting, status: str, reason: str) -> None:
+        """Answer ``status`` and count it; the client's next bytes are drained for ``LINGER_S``
+        (a close with unread bytes would reset the connection before the client reads the answer)."""
+        conn = entry.conn
+        method, path = b"-", b""
+        first = bytes(entry.buf[:MAX_REQUEST_LINE]).lstrip(b"\r\n").split(b"\r\n", 1)[0].split(b" ")
+        if len(first) >= 2:
+            method, path = first[0][:16], first[1].split(b"?", 1)[0]
+        try:
+            self.server.wsgi_app.refuse(int(status[:3]), reason, conn.remote_addr,
+                                        method.decode("latin-1"), path.decode("latin-1"))
+        except Exception:
+            log.exception("counting a refusal failed")
+        if entry.shaken:
+            answer = f"HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+            with contextlib.suppress(*_NOT_YET, OSError, ValueError):
+                conn.socket.send(answer)
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(conn.socket, socket.SHUT_WR)
+        entry.linger = True
+        entry.buf = bytearray()
+        entry.due = time.monotonic() + LINGER_S
+        heapq.heappush(self._due, (entry.due, entry.seq, entry))
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._sel.modify(conn.socket, READ, entry)
