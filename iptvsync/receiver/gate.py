@@ -34,7 +34,7 @@ import ssl
 import threading
 import time
 
-from cheroot.makefile import StreamReader
+from cheroot.makefile import StreamReader, StreamWriter
 
 log = logging.getLogger("iptvsync.receiver")
 
@@ -44,6 +44,7 @@ MAX_HEADERS = 100
 MAX_HEAD = 16384
 MAX_GATHERED = 32768  # head and body a waiting connection may hold; a bigger body streams to a thread
 MAX_WAITING = 20000  # connections waiting for a whole request; past it the longest waiting is cut
+EXPIRE_BATCH = 32  # deadlines handled between two looks at the sockets
 LINGER_S = 1.0  # after a refusal, the client's unread bytes are drained this long before the close
 READ_SIZE = 65536
 CRLF = b"\r\n"
@@ -76,6 +77,21 @@ class PrefixedReader(StreamReader):
     def __init__(self, sock, prefix: bytes, bufsize: int = 8192):
         StreamReader.__bases__[0].__init__(self, _PrefixedIO(sock, prefix), bufsize)
         self.bytes_read = 0
+
+
+class _NoBytes:
+    """A new connection's ``rfile`` until the gate hands it over (cheroot's costs a buffer)."""
+
+    raw = None
+
+    def has_data(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+NO_BYTES = _NoBytes()
 
 
 def take_buffered(rfile) -> bytes:
@@ -261,6 +277,7 @@ class Gate:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                # a wave of deadlines is cut EXPIRE_BATCH at a time, with reads and accepts between
                 timeout = max(0.0, min(0.25, self._due[0][0] - time.monotonic())) if self._due else 0.25
                 events = self._sel.select(timeout)
                 for key, _mask in events:
@@ -271,7 +288,7 @@ class Gate:
                     else:
                         self._step(key.data)
                 self._take_incoming()
-                self._expire(time.monotonic())
+                self._expire(time.monotonic(), EXPIRE_BATCH)
             except Exception:  # the gate must never end while the server runs
                 log.exception("gate loop failed")
         self._take_incoming()
@@ -302,10 +319,10 @@ class Gate:
             if prefix:
                 self._step(entry)
             while self._count > MAX_WAITING and self._due:
-                self._expire(float("inf"), once=True)
+                self._expire(float("inf"), 1)
 
-    def _expire(self, now: float, once: bool = False) -> None:
-        while self._due and self._due[0][0] <= now:
+    def _expire(self, now: float, limit: int) -> None:
+        while self._due and self._due[0][0] <= now and limit > 0:
             due, _seq, entry = heapq.heappop(self._due)
             if entry.due != due or entry.conn is None:
                 continue  # moved on (body phase) or gone
@@ -315,8 +332,7 @@ class Gate:
                 self._refuse(entry, "408 Request Timeout", "body not received in time")
             else:
                 self._refuse(entry, "408 Request Timeout", "request not received in time")
-            if once:
-                return
+            limit -= 1
 
     def _step(self, entry: _Waiting) -> None:
         if entry.conn is None:
@@ -406,6 +422,8 @@ class Gate:
         entry.conn = None
         conn.socket.settimeout(self.server.timeout)
         conn.rfile = PrefixedReader(conn.socket, bytes(entry.buf))
+        if conn.wfile is None:
+            conn.wfile = StreamWriter(conn.socket, "wb", conn.wbufsize)
         if queue:
             self.server.hand_over(conn)
 
