@@ -20,9 +20,10 @@ from ..errors import IptvsyncError
 from .app import ReceiverApp
 from .body import BodyReader
 from .deadlines import Deadlines
-from .gate import MAX_HEAD, NO_BYTES, Gate
+from .gate import Gate
+from .head import MAX_HEAD, NO_BYTES
 from .signals import SignalThread
-from .tls import CertReloader
+from .tls import CertReloader, lazy_handshake_adapter
 from .writer import Writer
 
 log = logging.getLogger("iptvsync.receiver")
@@ -37,31 +38,14 @@ SLOW_READ_S = 0.25
 GROW_BY = 16  # added beyond that, for the real requests waiting
 
 
-def _tls_adapter_class():
-    """cheroot's TLS adapter with the handshake left to the request thread.
-
-    cheroot shakes hands in its one selector thread, as each connection is accepted: a client
-    that connects and says nothing stalled every other connection for a whole socket timeout.
-    Here the handshake happens on the request thread's first read, under the head deadline.
-    """
-    from cheroot.ssl.builtin import BuiltinSSLAdapter
-
-    class LazyHandshakeAdapter(BuiltinSSLAdapter):
-        def wrap(self, sock):
-            tls = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-            return tls, {"wsgi.url_scheme": "https", "HTTPS": "on"}
-
-    return LazyHandshakeAdapter
-
-
 def _server_class():
     """cheroot's WSGI server, hardened against hostile clients and tuned for kept-alive load.
 
-    Hostile clients (docs/receiver.md): the request line and headers must arrive within
-    ``header_timeout_s`` and the body within ``request_timeout_s`` in total (``Deadlines``);
-    each source address may hold ``max_connections_per_ip`` connections; while slow clients
-    hold request threads the pool grows, up to ``max_threads``, so real connections never
-    wait behind them (``ensure_threads``); the body is read by ``BodyReader`` within
+    Hostile clients (docs/receiver.md): a connection gets a request thread only once its whole
+    request is in (``Gate``: head limits, head and body deadlines, TLS handshakes, all without a
+    thread); each source address may hold ``max_connections_per_ip`` connections; while slow
+    bodies too big for the gate hold request threads (``Deadlines``) the pool grows, up to
+    ``max_threads`` (``ensure_threads``); the body is read by ``BodyReader`` within
     ``max_body_bytes``; and every failure cheroot answers by itself (bad request line, bad
     headers, timeouts) is logged and counted like the app's own rejections, never as a
     traceback.
@@ -73,7 +57,8 @@ def _server_class():
     next request (or the close) on the same connection and serves it itself, up to
     ``KEEPALIVE_MAX_REQUESTS`` in a row. It queues the connection behind the others instead
     whenever connections are waiting for a thread (no connection can starve the rest), and an
-    idle connection goes back to the selector as before.
+    idle connection goes back to the selector as before; a next request not wholly there yet
+    goes to the gate (``Gate.try_now``).
     """
     import select
 
@@ -336,7 +321,7 @@ def make_server(config: Config, *, host: str | None = None, port: int | None = N
                              uncapped=app.is_trusted_proxy)
     if tls:
         cert, key = tls
-        server.ssl_adapter = _tls_adapter_class()(str(cert), str(key) if key else None)
+        server.ssl_adapter = lazy_handshake_adapter()(str(cert), str(key) if key else None)
         server.cert_reloader = CertReloader(server.ssl_adapter, cert, key)
     return server, writer
 
