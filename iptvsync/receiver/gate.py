@@ -279,7 +279,10 @@ class Gate:
         conn = entry.conn
         entry.conn = None
         conn.socket.settimeout(self.server.timeout)
-        conn.rfile = PrefixedReader(conn.socket, bytes(entry.buf))
+        if isinstance(conn.rfile, PrefixedReader) and not conn.rfile.has_data():  # kept alive: reuse it
+            conn.rfile.raw.prefix = memoryview(bytes(entry.buf))
+        else:
+            conn.rfile = PrefixedReader(conn.socket, bytes(entry.buf))
         if conn.wfile is None:
             conn.wfile = StreamWriter(conn.socket, "wb", conn.wbufsize)
         if queue:
