@@ -50,7 +50,7 @@ from .head import (
 
 log = logging.getLogger("iptvsync.receiver")
 
-MAX_WAITING = 20000  # connections waiting for a whole request; past it the longest waiting is cut
+MAX_WAITING = 10000  # connections waiting for a whole request; past it the longest waiting is cut
 EXPIRE_BATCH = 32  # deadlines handled between two looks at the sockets
 LINGER_S = 1.0  # after a refusal, the client's unread bytes are drained this long before the close
 READ_SIZE = 65536
