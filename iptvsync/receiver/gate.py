@@ -60,7 +60,7 @@ _NOT_YET = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWant
 
 
 class _Waiting:
-    __slots__ = ("conn", "buf", "due", "head", "framing", "length", "shaken", "linger", "seq", "held")
+    __slots__ = ("conn", "buf", "due", "head", "framing", "length", "shaken", "linger", "seq", "in_gate")
 
     def __init__(self, conn, buf: bytes, due: float, seq: int):
         self.conn, self.buf, self.due, self.seq = conn, bytearray(buf), due, seq
@@ -68,7 +68,7 @@ class _Waiting:
         self.framing, self.length = "", 0
         self.shaken = not isinstance(conn.socket, ssl.SSLSocket) or getattr(conn, "shaken", False)
         self.linger = False
-        self.held = False  # registered with the gate (else a request thread's try_now)
+        self.in_gate = False  # registered with the gate (else a request thread's try_now)
 
 
 class Gate:
@@ -172,7 +172,7 @@ class Gate:
                 conn.close()
                 continue
             self._count += 1
-            entry.held = True
+            entry.in_gate = True
             heapq.heappush(self._due, (entry.due, entry.seq, entry))
             if prefix:
                 self._step(entry)
@@ -254,7 +254,7 @@ class Gate:
             entry.framing, entry.length = body_framing(fields, entry.head)
             if entry.framing not in ("length", "chunked") or self._complete_body(entry):
                 return True
-            if entry.held:  # the body gets its own deadline, as on a request thread
+            if entry.in_gate:  # the body gets its own deadline, as on a request thread
                 entry.due = time.monotonic() + self.server.timeout
                 heapq.heappush(self._due, (entry.due, entry.seq, entry))
             return False
