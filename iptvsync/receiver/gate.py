@@ -27,6 +27,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import queue
 import selectors
 import socket
 import ssl
@@ -38,6 +39,7 @@ from cheroot.makefile import StreamWriter
 from .head import (
     MAX_GATHERED,
     MAX_HEAD,
+    MAX_HEADER_LINE,
     MAX_REQUEST_LINE,
     PrefixedReader,
     Refusal,
@@ -54,13 +56,15 @@ MAX_WAITING = 10000  # connections waiting for a whole request; past it the long
 EXPIRE_BATCH = 32  # deadlines handled between two looks at the sockets
 LINGER_S = 1.0  # after a refusal, the client's unread bytes are drained this long before the close
 READ_SIZE = 65536
+REFUSALS_QUEUED = 10000  # refusals waiting to be logged and counted; past it they are only summed
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 _NOT_YET = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class _Waiting:
-    __slots__ = ("conn", "buf", "due", "head", "framing", "length", "shaken", "linger", "seq", "in_gate")
+    __slots__ = ("conn", "buf", "due", "head", "framing", "length", "shaken", "linger", "seq", "in_gate",
+                 "line_start", "dirty")
 
     def __init__(self, conn, buf: bytes, due: float, seq: int):
         self.conn, self.buf, self.due, self.seq = conn, bytearray(buf), due, seq
@@ -69,6 +73,8 @@ class _Waiting:
         self.shaken = not isinstance(conn.socket, ssl.SSLSocket) or getattr(conn, "shaken", False)
         self.linger = False
         self.in_gate = False  # registered with the gate (else a request thread's try_now)
+        self.line_start = self.buf.rfind(b"\n") + 1  # where the line being received starts
+        self.dirty = True  # bytes arrived that the scan has not seen
 
 
 class Gate:
@@ -87,6 +93,11 @@ class Gate:
         self._count = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gate", daemon=True)
+        # logged and counted on a thread of their own: the gate never waits for a log write or
+        # for the writer's socket (a writer stuck in a slow commit stops reading it)
+        self._refusals: queue.Queue = queue.Queue(REFUSALS_QUEUED)
+        self._counter = threading.Thread(target=self._count_refusals, name="refusals", daemon=True)
+        self.uncounted = 0
 
     @property
     def waiting(self) -> int:
@@ -94,12 +105,23 @@ class Gate:
 
     def start(self) -> None:
         self._thread.start()
+        self._counter.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake()
         if self._thread.ident is not None:
             self._thread.join(timeout=5)
+            with contextlib.suppress(queue.Full):
+                self._refusals.put(None, timeout=1)
+            self._counter.join(timeout=5)
+
+    def _count_refusals(self) -> None:
+        while (refusal := self._refusals.get()) is not None:
+            try:
+                self.server.wsgi_app.refuse(*refusal)
+            except Exception:  # counting must never end this thread
+                log.exception("counting a refusal failed")
 
     def add(self, conn, prefix: bytes = b"") -> None:
         """Hold ``conn`` (from any thread) until its request is complete."""
@@ -237,12 +259,22 @@ class Gate:
             if not data:
                 return False
             entry.buf += data
-            if entry.head < 0 and check_head(entry.buf) < 0 and len(entry.buf) > MAX_HEAD + 4:
+            # scanned again only when a line ended or one grew past a limit: a head trickled a
+            # byte at a time costs O(size) per line, not O(size) per byte
+            if b"\n" in data:
+                entry.line_start = entry.buf.rfind(b"\n") + 1
+                entry.dirty = True
+            elif len(entry.buf) - entry.line_start > MAX_HEADER_LINE or len(entry.buf) > MAX_HEAD + 4:
+                entry.dirty = True
+            if entry.head < 0 and len(entry.buf) > MAX_HEAD + 4 and check_head(entry.buf) < 0:
                 raise Refusal("431 Request Header Fields Too Large", "headers too large")
             if len(entry.buf) > MAX_GATHERED:
                 return True  # enough for a thread to take over
 
     def _complete(self, entry: _Waiting) -> bool:
+        if not entry.dirty and entry.framing != "length":
+            return False  # nothing that could complete a head or a chunked body has arrived
+        entry.dirty = False
         if entry.head < 0:
             entry.head = check_head(entry.buf)
             if entry.head < 0:
@@ -304,10 +336,12 @@ class Gate:
         if len(first) >= 2:
             method, path = first[0][:16], first[1].split(b"?", 1)[0]
         try:
-            self.server.wsgi_app.refuse(int(status[:3]), reason, conn.remote_addr,
-                                        method.decode("latin-1"), path.decode("latin-1"))
-        except Exception:
-            log.exception("counting a refusal failed")
+            self._refusals.put_nowait((int(status[:3]), reason, conn.remote_addr,
+                                       method.decode("latin-1"), path.decode("latin-1")))
+        except queue.Full:
+            self.uncounted += 1
+            if self.uncounted % 1000 == 1:
+                log.warning("refusals arrive faster than they can be logged: %d only summed here", self.uncounted)
         if entry.shaken:
             answer = f"HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
             with contextlib.suppress(*_NOT_YET, OSError, ValueError):
