@@ -212,3 +212,59 @@ def test_a_legit_postback_is_answered_while_1500_connections_idle_or_trickle(sta
     finally:
         crowd.close()
     assert len(receiver.inbox()) == 3
+
+
+def test_past_max_waiting_the_connection_waiting_longest_is_answered_408_and_closed(monkeypatch):
+    """The gate on its own, with real sockets: one more than ``MAX_WAITING`` connections wait."""
+    from iptvsync.receiver import gate as gate_module
+    from iptvsync.receiver.head import NO_BYTES
+
+    monkeypatch.setattr(gate_module, "MAX_WAITING", 3)
+    refused = []
+
+    class App:
+        def refuse(self, status, reason, remote, method="-", path=""):
+            refused.append((status, reason, remote))
+
+    handed = []
+
+    class Server:
+        header_timeout_s, timeout, wsgi_app = 60, 60, App()
+
+        def hand_over(self, conn):
+            handed.append(conn.n)
+
+    class Conn:
+        wfile, wbufsize = None, 8192
+
+        def __init__(self, sock, n):
+            self.socket, self.rfile, self.remote_addr, self.n = sock, NO_BYTES, f"127.0.0.{n}", n
+
+        def close(self):
+            self.socket.close()
+
+    gate = gate_module.Gate(Server())
+    gate.start()
+    pairs = [socket.socketpair() for _ in range(4)]
+    try:
+        for n, (server_side, client_side) in enumerate(pairs, start=1):
+            client_side.sendall(b"POST / HTTP/1.1\r\n")  # a head begun, never finished
+            gate.add(Conn(server_side, n))
+            time.sleep(0.05)  # in order: the first is the one waiting longest
+        oldest = pairs[0][1]
+        oldest.settimeout(WAIT_S)
+        assert oldest.recv(100).startswith(b"HTTP/1.1 408 ")
+        assert oldest.recv(100) == b""  # closed at once, not left lingering
+        wait_for(lambda: refused == [(408, "request not received in time", "127.0.0.1")], "the refusal")
+        for _server_side, client_side in pairs[1:]:
+            client_side.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                client_side.recv(100)  # still waiting, untouched
+        assert gate.waiting == 3
+        gate.stop()  # stopping: requests begun go to request threads (the SIGTERM drain)
+        assert sorted(handed) == [2, 3, 4]
+    finally:
+        gate.stop()
+        for server_side, client_side in pairs:
+            server_side.close()
+            client_side.close()

@@ -199,7 +199,18 @@ class Gate:
             if prefix:
                 self._step(entry)
             while self._count > MAX_WAITING and self._due:
-                self._expire(float("inf"), 1)
+                self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        """Past ``MAX_WAITING``: the connection waiting longest is answered 408 and closed at once."""
+        while self._due:
+            due, _seq, entry = heapq.heappop(self._due)
+            if entry.due != due or entry.conn is None:
+                continue
+            if not entry.linger:
+                self._refuse(entry, "408 Request Timeout", "request not received in time")
+            self._drop(entry)
+            return
 
     def _expire(self, now: float, limit: int) -> None:
         while self._due and self._due[0][0] <= now and limit > 0:
