@@ -249,9 +249,11 @@ class Gate:
             eof = not self._read(entry)
             if eof and not entry.buf:
                 self._drop(entry)  # closed without a byte: nothing to answer
-            elif eof or self._complete(entry):
+            elif self._complete(entry) or (eof and entry.head >= 0):  # a body cut short: BodyReader says so
                 self._unregister(entry)
                 self._hand_over(entry, queue=True)
+            elif eof:  # a head cut short: answered here, not by a request thread (5,000 at once cost one)
+                self._refuse(entry, "400 Bad Request", "malformed request")
         except Refusal as refusal:
             self._refuse(entry, refusal.status, refusal.reason)
         except _NOT_YET:
