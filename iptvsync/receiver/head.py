@@ -9,6 +9,7 @@ line ``MAX_HEADER_LINE``, ``MAX_HEADERS`` header lines and the whole head ``MAX_
 
 from __future__ import annotations
 
+import _pyio
 import collections
 import re
 import socket
@@ -45,7 +46,8 @@ class PrefixedReader(StreamReader):
     """cheroot's ``rfile`` for a connection whose first bytes the gate already read."""
 
     def __init__(self, sock, prefix: bytes, bufsize: int = 8192):
-        StreamReader.__bases__[0].__init__(self, _PrefixedIO(sock, prefix), bufsize)
+        # StreamReader's own __init__ would wrap the bare socket; its base is _pyio's reader
+        _pyio.BufferedReader.__init__(self, _PrefixedIO(sock, prefix), bufsize)
         self.bytes_read = 0
 
 
@@ -77,6 +79,8 @@ def take_buffered(rfile) -> bytes:
 
 
 class Refusal(Exception):
+    """The head passed a limit: ``status`` (e.g. "414 Request-URI Too Long") and ``reason``."""
+
     def __init__(self, status: str, reason: str):
         super().__init__(reason)
         self.status, self.reason = status, reason

@@ -235,7 +235,7 @@ def _server_class():
             """Whether the app reads the body of this request (else the gate must not wait for
             it: a 403 for a source outside ``allowed_ips`` is decided before a byte of body)."""
             app = self.wsgi_app
-            if method != b"POST" or target.split(b"?", 1)[0] != app.cfg.path.encode("latin-1"):
+            if method != b"POST" or target.split(b"?", 1)[0] != app.cfg.path.encode():
                 return False
             if not app.allowed:
                 return True
