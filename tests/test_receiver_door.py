@@ -195,7 +195,7 @@ def test_a_legit_postback_is_answered_while_1500_connections_idle_or_trickle(sta
     receiver = start(install_with(tmp_path, receiver=extra))
     crowd = Crowd(receiver.port, SOURCES, 15, modes, path=PATH, context=context)
     try:
-        assert crowd.held() == 1500
+        assert crowd.opened == 1500
         wait_held(crowd, 2.0)
         for n in range(3):  # the old receiver: every thread held, the postback waited for a deadline (60 s)
             with _connect(receiver, context, source="127.0.9.9") as sock:
