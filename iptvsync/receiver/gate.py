@@ -88,6 +88,8 @@ class Gate:
         self._wake_w.setblocking(False)
         self._sel.register(self._wake_r, READ, None)
         self._incoming: collections.deque = collections.deque()
+        self._incoming_lock = threading.Lock()
+        self._closed = False  # stopped: what still arrives is closed at once
         self._due: list = []  # heap of (due, seq, waiting)
         self._seq = itertools.count()
         self._count = 0
@@ -112,6 +114,11 @@ class Gate:
         self._wake()
         if self._thread.ident is not None:
             self._thread.join(timeout=5)
+            with self._incoming_lock:  # accepted while stopping: no request begun, closed
+                self._closed = True
+                late, self._incoming = list(self._incoming), collections.deque()
+            for conn, _prefix in late:
+                conn.close()
             with contextlib.suppress(queue.Full):
                 self._refusals.put(None, timeout=1)
             self._counter.join(timeout=5)
@@ -125,8 +132,15 @@ class Gate:
 
     def add(self, conn, prefix: bytes = b"") -> None:
         """Hold ``conn`` (from any thread) until its request is complete."""
-        self._incoming.append((conn, take_buffered(conn.rfile) + prefix))
-        self._wake()
+        self._hold(conn, take_buffered(conn.rfile) + prefix)
+
+    def _hold(self, conn, prefix: bytes) -> None:
+        with self._incoming_lock:
+            if not self._closed:
+                self._incoming.append((conn, prefix))
+                self._wake()
+                return
+        conn.close()
 
     def try_now(self, conn) -> bool:
         """On a request thread, for a kept-alive connection with bytes ready: read what is there;
@@ -144,8 +158,7 @@ class Gate:
         if done:
             self._hand_over(entry, queue=False)
             return True
-        self._incoming.append((conn, bytes(entry.buf)))
-        self._wake()
+        self._hold(conn, bytes(entry.buf))
         return False
 
     # --- the gate thread -----------------------------------------------------------------
