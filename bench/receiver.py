@@ -161,9 +161,11 @@ def body_template() -> bytes:
     return body
 
 
-def make_install(directory: Path, threads: int) -> Path:
+def make_install(directory: Path, threads: int, extra: str = "") -> Path:
+    """``extra``: lines added to [receiver]."""
     directory.mkdir(parents=True)
-    (directory / "config.toml").write_text(TOML.replace("THREADS", str(threads)), encoding="utf-8")
+    toml = TOML.replace("THREADS", str(threads)).replace("[receiver]\n", "[receiver]\n" + extra, 1)
+    (directory / "config.toml").write_text(toml, encoding="utf-8")
     (directory / ".env").write_text(f"MONETIZZE_CHAVE_UNICA={CHAVE}\n", encoding="utf-8")
     return directory / "config.toml"
 
@@ -323,13 +325,16 @@ def serve_asyncio(config_path: str) -> None:
 class Server:
     """A receiver process on a fresh install; its URL comes from its 'receiver on URL' line."""
 
-    def __init__(self, kind: str, directory: Path, args):
+    def __init__(self, kind: str, directory: Path, args, extra: str = ""):
         self.kind = kind
-        self.config = make_install(directory, args.threads)
+        self.config = make_install(directory, args.threads, extra)
         self.ledger = directory / "iptvsync.db"
         self.log_path = directory / "server.log"
-        if kind == "iptvsync":
+        cwd, env = ROOT, args.env
+        if kind in ("iptvsync", "before"):  # before: the checkout given as --before
             argv = [sys.executable, "-m", "iptvsync", "--config", str(self.config), "serve", "--port", "0"]
+            if kind == "before":
+                cwd, env = args.before, {**args.env, "PYTHONPATH": str(args.before)}
         elif kind == "asyncio":
             argv = [sys.executable, __file__, "--serve-asyncio", str(self.config)]
         else:
@@ -337,9 +342,9 @@ class Server:
                     "--baseline-mode", args.baseline_mode]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                         cwd=ROOT, env=args.env)
+                                         cwd=cwd, env=env)
         deadline = time.monotonic() + 60
-        while not (match := re.search(r"receiver on http://([\d.]+):(\d+)", self.log_path.read_text())):
+        while not (match := re.search(r"receiver on https?://([\d.]+):(\d+)", self.log_path.read_text())):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"{kind} did not start:\n{self.log_path.read_text()}")
             time.sleep(0.02)
@@ -636,9 +641,14 @@ def main() -> None:
                         help="wrk if installed (auto), else the Python one")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1: leave the server a core)")
     parser.add_argument("--threads", type=int, default=64, help="[receiver] threads of iptvsync (default 64)")
-    parser.add_argument("--only", default="iptvsync,baseline,raw,slowloris,flood",
-                        help="which of iptvsync,baseline,raw,slowloris,flood to run; asyncio adds the "
-                             "event-loop prototype (throughput and slowloris)")
+    parser.add_argument("--only", default="iptvsync,baseline,raw,slowloris,flood,crowd,crowd-tls,longline",
+                        help="which of iptvsync,baseline,raw,slowloris,flood,crowd,crowd-tls,longline to run "
+                             "(bench/receiver_door.py: issue 17); asyncio adds the event-loop prototype")
+    parser.add_argument("--before", type=Path, metavar="DIR",
+                        help="a checkout of the receiver before issue 17: crowd and longline run on it too")
+    parser.add_argument("--crowd", type=int, default=5000, help="connections in the crowd (default 5000)")
+    parser.add_argument("--crowd-posts", type=int, default=60,
+                        help="legit postbacks timed in the crowd (default 60, at most 40 s of them)")
     parser.add_argument("--baseline-mode", choices=("lock", "per-thread"), default="lock",
                         help="baseline commits on one shared connection (lock) or one per thread")
     parser.add_argument("--dir", type=Path, default=ROOT / "bench" / "results",
@@ -690,13 +700,14 @@ def main() -> None:
             hostile["flood"] = fl = bench_flood(args, workdir, template)
             print(f"  chunked flood: {fl['streams']} streams answered {fl['statuses']}, RSS "
                   f"{fl['rss_before_mb']:.0f} MB + {fl['rss_growth_mb']:.1f} MB at peak, {fl['seconds']:.1f} s")
+        run_door_cases(args, only, workdir, template, hostile)
         if "raw" in only:
             raw = raw_commit_rate(workdir, min(args.seconds, 5.0), args.env)
             print(f"  raw commit: {raw['commits_per_s']:.0f} commits/s (p50 {raw['p50_ms']:.2f} ms, "
                   f"p99 {raw['p99_ms']:.2f} ms)")
         for connections in connection_counts:
-            for kind in ("iptvsync", "asyncio", "baseline"):
-                if kind in only:
+            for kind in ("iptvsync", "before", "asyncio", "baseline"):
+                if kind in only or (kind == "before" and args.before and "iptvsync" in only):
                     run = bench_receiver(kind, connections, args, workdir, template, len(runs))
                     runs.append(run)
                     print(f"  {kind:<9} c={connections:<3} {run['postbacks_per_s']:7.0f}/s  p50 {run['p50_ms']:6.1f} ms"
@@ -716,6 +727,65 @@ def main() -> None:
         "raw_commit": raw, "runs": runs, "hostile": hostile, **report}, indent=2) + "\n", encoding="utf-8")
     print(f"\nresults: {args.out}")
     sys.exit(0 if all(check["ok"] for check in report["targets"].values()) else 1)
+
+
+def run_door_cases(args, only: set, workdir: Path, template: bytes, hostile: dict) -> None:
+    """Issue 17's crowd and long-line cases (bench/receiver_door.py) on each receiver kind."""
+    import receiver_door as door
+
+    def start_server(kind: str, name: str, extra: str) -> Server:
+        return Server(kind, workdir / name, args, extra)
+
+    kinds = ["iptvsync", *(["before"] if args.before else []), "asyncio", "baseline"]
+    for case, tls in (("crowd", False), ("crowd-tls", True)):
+        if case not in only:
+            continue
+        for kind in kinds if not tls else ["iptvsync"]:  # the old receiver cannot even open a TLS crowd
+            result = door.bench_crowd(start_server, template, PLACEHOLDER.encode(), PATH, kind=kind, tls=tls,
+                                      connections=args.crowd, posts=args.crowd_posts)
+            hostile.setdefault(case, []).append(result)
+            print(f"  {case:<9} {kind:<9} {result['connections']} conns/{result['addresses']} addresses "
+                  f"(fewest held {result['held_min']}, cut+reopened {result['cut']}): {result['ok']}/{result['posts']}"
+                  f" legit 200, p50 {result['p50_s'] * 1000:.0f} ms, p99 {result['p99_s'] * 1000:.0f} ms -> "
+                  f"{'PASS' if result['pass'] else 'MISS'} (< {door.TARGET_S:g} s); "
+                  f"RSS +{result['peak_rss_growth_mb']:.0f} MB over {result['idle_rss_mb']:.0f} MB, "
+                  f"{result['peak_threads']} threads")
+    if "longline" in only:
+        for what in ("line", "header"):
+            for kind in kinds:
+                result = door.bench_longline(start_server, PATH, kind=kind, what=what)
+                hostile.setdefault("longline", []).append(result)
+                print(f"  longline  {kind:<9} 8 endless {what}s: answers {result['answers']}, RSS "
+                      f"{result['rss_before_mb']:.0f} MB before, {result['rss_peak_mb']:.0f} MB peak, "
+                      f"{result['rss_after_mb']:.0f} MB after")
+
+
+def door_checks(hostile: dict) -> dict:
+    """Issue 17's targets, and this code against the best other receiver of the same run."""
+    checks = {}
+    for case in ("crowd", "crowd-tls"):
+        runs = {r["kind"]: r for r in hostile.get(case, [])}
+        mine = runs.get("iptvsync")
+        if not mine:
+            continue
+        checks[f"{case}: legit postback p99 < 1 s, {mine['connections']} connections held"] = {
+            "value": round(mine["p99_s"], 3), "ok": mine["pass"]}
+        others = [r for kind, r in runs.items() if kind != "iptvsync"]
+        if others:
+            best = min(others, key=lambda r: r["p99_s"])
+            checks[f"{case}: p99 of best other ({best['kind']}) / iptvsync"] = {
+                "value": round(best["p99_s"] / mine["p99_s"], 2), "ok": True}
+    growth = {}
+    for r in hostile.get("longline", []):
+        growth.setdefault(r["kind"], []).append(r["rss_peak_mb"] - r["rss_before_mb"])
+    if "iptvsync" in growth:
+        mine = max(growth["iptvsync"])
+        checks["longline: RSS peak growth < 30 MB"] = {"value": round(mine, 1), "ok": mine < 30}
+        for kind, grew in growth.items():
+            if kind != "iptvsync":
+                checks[f"longline: RSS peak growth of {kind} (MB), for comparison"] = {
+                    "value": round(max(grew), 1), "ok": True}
+    return checks
 
 
 def summarize(runs: list[dict], raw: dict | None, connection_counts: list[int], hostile: dict | None = None) -> dict:
@@ -757,6 +827,7 @@ def summarize(runs: list[dict], raw: dict | None, connection_counts: list[int], 
         checks[f"RSS growth < {TARGETS['flood_rss_mb']:g} MB under the chunked flood, every stream 413"] = {
             "value": round(fl["rss_growth_mb"], 1),
             "ok": fl["rss_growth_mb"] < TARGETS["flood_rss_mb"] and set(fl["statuses"]) == {413}}
+    checks.update(door_checks(hostile or {}))
     return {"ratios": {k: round(v, 3) for k, v in ratios.items()}, "targets": checks}
 
 

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import logging
 import re
-import signal
 import socket
 import threading
-import time
 from collections.abc import Callable
 
 from ..config import Config
 from ..errors import IptvsyncError
 from .app import ReceiverApp
 from .body import BodyReader
-from .tls import CertReloader
+from .deadlines import Deadlines
+from .gate import Gate
+from .head import MAX_HEAD, NO_BYTES
+from .signals import SignalThread
+from .tls import CertReloader, lazy_handshake_adapter
 from .writer import Writer
 
 log = logging.getLogger("iptvsync.receiver")
@@ -35,86 +38,14 @@ SLOW_READ_S = 0.25
 GROW_BY = 16  # added beyond that, for the real requests waiting
 
 
-class Deadlines:
-    """Total deadlines for reading a request's head and body, whatever the client's pace.
-
-    A socket timeout bounds each read, not the request: a client trickling a byte every few
-    seconds (slowloris) would hold its request thread forever. A request thread registers the
-    connection with its deadline before reading and clears it after; one thread wakes four
-    times a second and shuts the reading side of every connection past its deadline (the
-    blocked read returns at once; the write side stays open for the 408), then runs
-    ``on_tick`` (the server adds request threads there when connections wait for one).
-    """
-
-    def __init__(self, on_tick=lambda: None):
-        self.on_tick = on_tick
-        self._due: dict[object, tuple[float, float]] = {}  # conn -> (deadline, started)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
-        self._thread.start()
-
-    def start(self, conn, seconds: float) -> None:
-        conn.timed_out = False
-        now = time.monotonic()
-        with self._lock:
-            self._due[conn] = (now + seconds, now)
-
-    def clear(self, conn) -> None:
-        with self._lock:
-            self._due.pop(conn, None)
-
-    def slow(self, seconds: float) -> int:
-        """How many connections have been reading for longer than ``seconds``."""
-        since = time.monotonic() - seconds
-        with self._lock:
-            return sum(1 for _due, started in self._due.values() if started < since)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            now = time.monotonic()
-            with self._lock:
-                late = [conn for conn, (due, _started) in self._due.items() if due <= now]
-                for conn in late:
-                    del self._due[conn]
-            for conn in late:
-                conn.timed_out = True
-                with contextlib.suppress(OSError):  # the plain socket's: an SSLSocket's would drop TLS
-                    socket.socket.shutdown(conn.socket, socket.SHUT_RD)
-            try:
-                self.on_tick()
-            except Exception:  # housekeeping must never end this thread
-                log.exception("deadline housekeeping failed")
-
-
-def _tls_adapter_class():
-    """cheroot's TLS adapter with the handshake left to the request thread.
-
-    cheroot shakes hands in its one selector thread, as each connection is accepted: a client
-    that connects and says nothing stalled every other connection for a whole socket timeout.
-    Here the handshake happens on the request thread's first read, under the head deadline.
-    """
-    from cheroot.ssl.builtin import BuiltinSSLAdapter
-
-    class LazyHandshakeAdapter(BuiltinSSLAdapter):
-        def wrap(self, sock):
-            tls = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-            return tls, {"wsgi.url_scheme": "https", "HTTPS": "on"}
-
-    return LazyHandshakeAdapter
-
-
 def _server_class():
     """cheroot's WSGI server, hardened against hostile clients and tuned for kept-alive load.
 
-    Hostile clients (docs/receiver.md): the request line and headers must arrive within
-    ``header_timeout_s`` and the body within ``request_timeout_s`` in total (``Deadlines``);
-    each source address may hold ``max_connections_per_ip`` connections; while slow clients
-    hold request threads the pool grows, up to ``max_threads``, so real connections never
-    wait behind them (``ensure_threads``); the body is read by ``BodyReader`` within
+    Hostile clients (docs/receiver.md): a connection gets a request thread only once its whole
+    request is in (``Gate``: head limits, head and body deadlines, TLS handshakes, all without a
+    thread); each source address may hold ``max_connections_per_ip`` connections; while slow
+    bodies too big for the gate hold request threads (``Deadlines``) the pool grows, up to
+    ``max_threads`` (``ensure_threads``); the body is read by ``BodyReader`` within
     ``max_body_bytes``; and every failure cheroot answers by itself (bad request line, bad
     headers, timeouts) is logged and counted like the app's own rejections, never as a
     traceback.
@@ -126,7 +57,8 @@ def _server_class():
     next request (or the close) on the same connection and serves it itself, up to
     ``KEEPALIVE_MAX_REQUESTS`` in a row. It queues the connection behind the others instead
     whenever connections are waiting for a thread (no connection can starve the rest), and an
-    idle connection goes back to the selector as before.
+    idle connection goes back to the selector as before; a next request not wholly there yet
+    goes to the gate (``Gate.try_now``).
     """
     import select
 
@@ -158,6 +90,25 @@ def _server_class():
                     self.simple_response("408 Request Timeout")
 
         answered = False
+        refusal = ""  # a reason more precise than the status's (read_request_headers)
+
+        def read_request_headers(self):
+            """cheroot's checks, then what it lets through: an underscore in a header name (WSGI
+            would fold ``X_Forwarded_For`` into ``X-Forwarded-For``), HTTP/1.1 without ``Host``,
+            a ``Content-Length`` that is not all digits (``+5``, ``5_0``)."""
+            if not super().read_request_headers():
+                return False
+            length = self.inheaders.get(b"Content-Length")
+            if any(b"_" in name for name in self.inheaders):
+                self.refusal = "underscore in a header name"
+            elif self.request_protocol == b"HTTP/1.1" and b"Host" not in self.inheaders:
+                self.refusal = "no host header"
+            elif length is not None and not length.isdigit():
+                self.refusal = "bad content-length"
+            else:
+                return True
+            self.simple_response("400 Bad Request")
+            return False
 
         def simple_response(self, status, msg=""):
             """cheroot's own answers (400, 408, 413, 414, 500, 501): logged and counted too."""
@@ -165,9 +116,11 @@ def _server_class():
             code = int(str(status)[:3])
             if getattr(self.conn, "timed_out", False) and code == 400:
                 status, code = "408 Request Timeout", 408
-            reason = {408: "request not received in time", 413: "headers too large",
-                      414: "request line too long", 501: "unsupported transfer encoding"}.get(
-                          code, "malformed request" if code < 500 else "internal error")
+            if code == 413:  # only ever the head here (bodies are BodyReader's): 431, as the gate says
+                status, code = "431 Request Header Fields Too Large", 431
+            reason = self.refusal or {408: "request not received in time", 431: "headers too large",
+                                      414: "request line too long", 501: "unsupported transfer encoding"}.get(
+                                          code, "malformed request" if code < 500 else "internal error")
             path = getattr(self, "path", b"") or b""
             method = getattr(self, "method", b"") or b"-"
             self.server.wsgi_app.refuse(code, reason, self.conn.remote_addr,
@@ -200,6 +153,15 @@ def _server_class():
         RequestHandlerClass = Request
         source: str | None = None
 
+        def __init__(self, server, sock, makefile=None):
+            """cheroot's, without what it made for every connection before a byte arrived (most
+            of the cost of 5,000 reconnecting attackers): two file objects, made by the gate once
+            the request is in (``gate.NO_BYTES`` until then), and two per-connection ``lru_cache``
+            wrappers for peer credentials, which only a UNIX socket with peercreds would use."""
+            self.server, self.socket = server, sock
+            self.rfile, self.wfile = NO_BYTES, None
+            self.requests_seen = 0
+
         def communicate(self):
             try:
                 return super().communicate()
@@ -225,6 +187,8 @@ def _server_class():
             self.max_connections_per_ip = max_connections_per_ip
             self.uncapped = uncapped
             self.deadlines = Deadlines(on_tick=self.ensure_threads)
+            self.gate = Gate(self)
+            self.max_request_header_size = MAX_HEAD + 4  # the gate checks first; this is the backstop
             self._sources: dict[str, int] = {}
             self._sources_lock = threading.Lock()
 
@@ -256,7 +220,33 @@ def _server_class():
                     self.wsgi_app.refuse(503, "too many connections from this address", conn.remote_addr)
                     conn.close()
                     return
-            super().process_conn(conn)
+            if getattr(conn, "complete", False):
+                conn.complete = False
+                super().process_conn(conn)
+            else:  # a new connection, or a kept-alive one with bytes: a thread once its request is in
+                self.gate.add(conn)
+
+        def hand_over(self, conn) -> None:
+            """From the gate: ``conn``'s whole request has arrived, queue it for a thread."""
+            conn.complete = True
+            self.process_conn(conn)
+
+        def reads_body(self, method: bytes, target: bytes, peer: str | None, forwarded: str) -> bool:
+            """Whether the app reads the body of this request (else the gate must not wait for
+            it: a 403 for a source outside ``allowed_ips`` is decided before a byte of body)."""
+            app = self.wsgi_app
+            if method != b"POST" or target.split(b"?", 1)[0] != app.cfg.path.encode():
+                return False
+            if not app.allowed:
+                return True
+            client = app.client_addr({"REMOTE_ADDR": peer, "HTTP_X_FORWARDED_FOR": forwarded or None})
+            with contextlib.suppress(ValueError):
+                return any(ipaddress.ip_address(client or "") in net for net in app.allowed)
+            return False
+
+        def prepare(self):
+            super().prepare()
+            self.gate.start()
 
         def ensure_threads(self) -> None:
             """Four times a second: when connections wait for a thread while slow clients hold
@@ -281,6 +271,7 @@ def _server_class():
 
         def stop(self):
             self.deadlines.stop()
+            self.gate.stop()  # requests begun go to threads (the drain), silent connections close
             super().stop()
 
         def put_conn(self, conn):
@@ -296,6 +287,8 @@ def _server_class():
                         break
                 if self.requests.qsize:  # others wait for a thread: take a place in the queue
                     self.process_conn(conn)
+                    return
+                if not self.gate.try_now(conn):  # not a whole request yet: the gate holds it
                     return
                 try:
                     keep_open = conn.communicate()
@@ -328,7 +321,7 @@ def make_server(config: Config, *, host: str | None = None, port: int | None = N
                              uncapped=app.is_trusted_proxy)
     if tls:
         cert, key = tls
-        server.ssl_adapter = _tls_adapter_class()(str(cert), str(key) if key else None)
+        server.ssl_adapter = lazy_handshake_adapter()(str(cert), str(key) if key else None)
         server.cert_reloader = CertReloader(server.ssl_adapter, cert, key)
     return server, writer
 
@@ -355,26 +348,27 @@ def serve(config: Config, *, host=None, port=None, certfile=None, keyfile=None,
     """Run until SIGTERM/SIGINT; in-flight requests finish, then the writer drains."""
     server, writer = make_server(config, host=host, port=port, certfile=certfile, keyfile=keyfile)
     stop = threading.Event()
-    # server.stop() closes the socket, then waits for in-flight requests: it runs off the main
-    # thread, and the writer is closed only after it returns, so those requests still commit.
-    stopper = threading.Thread(target=server.stop, name="stopper", daemon=True)
+    reloader = getattr(server, "cert_reloader", None)
 
-    def _stop(signum, _frame):
+    def _stop(signum: int) -> None:
+        # server.stop() closes the socket, then waits for in-flight requests: it runs on the
+        # signals thread, and the writer is closed only after it returns, so those still commit.
         log.info("signal %d: finishing in-flight requests", signum)
         stop.set()
-        if stopper.ident is None:
-            stopper.start()
+        server.stop()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    reloader = getattr(server, "cert_reloader", None)
-    if reloader:  # a renewed certificate without a restart (receiver/tls.py)
-        signal.signal(signal.SIGHUP, lambda _signum, _frame: reloader.reload("SIGHUP"))
-    else:  # `systemctl reload` must not kill a plain-HTTP receiver
-        signal.signal(signal.SIGHUP, lambda _signum, _frame: log.info("SIGHUP: no TLS certificate to reload"))
+    def _hup() -> None:
+        if reloader:  # a renewed certificate without a restart (receiver/tls.py)
+            reloader.reload("SIGHUP")
+        else:  # `systemctl reload` must not kill a plain-HTTP receiver
+            log.info("SIGHUP: no TLS certificate to reload")
+
+    signals = SignalThread(_stop, _hup)
+    signals.install()
     try:
         server.prepare()
     except OSError as exc:  # cheroot wraps the bind error: "No socket could be created -- (... [Errno 98] ...)"
+        signals.close()
         writer.close()
         host_port = f"{server.bind_addr[0]}:{server.bind_addr[1]}"
         raise ReceiverError(f"cannot listen on {host_port} ([receiver] host and port, or --host/--port): "
@@ -395,10 +389,11 @@ def serve(config: Config, *, host=None, port=None, certfile=None, keyfile=None,
         server.serve()
     finally:
         stop.set()
-        if stopper.ident is None:
-            server.stop()
+        if signals.stopping:
+            signals.stopped.wait()
         else:
-            stopper.join()
+            server.stop()
+        signals.close()
         writer.close()
         if worker:
             worker.join(timeout=30)

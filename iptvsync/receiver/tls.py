@@ -66,3 +66,20 @@ class CertReloader:
         while not stop.wait(every_s):
             if self.changed():
                 self.reload("file changed")
+
+
+def lazy_handshake_adapter():
+    """cheroot's TLS adapter with the handshake left out of the accept.
+
+    cheroot shakes hands in its one selector thread, as each connection is accepted: a client
+    that connects and says nothing stalled every other connection for a whole socket timeout.
+    Here the gate (``receiver/gate.py``) shakes hands without blocking, under the head deadline.
+    """
+    from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+    class LazyHandshakeAdapter(BuiltinSSLAdapter):
+        def wrap(self, sock):
+            tls = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            return tls, {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+    return LazyHandshakeAdapter
