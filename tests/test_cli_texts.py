@@ -333,10 +333,23 @@ def test_config_errors(tmp_path, toml, env, expected):
     (("subs", "grant", "--email", "a@example.com", "--product", "145388", "--days", "3", "--key", "k", "--phone",
       "11 98765-4321"),
      "error: --phone: product 145388 does not send on WhatsApp (its channels: email)\n[exit 2]"),
+    (("subs", "grant", "--email", "a@example.com", "--product", "145388", "--days", "3", "--key", " "),
+     "error: --key must not be empty: name this grant, e.g. --key pix-maria-2026-03\n[exit 2]"),
+    (("subs", "grant", "--email", "a@example.com", "--product", "145388", "--days", "100000", "--key", "k"),
+     "error: --days must be at most 3660 (ten years), got 100000\n[exit 2]"),
 ], ids=["inbox-status", "inbox-replay", "subs-grant-product", "subs-state", "serve-certfile", "logs-subscription",
-    "notify-channel", "serve-on-postback", "subs-import", "subs-grant-phone"])
+    "notify-channel", "serve-on-postback", "subs-import", "subs-grant-phone", "subs-grant-key", "subs-grant-days"])
 def test_usage_errors(tmp_path, args, expected):
     assert render(*args, install=install_with(tmp_path)) == expected
+
+
+def test_a_key_reused_for_another_grant(tmp_path):
+    install = install_with(tmp_path)
+    render("subs", "grant", "--email", "a@example.com", "--product", "145388", "--days", "3", "--key", "k",
+           install=install)
+    assert render("subs", "grant", "--email", "z@example.com", "--product", "145388", "--days", "3", "--key", "k",
+                  install=install) == ("error: --key k already served subscription 1 (a@example.com, product 145388,"
+                                       " 3 days): nothing added; use a new --key\n[exit 1]")
 
 
 def test_serve_on_a_busy_port(tmp_path):

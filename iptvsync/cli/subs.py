@@ -96,7 +96,7 @@ def _report(sub: dict, added: bool, as_json: bool) -> None:
     row["added"] = added
     emit_one(row, as_json=as_json)
     if not added and not as_json:
-        typer.echo("that --key was used before: nothing added")
+        typer.echo("already done: this --key added these days before; nothing added")
 
 
 @subs_app.command()
