@@ -204,8 +204,9 @@ def import_cmd(ctx: typer.Context,
                panel: str = typer.Option(None, help="Panel to read; default: the product's panel (or the"
                                                     " only one)."),
                csv_file: str = typer.Option(None, "--csv", metavar="FILE",
-                                            help="CSV with email, product, username, paid_until and optionally"
-                                                 " subscription, password, line_id (default: the panel's lines)."),
+                                            help="CSV with email, product, username, paid_until (DD/MM/YYYY or"
+                                                 " YYYY-MM-DD) and optionally subscription, password, line_id"
+                                                 " (default: the panel's lines)."),
                since: str = typer.Option("400d", help="Monetizze sales to match emails against: since e.g. 400d."),
                dry_run: bool = typer.Option(False, "--dry-run", help="Show the matches, import nothing."),
                as_json: bool = JSON_OPTION, wide: bool = WIDE_OPTION):
@@ -235,6 +236,8 @@ def import_cmd(ctx: typer.Context,
         print_json(report)
         return
     emit(report["lines"], IMPORT_COLUMNS, as_json=False, title=f"lines of panel {name}", wide=wide)
+    if not report["monetizze"]:
+        typer.echo("note: Monetizze not asked (MONETIZZE_CONSUMER_KEY not set)")
     typer.echo(f"{report['matched']} matched, {report['unmatched']} unmatched, {report['ambiguous']} ambiguous,"
                f" {report['not importable']} not importable, {report['already imported']} already imported; "
                + ("nothing imported (--dry-run)" if dry_run else f"{report['imported']} imported"))
