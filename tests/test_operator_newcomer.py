@@ -4,11 +4,16 @@ accepted what no seller means (an empty --key, 100000 days, an email that is not
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
+from support.install import BASE_TOML, write_install
 from typer.testing import CliRunner
 
 from iptvsync.cli import _register, app
+from iptvsync.config import load_config
+from iptvsync.engine.runner import _run_logged
+from iptvsync.ledger.db import Ledger
 
 _register()
 
@@ -89,3 +94,31 @@ def test_more_than_ten_years_is_a_usage_error(install, ledger):
     assert grant(install, "a@example.com", "g1", 3660).exit_code == 0
     ext = invoke(install, "subs", "extend", "1", "--days", "100000", "--key", "e1")
     assert ext.exit_code == 2 and "--days must be at most 3660" in one_error_line(ext)
+
+
+# --- 3. a broken [email] is found by the first run, not by the first buyer ---------------------------
+
+@pytest.fixture
+def no_smtp_host(tmp_path):
+    return write_install(tmp_path / "install", BASE_TOML.replace('backend = "maildir"', 'backend = "smtp"'))
+
+
+def test_process_with_nothing_queued_fails_on_a_broken_email_config(no_smtp_host):
+    result = invoke(no_smtp_host, "process")
+    assert result.exit_code == 2 and "smtp_host" in one_error_line(result)
+    ledger = Ledger(load_config(no_smtp_host).ledger_path)
+    [run] = ledger.query("SELECT error FROM runs")
+    assert "smtp_host" in run["error"]
+    status = json.loads(invoke(no_smtp_host, "status", "--json").stdout)
+    assert any("last `process` run" in p and "smtp_host" in p for p in status["problems"]), status["problems"]
+
+
+def test_serve_logs_one_line_per_run_failed_on_its_config(no_smtp_host, caplog):
+    cfg = load_config(no_smtp_host)
+    with caplog.at_level(logging.INFO, logger="iptvsync"):
+        assert _run_logged(cfg, 5) is None
+        assert _run_logged(cfg, 5) is None
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2 and not any(r.exc_info for r in caplog.records)
+    assert "process run failed: " in errors[0].getMessage() and "smtp_host" in errors[0].getMessage()
+    assert "\n" not in errors[0].getMessage()
