@@ -202,6 +202,24 @@ SUBS_PHONES_HELP = """\
 ╰──────────────────────────────────────────────────────────────────────────────╯
 [exit 0]"""
 
+SUBS_PHONE_HELP = """\
+ Usage: iptvsync subs phone [OPTIONS] {REF} [NUMBER]
+
+ Correct (or --clear) a buyer's WhatsApp number; its queued messages follow.
+
+ Audited, the number masked. Once cleared, a later postback does not bring it
+ back.
+
+╭─ Arguments ──────────────────────────────────────────────────────────────────╮
+│ *    REF           Subscription id, key, username or buyer email. [required] │
+│      NUMBER        The buyer's WhatsApp number, e.g. '11 98765-4321'.        │
+╰──────────────────────────────────────────────────────────────────────────────╯
+╭─ Options ────────────────────────────────────────────────────────────────────╮
+│ --clear          Remove the number: email only from then on.                 │
+│ --help           Show this message and exit.                                 │
+╰──────────────────────────────────────────────────────────────────────────────╯
+[exit 0]"""
+
 @pytest.mark.parametrize(("args", "expected"), [
     ((), TOP_HELP.replace("[exit 0]", "[exit 2]")),  # no command: the same help, exit 2 (a usage error)
     (("--help",), TOP_HELP),
@@ -210,7 +228,9 @@ SUBS_PHONES_HELP = """\
     (("serve", "--help"), SERVE_HELP),
     (("notify", "test", "--help"), NOTIFY_TEST_HELP),
     (("subs", "phones", "--help"), SUBS_PHONES_HELP),
-], ids=["no-arguments", "top", "subs-list", "simulate-purchase", "serve", "notify-test", "subs-phones"])
+    (("subs", "phone", "--help"), SUBS_PHONE_HELP),
+], ids=["no-arguments", "top", "subs-list", "simulate-purchase", "serve", "notify-test", "subs-phones",
+    "subs-phone"])
 def test_help_texts(args, expected):
     assert render(*args) == expected
 
@@ -337,8 +357,12 @@ def test_config_errors(tmp_path, toml, env, expected):
      "error: --key must not be empty: name this grant, e.g. --key pix-maria-2026-03\n[exit 2]"),
     (("subs", "grant", "--email", "a@example.com", "--product", "145388", "--days", "100000", "--key", "k"),
      "error: --days must be at most 3660 (ten years), got 100000\n[exit 2]"),
+    (("subs", "phone", "1"), "error: give the NUMBER, or --clear to remove it\n[exit 2]"),
+    (("subs", "phone", "1", "11 98765-4321", "--clear"), "error: give the NUMBER or --clear (not both)\n[exit 2]"),
+    (("subs", "phone", "1", "11 98765-4321"), "error: no subscription '1'\n[exit 2]"),
 ], ids=["inbox-status", "inbox-replay", "subs-grant-product", "subs-state", "serve-certfile", "logs-subscription",
-    "notify-channel", "serve-on-postback", "subs-import", "subs-grant-phone", "subs-grant-key", "subs-grant-days"])
+    "notify-channel", "serve-on-postback", "subs-import", "subs-grant-phone", "subs-grant-key", "subs-grant-days",
+    "subs-phone-none", "subs-phone-both", "subs-phone-ref"])
 def test_usage_errors(tmp_path, args, expected):
     assert render(*args, install=install_with(tmp_path)) == expected
 

@@ -38,6 +38,7 @@ WRITES = {  # hold the shared lock until they return (``cli/app.writes``)
     "subs extend": ["1", "--days", "5", "--key", "e1"],
     "subs suspend": ["1"], "subs resume": ["1"], "subs cancel": ["1"], "subs resend": ["1"],
     "subs retry": [], "subs import": ["--product", "145388", "--csv", "lines.csv"], "subs phones": ["--backfill"],
+    "subs phone": ["1", "--clear"],
     "inbox retry": [], "inbox replay": ["1"], "inbox attach": ["1", "1"],
     "inbox prune": ["--older-than", "1d"],
     "reconcile monetizze": [], "reconcile panel": ["--fix"],

@@ -169,6 +169,28 @@ def retry(ctx: typer.Context, ref: str = typer.Argument(
                if whatsapp else f"{queued_subs} subscription(s) and {queued['email']} email(s) queued again")
 
 
+@subs_app.command()
+def phone(ctx: typer.Context, ref: str = REF,
+          number: str = typer.Argument(None, metavar="NUMBER",
+                                       help="The buyer's WhatsApp number, e.g. '11 98765-4321'."),
+          clear: bool = typer.Option(False, "--clear", help="Remove the number: email only from then on.")):
+    """Correct (or --clear) a buyer's WhatsApp number; its queued messages follow.
+
+    Audited, the number masked. Once cleared, a later postback does not bring it back.
+    """
+    from ..errors import UsageError
+    from ..ops.phones import set_phone
+
+    if clear == (number is not None):
+        raise UsageError("give the NUMBER or --clear (not both)" if clear else "give the NUMBER, or --clear to"
+                                                                                  " remove it")
+    cfg, ledger = _open(ctx, write=True)
+    sub, moved = set_phone(ledger, cfg, ref, number)
+    what = f"WhatsApp number is now {sub['buyer_phone']}" if number else "WhatsApp number removed (email only)"
+    followed = f"; {moved} queued message(s) {'go there' if number else 'will not be sent'}" if moved else ""
+    typer.echo(f"subscription {sub['id']}: {what}{followed}")
+
+
 PHONE_COLUMNS = ("subscription", "buyer_email", "product", "phone", "issue", "inbox")
 
 

@@ -179,7 +179,7 @@ def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, k
     _check_request(days, key)
     if not EMAIL_ADDRESS.fullmatch(email.strip()):  # the access data goes there: a typo is a buyer never served
         raise UsageError(f"--email must be the buyer's email address, such as maria@example.com, got {email!r}")
-    buyer_phone = _grant_phone(cfg, product, phone) if phone is not None else None
+    buyer_phone = whatsapp_number(cfg, product, phone) if phone is not None else None
     p = cfg.products[product]
     t = now()
     with ledger.tx() as conn:
@@ -196,17 +196,17 @@ def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, k
     return find(ledger, str(sub_id)), added
 
 
-def _grant_phone(cfg: Config, product: str, raw: str) -> str:
-    """``--phone`` in E.164, as a postback's ``comprador[telefone]`` is read; a usage error when
+def whatsapp_number(cfg: Config, product: str, raw: str, option: str = "--phone") -> str:
+    """``raw`` in E.164, as a postback's ``comprador[telefone]`` is read; a usage error when
     it is no WhatsApp number or the product does not send on WhatsApp."""
     from ..notify.phone import normalize
 
     if "whatsapp" not in cfg.channels(product):
-        raise UsageError(f"--phone: product {product} does not send on WhatsApp (its channels:"
+        raise UsageError(f"{option}: product {product} does not send on WhatsApp (its channels:"
                          f" {', '.join(cfg.channels(product))})")
     phone = normalize(raw, cfg.whatsapp.default_region)
     if phone.e164 is None:
-        raise UsageError(f"--phone {raw!r} is not a WhatsApp number ({phone.issue}); give it with the area code,"
+        raise UsageError(f"{option} {raw!r} is not a WhatsApp number ({phone.issue}); give it with the area code,"
                          " e.g. '11 98765-4321' or '+55 11 98765-4321'")
     return phone.e164
 
