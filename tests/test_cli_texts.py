@@ -393,7 +393,7 @@ def test_status_hint_for_unmapped_postbacks(tmp_path):
     deliver(ledger, payload(2, product="999"))
     render("process", install=install)
     got = render("status", install=install)
-    assert "UNHEALTHY: 0 failed and 1 unmapped postback(s): `iptvsync inbox list --status unmapped`" in got.splitlines()
+    assert "UNHEALTHY: 1 unmapped postback(s): `iptvsync inbox list --status unmapped`" in got.splitlines()
     assert got.endswith("[exit 1]")
 
 

@@ -122,3 +122,27 @@ def test_serve_logs_one_line_per_run_failed_on_its_config(no_smtp_host, caplog):
     assert len(errors) == 2 and not any(r.exc_info for r in caplog.records)
     assert "process run failed: " in errors[0].getMessage() and "smtp_host" in errors[0].getMessage()
     assert "\n" not in errors[0].getMessage()
+
+
+# --- 8. words that read right --------------------------------------------------------------------------
+
+def test_status_does_not_lead_with_a_zero_count(install, ledger):
+    from support.postbacks import deliver, payload
+
+    deliver(ledger, payload(2, product="999"))
+    invoke(install, "process")
+    problems = json.loads(invoke(install, "status", "--json").stdout)["problems"]
+    [problem] = [p for p in problems if "unmapped" in p]
+    assert problem.startswith("1 unmapped postback(s): ") and "0 failed" not in problem
+
+
+def test_restore_answered_no_says_nothing_restored(install, ledger, tmp_path):
+    from support.postbacks import deliver, payload
+
+    deliver(ledger, payload(2))
+    copy = tmp_path / "copy.db"
+    assert invoke(install, "backup", copy).exit_code == 0
+    result = CliRunner().invoke(app, ["--config", str(install), "restore", str(copy)], input="n\n")
+    assert result.exit_code == 1
+    assert "(1 postback)?" in result.output and "nothing restored" in result.output
+    assert not list(install.parent.glob("*.before-restore-*"))
