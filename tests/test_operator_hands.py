@@ -206,7 +206,7 @@ def test_rekey_is_refused_while_serve_processes(tmp_path, start):
     env_before = (config.parent / ".env").read_bytes()
     start(config, "--process-every", "1")
     error = one_line_error(cli(config, "rekey"), 1)
-    assert "in use by a running receiver" in error and "iptvsync-serve" in error
+    assert "in use by a running receiver" in error and "systemctl stop 'iptvsync-*'" in error
     assert (config.parent / ".env").read_bytes() == env_before  # no pending key left behind
 
 
