@@ -226,6 +226,24 @@ ADMIN_USER_ADD_HELP = """\
 [exit 0]"""
 
 
+SUBS_PHONE_HELP = """\
+ Usage: iptvsync subs phone [OPTIONS] {REF} [NUMBER]
+
+ Correct (or --clear) a buyer's WhatsApp number; its queued messages follow.
+
+ Audited, the number masked. Once cleared, a later postback does not bring it
+ back.
+
+╭─ Arguments ──────────────────────────────────────────────────────────────────╮
+│ *    REF           Subscription id, key, username or buyer email. [required] │
+│      NUMBER        The buyer's WhatsApp number, e.g. '11 98765-4321'.        │
+╰──────────────────────────────────────────────────────────────────────────────╯
+╭─ Options ────────────────────────────────────────────────────────────────────╮
+│ --clear          Remove the number: email only from then on.                 │
+│ --help           Show this message and exit.                                 │
+╰──────────────────────────────────────────────────────────────────────────────╯
+[exit 0]"""
+
 @pytest.mark.parametrize(("args", "expected"), [
     ((), TOP_HELP.replace("[exit 0]", "[exit 2]")),  # no command: the same help, exit 2 (a usage error)
     (("--help",), TOP_HELP),
@@ -235,8 +253,9 @@ ADMIN_USER_ADD_HELP = """\
     (("notify", "test", "--help"), NOTIFY_TEST_HELP),
     (("subs", "phones", "--help"), SUBS_PHONES_HELP),
     (("admin", "user", "add", "--help"), ADMIN_USER_ADD_HELP),
+    (("subs", "phone", "--help"), SUBS_PHONE_HELP),
 ], ids=["no-arguments", "top", "subs-list", "simulate-purchase", "serve", "notify-test", "subs-phones",
-        "admin-user-add"])
+        "admin-user-add", "subs-phone"])
 def test_help_texts(args, expected):
     assert render(*args) == expected
 
@@ -359,10 +378,27 @@ def test_config_errors(tmp_path, toml, env, expected):
     (("subs", "grant", "--email", "a@example.com", "--product", "145388", "--days", "3", "--key", "k", "--phone",
       "11 98765-4321"),
      "error: --phone: product 145388 does not send on WhatsApp (its channels: email)\n[exit 2]"),
+    (("subs", "grant", "--email", "a@example.com", "--product", "145388", "--days", "3", "--key", " "),
+     "error: --key must not be empty: name this grant, e.g. --key pix-maria-2026-03\n[exit 2]"),
+    (("subs", "grant", "--email", "a@example.com", "--product", "145388", "--days", "100000", "--key", "k"),
+     "error: --days must be at most 3660 (ten years), got 100000\n[exit 2]"),
+    (("subs", "phone", "1"), "error: give the NUMBER, or --clear to remove it\n[exit 2]"),
+    (("subs", "phone", "1", "11 98765-4321", "--clear"), "error: give the NUMBER or --clear (not both)\n[exit 2]"),
+    (("subs", "phone", "1", "11 98765-4321"), "error: no subscription '1'\n[exit 2]"),
 ], ids=["inbox-status", "inbox-replay", "subs-grant-product", "subs-state", "serve-certfile", "logs-subscription",
-    "notify-channel", "serve-on-postback", "subs-import", "subs-grant-phone"])
+    "notify-channel", "serve-on-postback", "subs-import", "subs-grant-phone", "subs-grant-key", "subs-grant-days",
+    "subs-phone-none", "subs-phone-both", "subs-phone-ref"])
 def test_usage_errors(tmp_path, args, expected):
     assert render(*args, install=install_with(tmp_path)) == expected
+
+
+def test_a_key_reused_for_another_grant(tmp_path):
+    install = install_with(tmp_path)
+    render("subs", "grant", "--email", "a@example.com", "--product", "145388", "--days", "3", "--key", "k",
+           install=install)
+    assert render("subs", "grant", "--email", "z@example.com", "--product", "145388", "--days", "3", "--key", "k",
+                  install=install) == ("error: --key k already served subscription 1 (a@example.com, product 145388,"
+                                       " 3 days): nothing added; use a new --key\n[exit 1]")
 
 
 def test_serve_on_a_busy_port(tmp_path):
@@ -382,7 +418,7 @@ def test_status_hint_for_unmapped_postbacks(tmp_path):
     deliver(ledger, payload(2, product="999"))
     render("process", install=install)
     got = render("status", install=install)
-    assert "UNHEALTHY: 0 failed and 1 unmapped postback(s): `iptvsync inbox list --status unmapped`" in got.splitlines()
+    assert "UNHEALTHY: 1 unmapped postback(s): `iptvsync inbox list --status unmapped`" in got.splitlines()
     assert got.endswith("[exit 1]")
 
 

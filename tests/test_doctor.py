@@ -42,6 +42,17 @@ def test_missing_ledger_and_secret_fail(tmp_path):
     assert rows["MONETIZZE_CHAVE_UNICA"]["status"] == "fail"
 
 
+def test_a_ledger_path_typo_is_not_told_to_run_init(tmp_path):
+    """status's hint (``LedgerMissing``): following a bare "run init" makes an empty ledger at the typo."""
+    config = write_install(tmp_path / "i")  # the ledger is iptvsync.db; the config then names a typo
+    config.write_text(BASE_TOML.replace('path = "iptvsync.db"', 'path = "iptvsycn.db"'), encoding="utf-8")
+    code, rows = doctor(config)
+    detail = rows["ledger"]["detail"]
+    assert code == 1 and rows["ledger"]["status"] == "fail"
+    assert "iptvsycn.db: no ledger there: check [ledger] path in the config, or create one with" in detail
+    assert not (tmp_path / "i" / "iptvsycn.db").exists()
+
+
 def test_panel_key_credits_timezone_outputs_packages_and_cache(tmp_path):
     with FakeXuiAdmin(api_key="right-key-123456", timezone=None, enable_cache=True) as admin, \
             FakeXuiReseller(api_key="k", credits=0) as reseller:

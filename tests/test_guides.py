@@ -150,3 +150,16 @@ def test_restore_stops_every_unit_not_two(guide):
     assert "systemctl stop 'iptvsync-*'" in text
     assert "systemctl stop iptvsync-serve iptvsync-process.timer" not in " ".join(text.split())
     assert "list-unit-files --no-legend --state=enabled 'iptvsync-*.timer'" in text
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+def test_rekey_stops_what_restore_stops(guide):
+    """Stopping the serve and the timers leaves a `process` run a timer already started and
+    Litestream holding the ledger: rekey's refusal and the guides say stop every unit."""
+    from iptvsync.ledger.lock import STOP_HINT
+
+    text = guide.read_text("utf-8")
+    assert STOP_HINT.startswith("sudo systemctl stop 'iptvsync-*',")
+    assert "systemctl stop iptvsync-serve 'iptvsync-*.timer'" not in text
+    rekey = text[text.index("iptvsync rekey\n") - 300:text.index("iptvsync rekey\n")]
+    assert "systemctl stop 'iptvsync-*'" in rekey

@@ -225,3 +225,27 @@ def test_a_reseller_panel_imports_from_a_csv_with_password_and_line_id(tmp_path)
         assert ledger.one("SELECT line_id, username FROM subscriptions") == {"line_id": str(line_id),
                                                                           "username": "revenda01"}
         assert invoke(config, "subs", "import", "--product", "145388").exit_code == 2  # cannot list: CSV
+
+
+def test_a_csv_with_a_brazilian_date_a_bad_email_and_monetizze_not_asked(tmp_path, xui):
+    """DD/MM/YYYY is how a Brazilian sheet writes dates; an email `subs grant` refuses is refused
+    here too; with no MONETIZZE_CONSUMER_KEY the report says Monetizze was not asked."""
+    hand_made_lines(xui)
+    toml = BASE_TOML.replace('kind = "dry-run"', f'kind = "xui-admin"\nurl = "{xui.url}"\ntimeout_s = 2')
+    config = write_install(tmp_path / "nokey", toml, env={"PANEL_MAIN_API_KEY": PANEL_KEY})
+    sheet = tmp_path / "planilha.csv"
+    sheet.write_text("email,product,username,paid_until\n"
+                     "ana@example.com,145388,ana2024,01/03/2027\n"
+                     "nao-e-email,145388,maria2024,2027-03-01\n"
+                     "joao@example.com,145388,joao2024,2027/03/01\n", encoding="utf-8")
+    human = invoke(config, "subs", "import", "--csv", str(sheet), "--dry-run")
+    assert human.exit_code == 0 and "note: Monetizze not asked (MONETIZZE_CONSUMER_KEY not set)" in human.stdout
+    rows = {r["username"]: r for r in import_json(config, "--csv", str(sheet))["lines"]}
+    ana = rows["ana2024"]
+    assert (ana["outcome"], ana["action"], ana["paid_until"]) == ("unmatched", "imported", "2027-03-01T03:00:00Z")
+    assert ana["reason"].startswith("Monetizze not asked (MONETIZZE_CONSUMER_KEY not set)")
+    assert rows["maria2024"]["outcome"] == "not importable"
+    assert "'nao-e-email' is not an email address" in rows["maria2024"]["reason"]
+    assert rows["joao2024"]["outcome"] == "not importable"
+    assert "unreadable: use DD/MM/YYYY or YYYY-MM-DD" in rows["joao2024"]["reason"]
+    assert "DD/MM/YYYY" in invoke(config, "subs", "import", "--help").stdout

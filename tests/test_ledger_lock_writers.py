@@ -40,6 +40,7 @@ WRITES = {  # hold the shared lock until they return (``cli/app.writes``)
     "admin user add": ["ana", "--role", "owner", "--password-stdin"], "admin user passwd": ["ana", "--password-stdin"],
     "admin user remove": ["ana"], "admin user logout": ["ana"], "admin user totp": ["ana"],
     "subs retry": [], "subs import": ["--product", "145388", "--csv", "lines.csv"], "subs phones": ["--backfill"],
+    "subs phone": ["1", "--clear"],
     "inbox retry": [], "inbox replay": ["1"], "inbox attach": ["1", "1"],
     "inbox prune": ["--older-than", "1d"],
     "reconcile monetizze": [], "reconcile panel": ["--fix"],

@@ -135,7 +135,7 @@ def test_restore_is_refused_under_load_and_a_ledger_replaced_behind_the_receiver
 
     refused = cli(config, "restore", str(backup), "--yes")
     error = one_line_error(refused, 1)
-    assert "in use by a running receiver" in error and "systemctl stop iptvsync-serve" in error
+    assert "in use by a running receiver" in error and "systemctl stop 'iptvsync-*'" in error
     assert not list(ledger_path.parent.glob("*.before-restore-*"))  # nothing was touched
 
     # an operator who copies a file over the ledger by hand, behind the receiver's back
@@ -206,7 +206,7 @@ def test_rekey_is_refused_while_serve_processes(tmp_path, start):
     env_before = (config.parent / ".env").read_bytes()
     start(config, "--process-every", "1")
     error = one_line_error(cli(config, "rekey"), 1)
-    assert "in use by a running receiver" in error and "iptvsync-serve" in error
+    assert "in use by a running receiver" in error and "systemctl stop 'iptvsync-*'" in error
     assert (config.parent / ".env").read_bytes() == env_before  # no pending key left behind
 
 

@@ -189,3 +189,56 @@ def test_a_bug_while_sending_fails_the_run_and_leaves_the_outcome_unknown(tmp_pa
         assert second["attempts"] == 0  # not tried: the same bug would meet it
         assert [r["status"] for r in rows(ledger, "email")] == ["sent", "sent"]
         assert health(cfg)["facts"]["last_run_error"]
+
+
+# --- 4. subs phone: correct or clear a stored number -----------------------------------------------------
+
+def test_subs_phone_corrects_a_number_and_its_failed_message_goes_there(tmp_path):
+    with FakeEvolution() as fake:
+        fake.not_on_whatsapp.add("5511987654321")  # the buyer typed a number that is not theirs
+        cfg = evolution_install(tmp_path, fake)
+        ledger = Ledger(cfg.ledger_path)
+        buy(ledger)
+        run_process(cfg)
+        assert rows(ledger)[0]["status"] in ("failed", "dead")
+        got = render("subs", "phone", "1", "(21) 99876-5432", install=cfg.path)
+        assert got == ("subscription 1: WhatsApp number is now +5521998765432; 1 queued message(s) go there"
+                       "\n[exit 0]")
+        assert ledger.one("SELECT buyer_phone FROM subscriptions WHERE id = 1")["buyer_phone"] == "+5521998765432"
+        [audit] = ledger.query("SELECT detail FROM audit WHERE action = 'subscription.phone'")
+        detail = json.loads(audit["detail"])
+        assert (detail["phone"], detail["previous"]) == ("…5432", "…4321")
+        assert "98765" not in audit["detail"] and "99876" not in audit["detail"]
+        assert render("subs", "retry", "1", install=cfg.path).endswith("[exit 0]")
+        run_process(cfg)
+        assert rows(ledger)[0]["status"] == "sent" and fake.sent[-1]["to"] == "5521998765432"
+
+
+def test_subs_phone_clear_is_email_only_and_a_later_postback_does_not_bring_it_back(tmp_path):
+    with FakeEvolution() as fake:
+        cfg = evolution_install(tmp_path, fake)
+        ledger = Ledger(cfg.ledger_path)
+        buy(ledger)
+        run_process(cfg)
+        assert len(fake.sent) == 1
+        assert render("subs", "resend", "1", install=cfg.path).endswith("[exit 0]")  # one WhatsApp row queued
+        assert render("subs", "phone", "1", "--clear", install=cfg.path) == (
+            "subscription 1: WhatsApp number removed (email only); 1 queued message(s) will not be sent\n[exit 0]")
+        buy(ledger, sale="51000002")  # another postback of the same subscription, the number in it
+        run_process(cfg)
+        sub = ledger.one("SELECT buyer_phone, phone_issue FROM subscriptions WHERE id = 1")
+        assert sub["buyer_phone"] is None and "subs phone --clear" in sub["phone_issue"]
+        assert len(fake.sent) == 1 and [r["status"] for r in rows(ledger)] == ["sent", "skipped"]
+
+
+def test_subs_phone_usage_errors(tmp_path):
+    with FakeEvolution() as fake:
+        cfg = evolution_install(tmp_path, fake)
+        buy(Ledger(cfg.ledger_path))
+        run_process(cfg)
+        assert render("subs", "phone", "1", install=cfg.path) == (
+            "error: give the NUMBER, or --clear to remove it\n[exit 2]")
+        assert render("subs", "phone", "1", "123", install=cfg.path) == (
+            "error: NUMBER '123' is not a WhatsApp number (invalid: 123); give it with the area code, e.g."
+            " '11 98765-4321' or '+55 11 98765-4321'\n[exit 2]")
+        assert Ledger(cfg.ledger_path).query("SELECT action FROM audit WHERE action = 'subscription.phone'") == []

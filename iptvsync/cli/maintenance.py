@@ -23,16 +23,21 @@ def restore(ctx: typer.Context,
     cfg = load(ctx)
     postbacks = check_copy(backup)
     with exclusive(cfg.ledger_path, "restore"):  # refused (one line, exit 1) while serve or process runs
-        if not yes and not typer.confirm(f"replace {cfg.ledger_path} with {backup} ({postbacks} postbacks)?"):
+        if not yes and not typer.confirm(f"replace {cfg.ledger_path} with {backup} ({_postbacks(postbacks)})?"):
+            typer.echo("nothing restored", err=True)
             raise typer.Exit(1)
         aside = restore_copy(backup, cfg.ledger_path)
         if aside:
             raw = Path(f"{aside}-wal").exists()  # it did not open: kept as found, with its -wal
             typer.echo(f"previous ledger kept as {aside}" + (" (as found, with its -wal)" if raw else ""))
         applied = Ledger(cfg.ledger_path, migrate=False, create=True).migrate()
-    typer.echo(f"restored {cfg.ledger_path} from {backup}: {postbacks} postbacks"
+    typer.echo(f"restored {cfg.ledger_path} from {backup}: {_postbacks(postbacks)}"
                + (f", {len(applied)} migrations applied" if applied else ""))
     typer.echo("next: start serve and the timers; `iptvsync process` converges panels and emails")
+
+
+def _postbacks(n: int) -> str:
+    return "1 postback" if n == 1 else f"{n} postbacks"
 
 
 @app.command()

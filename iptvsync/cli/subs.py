@@ -113,7 +113,7 @@ def _report(sub: dict, added: bool, as_json: bool) -> None:
     row["added"] = added
     emit_one(row, as_json=as_json)
     if not added and not as_json:
-        typer.echo("that --key was used before: nothing added")
+        typer.echo("already done: this --key added these days before; nothing added")
 
 
 @subs_app.command()
@@ -191,6 +191,28 @@ def retry(ctx: typer.Context, ref: str = typer.Argument(
                if whatsapp else f"{queued_subs} subscription(s) and {queued['email']} email(s) queued again")
 
 
+@subs_app.command()
+def phone(ctx: typer.Context, ref: str = REF,
+          number: str = typer.Argument(None, metavar="NUMBER",
+                                       help="The buyer's WhatsApp number, e.g. '11 98765-4321'."),
+          clear: bool = typer.Option(False, "--clear", help="Remove the number: email only from then on.")):
+    """Correct (or --clear) a buyer's WhatsApp number; its queued messages follow.
+
+    Audited, the number masked. Once cleared, a later postback does not bring it back.
+    """
+    from ..errors import UsageError
+    from ..ops.phones import set_phone
+
+    if clear == (number is not None):
+        raise UsageError("give the NUMBER or --clear (not both)" if clear else "give the NUMBER, or --clear to"
+                                                                                  " remove it")
+    cfg, ledger = _open(ctx, write=True)
+    sub, moved = set_phone(ledger, cfg, ref, number)
+    what = f"WhatsApp number is now {sub['buyer_phone']}" if number else "WhatsApp number removed (email only)"
+    followed = f"; {moved} queued message(s) {'go there' if number else 'will not be sent'}" if moved else ""
+    typer.echo(f"subscription {sub['id']}: {what}{followed}")
+
+
 PHONE_COLUMNS = ("subscription", "buyer_email", "product", "phone", "issue", "inbox")
 
 
@@ -226,8 +248,9 @@ def import_cmd(ctx: typer.Context,
                panel: str = typer.Option(None, help="Panel to read; default: the product's panel (or the"
                                                     " only one)."),
                csv_file: str = typer.Option(None, "--csv", metavar="FILE",
-                                            help="CSV with email, product, username, paid_until and optionally"
-                                                 " subscription, password, line_id (default: the panel's lines)."),
+                                            help="CSV with email, product, username, paid_until (DD/MM/YYYY or"
+                                                 " YYYY-MM-DD) and optionally subscription, password, line_id"
+                                                 " (default: the panel's lines)."),
                since: str = typer.Option("400d", help="Monetizze sales to match emails against: since e.g. 400d."),
                dry_run: bool = typer.Option(False, "--dry-run", help="Show the matches, import nothing."),
                as_json: bool = JSON_OPTION, wide: bool = WIDE_OPTION):
@@ -257,6 +280,8 @@ def import_cmd(ctx: typer.Context,
         print_json(report)
         return
     emit(report["lines"], IMPORT_COLUMNS, as_json=False, title=f"lines of panel {name}", wide=wide)
+    if not report["monetizze"]:
+        typer.echo("note: Monetizze not asked (MONETIZZE_CONSUMER_KEY not set)")
     typer.echo(f"{report['matched']} matched, {report['unmatched']} unmatched, {report['ambiguous']} ambiguous,"
                f" {report['not importable']} not importable, {report['already imported']} already imported; "
                + ("nothing imported (--dry-run)" if dry_run else f"{report['imported']} imported"))

@@ -29,14 +29,16 @@ def make_backend(cfg: Config):
     e = cfg.email
     if e.backend == "smtp":
         if not e.smtp_host:
-            from ..errors import ConfigError
-
             raise ConfigError(f"{cfg.path}: missing required key 'smtp_host' in [email] (backend = smtp)")
         context = None
         if e.smtp_cafile:
             import ssl
 
-            context = ssl.create_default_context(cafile=str(cfg.resolve(e.smtp_cafile)))
+            try:
+                context = ssl.create_default_context(cafile=str(cfg.resolve(e.smtp_cafile)))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"{cfg.path}: [email] smtp_cafile {e.smtp_cafile}: cannot be read as PEM"
+                                  f" certificates ({exc.strerror or exc})") from None
         return SmtpBackend(e.smtp_host, e.smtp_port, e.smtp_security, cfg.secrets.smtp_username or None,
                            cfg.secrets.smtp_password or None, timeout_s=e.timeout_s, ssl_context=context)
     return MaildirBackend(cfg.resolve(e.maildir))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..clock import epoch, iso, now
 from ..config import Config
+from ..errors import IptvsyncError
 from ..ledger.db import Ledger, require_ledger
 from ..ledger.inbox import compress_settled
 from ..ledger.lock import LedgerBusy, hold_shared
@@ -25,7 +26,7 @@ from ..ledger.queue import INBOX, SYNC, MailStatus, SyncStatus, due
 from ..ledger.retention import prune
 from ..panels.registry import build_panel
 from .apply import apply_inbox
-from .mail_stage import send_outbox
+from .mail_stage import make_backend, send_outbox
 from .sweep import sweep
 from .sync import Budget, sync_panels
 from .whatsapp_stage import send_whatsapp
@@ -96,6 +97,8 @@ def run_process(cfg: Config, *, limit: int | None = None, panels: dict | None = 
         failures = Failures(cfg)
         logging.getLogger("iptvsync").addHandler(failures)
         try:
+            # [email] is checked by every run (no network), not first when a buyer's email is due
+            mail_backend = mail_backend or make_backend(cfg)
             _stages(ledger, cfg, summary, limit, panels, mail_backend, bulk_calls, sweep_limit, halt)
         except BaseException as exc:  # a run that dies (a config error, SIGINT) is recorded as failed
             failures.messages.append(f"{type(exc).__name__}: {exc}"[:300])
@@ -300,5 +303,7 @@ def _run_logged(cfg: Config, every_s: float, stop: threading.Event | None = None
     except AlreadyRunning as exc:
         log.info("%s; skipping this round", exc)
         time.sleep(WATCH_EVERY_S * 4)
+    except IptvsyncError as exc:  # a config error says what to fix in one line: no traceback
+        log.error("process run failed: %s; will try again in %ss", exc, every_s)
     except Exception:
         log.exception("process run failed; will try again in %ss", every_s)

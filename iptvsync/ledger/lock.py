@@ -23,7 +23,7 @@ from ..errors import IptvsyncError, LedgerError
 
 SUFFIX = ".in-use"
 #: How to stop every holder of an install set up by ``iptvsync deploy systemd``.
-STOP_HINT = "sudo systemctl stop iptvsync-serve 'iptvsync-*.timer', or Ctrl-C a `serve` you started"
+STOP_HINT = "sudo systemctl stop 'iptvsync-*', or Ctrl-C a `serve` you started"
 #: What a writer is told while ``restore`` or ``rekey`` holds the ledger (one line, exit 1).
 BUSY = "a restore or rekey is running on this ledger; try again when it ends"
 

@@ -40,11 +40,17 @@ def queue(conn: sqlite3.Connection, *, subscription_id: int, kind: str, cycle: s
     return queued > 0
 
 
+#: ``phone_issue`` of a number the operator removed (``subs phone --clear``): email only from then on.
+PHONE_CLEARED = "cleared by the operator (subs phone --clear)"
+
+
 def remember_phone(conn: sqlite3.Connection, sub: dict, raw: str | None, region: str) -> dict:
     """Give a subscription that hears on WhatsApp its buyer's number (E.164), or say why it has
     none (``phone_issue``: email only, counted by ``status``). A number once set is kept."""
     from ..notify.phone import normalize
 
+    if sub.get("phone_issue") == PHONE_CLEARED:  # `subs phone --clear`: a postback's number does not come back
+        return sub
     phone = normalize(raw, region)
     if phone.e164 is None and sub.get("phone_issue") == phone.issue:
         return sub

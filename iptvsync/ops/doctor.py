@@ -54,7 +54,9 @@ def check_ledger(cfg: Config) -> list[dict]:
 
     path = cfg.ledger_path
     if not path.exists():
-        return [_row("ledger", "fail", f"{path} does not exist: run `iptvsync init`")]
+        from ..ledger.db import LedgerMissing
+
+        return [_row("ledger", "fail", str(LedgerMissing(path)))]  # status's words: a typo is not "run init"
     from .health import key_check
 
     ledger = Ledger(path, migrate=False)

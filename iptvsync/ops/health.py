@@ -95,7 +95,9 @@ def health(cfg: Config) -> dict:
     if facts["inbox_failed"] or facts["inbox_unmapped"]:
         hints = " and ".join(f"`iptvsync inbox list --status {s}`" for s in (InboxStatus.FAILED, InboxStatus.UNMAPPED)
                              if facts[f"inbox_{s}"])
-        problems.append(f"{facts['inbox_failed']} failed and {facts['inbox_unmapped']} unmapped postback(s): {hints}")
+        counts = " and ".join(f"{facts[f'inbox_{s}']} {s}" for s in (InboxStatus.FAILED, InboxStatus.UNMAPPED)
+                              if facts[f"inbox_{s}"])  # "1 unmapped", never "0 failed and 1 unmapped"
+        problems.append(f"{counts} postback(s): {hints}")
     if facts["inbox_held"]:
         problems.append(f"{facts['inbox_held']} postback(s) held for an operator: " + " | ".join(reasons))
     oldest = parse_iso(facts["inbox_oldest_pending"])

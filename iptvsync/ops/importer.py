@@ -41,6 +41,7 @@ from ..ledger.db import Ledger
 from ..ledger.inbox import inbox_row, store_rows
 from ..ledger.queue import INBOX, InboxStatus, SyncStatus, requeue
 from ..panels.base import Line
+from .subs import EMAIL_ADDRESS
 
 CSV_COLUMNS = ("email", "product", "username", "paid_until")  # + subscription, password, line_id
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -48,6 +49,9 @@ OUTCOMES = ("matched", "unmatched", "ambiguous", "not importable", "already impo
 IMPORTABLE = ("matched", "unmatched")
 #: How far back an import's grant starts (see ``_import_one``): the Monetizze window's default.
 BACKDATE = timedelta(days=400)
+DATE_FORMATS = "DD/MM/YYYY or YYYY-MM-DD"
+BRAZILIAN_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T](\d{1,2}):(\d{2}))?")
+NOT_ASKED = "Monetizze not asked (MONETIZZE_CONSUMER_KEY not set)"
 
 
 @dataclass
@@ -89,8 +93,16 @@ def read_csv(path: Path, default_product: str | None) -> list[dict]:
 
 
 def paid_until_of(text: str) -> datetime | None:
-    """``2027-01-30``, ``2027-01-30 12:00`` (São Paulo time) or ISO with a zone; None if unreadable."""
+    """``30/01/2027`` or ``30/01/2027 12:00`` (Brazilian day first), ``2027-01-30``, ``2027-01-30
+    12:00`` (São Paulo time) or ISO with a zone; None if unreadable."""
     text = text.strip()
+    brazilian = BRAZILIAN_DATE.fullmatch(text)
+    if brazilian:
+        day, month, year, hour, minute = (int(g or 0) for g in brazilian.groups())
+        try:
+            return datetime(year, month, day, hour, minute, tzinfo=SAO_PAULO)
+        except ValueError:
+            return None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -174,7 +186,8 @@ def assess(ledger: Ledger, cfg: Config, panel_name: str, items: list[Candidate],
         elif item.subscription:
             item.outcome = "matched"
         else:
-            item.outcome, item.reason = "unmatched", "no Monetizze subscription found: runs to paid_until"
+            found = "no Monetizze subscription found" if codes is not None else NOT_ASKED
+            item.outcome, item.reason = "unmatched", f"{found}: runs to paid_until"
 
 
 def _problem(ledger: Ledger, cfg: Config, panel_name: str, item: Candidate, claimed: dict) -> tuple | None:
@@ -184,10 +197,13 @@ def _problem(ledger: Ledger, cfg: Config, panel_name: str, item: Candidate, clai
         return "not importable", f"product {item.product} is sold on panel {cfg.products[item.product].panel}"
     if not item.email:
         return "not importable", "no buyer email (notes or CSV): renewals could not be matched"
+    if not EMAIL_ADDRESS.fullmatch(item.email):
+        return "not importable", f"buyer email {item.email!r} is not an email address"
     if item.line is None:
         return "not importable", "line not found on the panel"
     if item.paid_until is None:
-        return "not importable", "no paid_until (the line never expires, or the CSV date is unreadable)"
+        return "not importable", f"no paid_until (the line never expires, or the CSV date is unreadable: use" \
+                                 f" {DATE_FORMATS})"
     if item.subscription and claimed[item.subscription] > 1:
         return "ambiguous", f"subscription {item.subscription} is claimed by {claimed[item.subscription]} lines"
     owner = ledger.one("SELECT key, username FROM subscriptions WHERE key = ? OR username = ?",

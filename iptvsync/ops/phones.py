@@ -19,6 +19,8 @@ from __future__ import annotations
 from ..config import Config
 from ..ledger.db import Ledger
 from ..ledger.inbox import raw_body
+from ..ledger.outbox import PHONE_CLEARED, WHATSAPP
+from ..ledger.queue import MailStatus
 
 #: Stored postbacks read per subscription, newest first, looking for a usable number.
 PER_SUBSCRIPTION = 5
@@ -110,3 +112,33 @@ def _write(ledger: Ledger, rows: list[dict]) -> int:
                 ledger.audit("subscription.phone", subscription_id=row["subscription"], inbox_id=row["inbox"],
                              phone="…" + row["phone"][-4:] if row["phone"] else None, issue=row["issue"])
     return written
+
+
+def set_phone(ledger: Ledger, cfg: Config, ref: str, raw: str | None) -> tuple[dict, int]:
+    """``subs phone``: correct a subscription's WhatsApp number (``raw``, normalised as a
+    postback's), or remove it (``raw`` None: email only, and no later postback brings it back).
+    Its unsent WhatsApp messages follow: re-addressed to the new number, or skipped when the
+    number is removed. Audited (``subscription.phone``, numbers masked to their last four
+    digits). Returns the subscription and how many queued messages followed."""
+    from .subs import find, whatsapp_number
+
+    sub = find(ledger, ref)
+    phone = whatsapp_number(cfg, sub["product_code"], raw, option="NUMBER") if raw is not None else None
+    with ledger.tx() as conn:
+        conn.execute("UPDATE subscriptions SET buyer_phone = :phone, phone_issue = :issue WHERE id = :id",
+                     {"phone": phone, "issue": None if phone else PHONE_CLEARED, "id": sub["id"]})
+        unsent = {"sub": sub["id"], "channel": WHATSAPP, "gone": MailStatus.SENT, "dropped": MailStatus.SKIPPED}
+        where = " WHERE subscription_id = :sub AND channel = :channel AND status NOT IN (:gone, :dropped)"
+        if phone:
+            moved = conn.execute("UPDATE outbox SET to_addr = :phone" + where, {**unsent, "phone": phone}).rowcount
+        else:
+            moved = conn.execute("UPDATE outbox SET status = :dropped, last_error = :why" + where,
+                                 {**unsent, "why": PHONE_CLEARED}).rowcount
+        ledger.audit("subscription.phone", subscription_id=sub["id"], buyer_email=sub["buyer_email"],
+                     phone=_mask(phone), previous=_mask(sub["buyer_phone"]), issue=None if phone else PHONE_CLEARED,
+                     messages=moved or None)
+    return find(ledger, str(sub["id"])), moved
+
+
+def _mask(e164: str | None) -> str | None:
+    return "…" + e164[-4:] if e164 else None

@@ -12,7 +12,7 @@ from ..clock import iso, now
 from ..config import Config
 from ..engine.derive import facts, recompute
 from ..engine.model import STATES, subscription_state
-from ..errors import UsageError
+from ..errors import IptvsyncError, UsageError
 from ..ledger.db import Ledger
 from ..ledger.outbox import EMAIL, WHATSAPP, queue
 from ..ledger.queue import OUTBOX, SYNC, SyncStatus, not_in, requeue
@@ -26,7 +26,45 @@ class NotFound(UsageError):
     """No subscription answers to that reference (exit code 2, like any usage error)."""
 
 
+class KeyReused(IptvsyncError):
+    """An operator ``--key`` already served another grant (exit code 1): nothing was added."""
+
+
 EMAIL_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MAX_DAYS = 3660  # ten years: more is a typo (100000 days is the year 2300)
+
+
+def _check_request(days: int, key: str) -> None:
+    if days <= 0:
+        raise UsageError(f"--days must be positive, got {days}")
+    if days > MAX_DAYS:
+        raise UsageError(f"--days must be at most {MAX_DAYS} (ten years), got {days}")
+    if not key.strip():
+        raise UsageError("--key must not be empty: name this grant, e.g. --key pix-maria-2026-03")
+
+
+def _check_key_reuse(conn: sqlite3.Connection, key: str, *, days: int, sub_id: int | None = None,
+                     email: str | None = None, product: str | None = None) -> None:
+    """``KeyReused`` when ``manual:key`` already served anything but this very request (``extend``
+    of ``sub_id``, or ``grant`` to ``email`` of ``product``, by ``days``); the same request again
+    passes, and then adds nothing."""
+    k = f"manual:{key}"
+    used = conn.execute("SELECT s.id, g.days, s.key, s.buyer_email, s.product_code FROM grants g"
+                        " JOIN subscriptions s ON s.id = g.subscription_id WHERE g.grant_key = ?", (k,)).fetchone()
+    if used is None and email is not None:
+        used = conn.execute("SELECT id, NULL, key, buyer_email, product_code FROM subscriptions WHERE key = ?",
+                            (k,)).fetchone()
+    if used is None:
+        return
+    used_sub, used_days, used_key, used_email, used_product = used
+    if email is None:
+        same = used_sub == sub_id and used_days == days
+    else:
+        same = used_key == k and (used_email, used_product) == (email, product) and used_days in (None, days)
+    if not same:
+        served = f"{used_email}, product {used_product}" + (f", {used_days} days" if used_days else "")
+        raise KeyReused(f"--key {key} already served subscription {used_sub} ({served}): nothing added;"
+                        " use a new --key")
 
 
 def find(ledger: Ledger, ref: str) -> dict:
@@ -119,11 +157,12 @@ def _grant(conn: sqlite3.Connection, ledger: Ledger, cfg: Config, sub_id: int, d
 
 def extend(ledger: Ledger, cfg: Config, ref: str, days: int, key: str, note: str | None = None, *,
            actor: Actor | None = None) -> tuple[dict, bool]:
-    """Add ``days`` to an existing subscription, once per operator ``key``."""
-    if days <= 0:
-        raise UsageError(f"--days must be positive, got {days}")
+    """Add ``days`` to an existing subscription, once per operator ``key``: the same request again
+    adds nothing; the key reused for another subscription or number of days is ``KeyReused``."""
+    _check_request(days, key)
     sub = find(ledger, ref)
     with ledger.tx() as conn:
+        _check_key_reuse(conn, key, sub_id=sub["id"], days=days)
         added = _grant(conn, ledger, cfg, sub["id"], days, f"manual:{key}", note, now(), resolve(actor))
     return find(ledger, str(sub["id"])), added
 
@@ -135,14 +174,14 @@ def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, k
     if product not in cfg.products:
         raise UsageError(f"--product {product} is not a [products.<code>] of {cfg.path}"
                          f" (known: {', '.join(cfg.products)})")
-    if days <= 0:
-        raise UsageError(f"--days must be positive, got {days}")
+    _check_request(days, key)
     if not EMAIL_ADDRESS.fullmatch(email.strip()):  # the access data goes there: a typo is a buyer never served
         raise UsageError(f"--email must be the buyer's email address, such as maria@example.com, got {email!r}")
-    buyer_phone = _grant_phone(cfg, product, phone) if phone is not None else None
+    buyer_phone = whatsapp_number(cfg, product, phone) if phone is not None else None
     p = cfg.products[product]
     t = now()
     with ledger.tx() as conn:
+        _check_key_reuse(conn, key, sub_id=None, days=days, email=email.strip().lower(), product=product)
         conn.execute("INSERT INTO subscriptions (key, product_code, product_name, panel, buyer_email, buyer_name,"
                      " buyer_phone, recurring, created_at, updated_at) VALUES (:key, :product, :pname, :panel,"
                      " :email, :name, :phone, 0, :now, :now) ON CONFLICT (key) DO NOTHING",
@@ -155,17 +194,17 @@ def grant(ledger: Ledger, cfg: Config, *, email: str, product: str, days: int, k
     return find(ledger, str(sub_id)), added
 
 
-def _grant_phone(cfg: Config, product: str, raw: str) -> str:
-    """``--phone`` in E.164, as a postback's ``comprador[telefone]`` is read; a usage error when
+def whatsapp_number(cfg: Config, product: str, raw: str, option: str = "--phone") -> str:
+    """``raw`` in E.164, as a postback's ``comprador[telefone]`` is read; a usage error when
     it is no WhatsApp number or the product does not send on WhatsApp."""
     from ..notify.phone import normalize
 
     if "whatsapp" not in cfg.channels(product):
-        raise UsageError(f"--phone: product {product} does not send on WhatsApp (its channels:"
+        raise UsageError(f"{option}: product {product} does not send on WhatsApp (its channels:"
                          f" {', '.join(cfg.channels(product))})")
     phone = normalize(raw, cfg.whatsapp.default_region)
     if phone.e164 is None:
-        raise UsageError(f"--phone {raw!r} is not a WhatsApp number ({phone.issue}); give it with the area code,"
+        raise UsageError(f"{option} {raw!r} is not a WhatsApp number ({phone.issue}); give it with the area code,"
                          " e.g. '11 98765-4321' or '+55 11 98765-4321'")
     return phone.e164
 
