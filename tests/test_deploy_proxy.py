@@ -8,6 +8,7 @@ only because the proxy is in trusted_proxies.
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import ssl
@@ -21,6 +22,9 @@ from support.install import BASE_TOML, wait_for, write_install
 from support.receiver import query
 from support.serve import free_port, post, postback_body, serving
 from support.tls import make_cert
+
+from iptvsync.config import load_config
+from iptvsync.ops.watch import probe_receiver
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 PATH = "/monetizze/postback/s3cr3tpath"
@@ -71,6 +75,28 @@ def cert(tmp_path):
 
 def client_context(cert_path: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cert_path))
+
+
+def get(port: int, path: str, *, source: str, context: ssl.SSLContext) -> int:
+    """The status of one GET over TLS to the proxy on 127.0.0.1 from the loopback address ``source``."""
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, source_address=(source, 0), timeout=30)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def healthz_only_from_loopback(config: Path, port443: int, ctx: ssl.SSLContext) -> None:
+    """/healthz through the proxy: refused to anyone else (127.0.0.2 stands for the internet and for
+    the VPS's own public address), answered on 127.0.0.1, as the guides' `curl --resolve
+    DOMAIN:443:127.0.0.1 https://DOMAIN/healthz` check asks it, and as status probes it there."""
+    assert get(port443, "/healthz", source="127.0.0.2", context=ctx) == 403
+    assert get(port443, "/healthz", source="127.0.0.1", context=ctx) == 200
+    cfg = load_config(config, environ={"IPTVSYNC_STATUS_RECEIVER_URL": f"https://127.0.0.1:{port443}"})
+    assert probe_receiver(cfg) is None
 
 
 def remote_of_last_postback(config: Path) -> str:
@@ -138,6 +164,7 @@ def test_nginx_in_front_of_serve(tmp_path, cert, trusted):
             status, _ = post("127.0.0.1", port443, PATH, b"a" * 300_000, source="127.0.0.2", context=ctx)
             assert status == 413
             assert stored(config) == (1 if trusted else 0)
+            healthz_only_from_loopback(config, port443, ctx)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -188,8 +215,40 @@ def test_caddy_in_front_of_serve(tmp_path, cert):
             status, _ = post("127.0.0.1", port443, PATH, b"a" * 300_000, source="127.0.0.2", context=ctx)
             assert status in (413, 502)
             assert stored(config) == 1
+            healthz_only_from_loopback(config, port443, ctx)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     assert PATH.rsplit("/", 1)[1] not in (prefix / "iptvsync.access.log").read_text()
     shutil.rmtree(prefix / "data", ignore_errors=True)
+
+
+def test_status_through_nginx_says_the_proxy_answered_not_the_receiver(tmp_path, cert):
+    """[status] receiver_url = the public address: nginx sees the VPS's own address, not 127.0.0.1,
+    and refuses /healthz. Here `allow 127.0.0.2` stands for that (the probe comes from 127.0.0.1):
+    status names nginx, not the receiver's log. A stopped receiver behind nginx is a 502 from nginx."""
+    config = install(tmp_path, trusted=True)
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    port443 = free_port()
+    with serving(config) as (url, _):
+        conf = nginx_conf(prefix, int(url.rsplit(":", 1)[1]), free_port(), port443, *cert)
+        site = prefix / "site.conf"
+        assert "allow 127.0.0.1;" in site.read_text()
+        site.write_text(site.read_text().replace("allow 127.0.0.1;", "allow 127.0.0.2;"))
+    proc = run_nginx(prefix, conf)
+    try:
+        wait_listening(port443, proc)
+        public = f"https://127.0.0.1:{port443}"
+        cfg = load_config(config, environ={"IPTVSYNC_STATUS_RECEIVER_URL": public})
+        problem = probe_receiver(cfg)  # the receiver is stopped now, and nginx refuses us anyway
+        assert problem.startswith(f"{public}/healthz answers HTTP 403 from nginx, not the receiver: a proxy refuses")
+        assert "leave [status] receiver_url empty" in problem and "journalctl" not in problem
+        site.write_text(site.read_text().replace("allow 127.0.0.2;", "allow 127.0.0.1;"))
+        subprocess.run([need("nginx"), "-p", str(prefix), "-c", str(conf), "-s", "reload"], check=True, timeout=30)
+        wait_for(lambda: "HTTP 502" in (probe_receiver(cfg) or ""), "nginx reloaded", timeout=30)
+        assert f"{public}/healthz answers HTTP 502 from nginx, not the receiver: a proxy cannot reach the" \
+               " receiver: is `serve` running?" in probe_receiver(cfg)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
