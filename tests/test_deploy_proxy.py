@@ -173,7 +173,7 @@ def test_nginx_in_front_of_serve(tmp_path, cert, trusted):
 
 def caddyfile(prefix: Path, upstream: int, port443: int, cert: Path, key: Path) -> Path:
     text = (DEPLOY / "caddy" / "Caddyfile").read_text()
-    for old, new in [("\temail admin@DOMAIN\n", f"\tadmin off\n\tauto_https off\n"
+    for old, new in [("\temail YOUR-EMAIL\n", f"\tadmin off\n\tauto_https off\n"
                                                 f"\tstorage file_system {prefix}/data\n"),
                      ("DOMAIN {", f"https://127.0.0.1:{port443} {{\n\tbind 127.0.0.1\n\ttls {cert} {key}"),
                      ("/var/log/caddy", str(prefix)), ("/monetizze/postback/CHANGE-ME", PATH),
@@ -252,3 +252,25 @@ def test_status_through_nginx_says_the_proxy_answered_not_the_receiver(tmp_path,
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_shipped_caddyfile_is_valid_once_the_seller_replaces_its_placeholders(tmp_path):
+    """What the guides tell the seller to replace (DOMAIN, YOUR-EMAIL, the postback path) is all
+    there is to replace: no made-up admin@DOMAIN mailbox, and `caddy validate` accepts the result."""
+    caddy = need("caddy")
+    text = (DEPLOY / "caddy" / "Caddyfile").read_text()
+    assert "admin@DOMAIN\n" not in text and "\temail YOUR-EMAIL\n" in text
+    for old, new in [("YOUR-EMAIL", "voce@sualoja.com.br"), ("DOMAIN", "tv.sualoja.com.br"),
+                     ("/monetizze/postback/CHANGE-ME", PATH), ("/var/log/caddy", str(tmp_path))]:
+        assert old in text, old
+        text = text.replace(old, new)
+    file = tmp_path / "Caddyfile"
+    file.write_text(text)
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    check = subprocess.run([caddy, "validate", "--config", str(file), "--adapter", "caddyfile"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr[-2000:]
+    for guide in (DEPLOY.parent / "docs" / "pt-BR" / "guia-de-instalacao.md", DEPLOY.parent / "docs" / "operations.md"):
+        caddy_step = guide.read_text("utf-8").split("cp /opt/iptvsync/deploy/caddy/Caddyfile", 1)[1][:300]
+        assert "YOUR-EMAIL" in caddy_step, guide.name
