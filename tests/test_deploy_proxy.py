@@ -8,6 +8,7 @@ only because the proxy is in trusted_proxies.
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import ssl
@@ -21,6 +22,9 @@ from support.install import BASE_TOML, wait_for, write_install
 from support.receiver import query
 from support.serve import free_port, post, postback_body, serving
 from support.tls import make_cert
+
+from iptvsync.config import load_config
+from iptvsync.ops.watch import probe_receiver
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 PATH = "/monetizze/postback/s3cr3tpath"
@@ -71,6 +75,28 @@ def cert(tmp_path):
 
 def client_context(cert_path: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cert_path))
+
+
+def get(port: int, path: str, *, source: str, context: ssl.SSLContext) -> int:
+    """The status of one GET over TLS to the proxy on 127.0.0.1 from the loopback address ``source``."""
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, source_address=(source, 0), timeout=30)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def healthz_only_from_loopback(config: Path, port443: int, ctx: ssl.SSLContext) -> None:
+    """/healthz through the proxy: refused to anyone else (127.0.0.2 stands for the internet and for
+    the VPS's own public address), answered on 127.0.0.1, as the guides' `curl --resolve
+    DOMAIN:443:127.0.0.1 https://DOMAIN/healthz` check asks it, and as status probes it there."""
+    assert get(port443, "/healthz", source="127.0.0.2", context=ctx) == 403
+    assert get(port443, "/healthz", source="127.0.0.1", context=ctx) == 200
+    cfg = load_config(config, environ={"IPTVSYNC_STATUS_RECEIVER_URL": f"https://127.0.0.1:{port443}"})
+    assert probe_receiver(cfg) is None
 
 
 def remote_of_last_postback(config: Path) -> str:
@@ -138,6 +164,7 @@ def test_nginx_in_front_of_serve(tmp_path, cert, trusted):
             status, _ = post("127.0.0.1", port443, PATH, b"a" * 300_000, source="127.0.0.2", context=ctx)
             assert status == 413
             assert stored(config) == (1 if trusted else 0)
+            healthz_only_from_loopback(config, port443, ctx)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -146,7 +173,7 @@ def test_nginx_in_front_of_serve(tmp_path, cert, trusted):
 
 def caddyfile(prefix: Path, upstream: int, port443: int, cert: Path, key: Path) -> Path:
     text = (DEPLOY / "caddy" / "Caddyfile").read_text()
-    for old, new in [("\temail admin@DOMAIN\n", f"\tadmin off\n\tauto_https off\n"
+    for old, new in [("\temail YOUR-EMAIL\n", f"\tadmin off\n\tauto_https off\n"
                                                 f"\tstorage file_system {prefix}/data\n"),
                      ("DOMAIN {", f"https://127.0.0.1:{port443} {{\n\tbind 127.0.0.1\n\ttls {cert} {key}"),
                      ("/var/log/caddy", str(prefix)), ("/monetizze/postback/CHANGE-ME", PATH),
@@ -188,8 +215,62 @@ def test_caddy_in_front_of_serve(tmp_path, cert):
             status, _ = post("127.0.0.1", port443, PATH, b"a" * 300_000, source="127.0.0.2", context=ctx)
             assert status in (413, 502)
             assert stored(config) == 1
+            healthz_only_from_loopback(config, port443, ctx)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     assert PATH.rsplit("/", 1)[1] not in (prefix / "iptvsync.access.log").read_text()
     shutil.rmtree(prefix / "data", ignore_errors=True)
+
+
+def test_status_through_nginx_says_the_proxy_answered_not_the_receiver(tmp_path, cert):
+    """[status] receiver_url = the public address: nginx sees the VPS's own address, not 127.0.0.1,
+    and refuses /healthz. Here `allow 127.0.0.2` stands for that (the probe comes from 127.0.0.1):
+    status names nginx, not the receiver's log. A stopped receiver behind nginx is a 502 from nginx."""
+    config = install(tmp_path, trusted=True)
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    port443 = free_port()
+    with serving(config) as (url, _):
+        conf = nginx_conf(prefix, int(url.rsplit(":", 1)[1]), free_port(), port443, *cert)
+        site = prefix / "site.conf"
+        assert "allow 127.0.0.1;" in site.read_text()
+        site.write_text(site.read_text().replace("allow 127.0.0.1;", "allow 127.0.0.2;"))
+    proc = run_nginx(prefix, conf)
+    try:
+        wait_listening(port443, proc)
+        public = f"https://127.0.0.1:{port443}"
+        cfg = load_config(config, environ={"IPTVSYNC_STATUS_RECEIVER_URL": public})
+        problem = probe_receiver(cfg)  # the receiver is stopped now, and nginx refuses us anyway
+        assert problem.startswith(f"{public}/healthz answers HTTP 403 from nginx, not the receiver: a proxy refuses")
+        assert "leave [status] receiver_url empty" in problem and "journalctl" not in problem
+        site.write_text(site.read_text().replace("allow 127.0.0.2;", "allow 127.0.0.1;"))
+        subprocess.run([need("nginx"), "-p", str(prefix), "-c", str(conf), "-s", "reload"], check=True, timeout=30)
+        wait_for(lambda: "HTTP 502" in (probe_receiver(cfg) or ""), "nginx reloaded", timeout=30)
+        assert f"{public}/healthz answers HTTP 502 from nginx, not the receiver: a proxy cannot reach the" \
+               " receiver: is `serve` running?" in probe_receiver(cfg)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_the_shipped_caddyfile_is_valid_once_the_seller_replaces_its_placeholders(tmp_path):
+    """What the guides tell the seller to replace (DOMAIN, YOUR-EMAIL, the postback path) is all
+    there is to replace: no made-up admin@DOMAIN mailbox, and `caddy validate` accepts the result."""
+    caddy = need("caddy")
+    text = (DEPLOY / "caddy" / "Caddyfile").read_text()
+    assert "admin@DOMAIN\n" not in text and "\temail YOUR-EMAIL\n" in text
+    for old, new in [("YOUR-EMAIL", "voce@sualoja.com.br"), ("DOMAIN", "tv.sualoja.com.br"),
+                     ("/monetizze/postback/CHANGE-ME", PATH), ("/var/log/caddy", str(tmp_path))]:
+        assert old in text, old
+        text = text.replace(old, new)
+    file = tmp_path / "Caddyfile"
+    file.write_text(text)
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    check = subprocess.run([caddy, "validate", "--config", str(file), "--adapter", "caddyfile"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr[-2000:]
+    for guide in (DEPLOY.parent / "docs" / "pt-BR" / "guia-de-instalacao.md", DEPLOY.parent / "docs" / "operations.md"):
+        caddy_step = guide.read_text("utf-8").split("cp /opt/iptvsync/deploy/caddy/Caddyfile", 1)[1][:300]
+        assert "YOUR-EMAIL" in caddy_step, guide.name

@@ -163,3 +163,67 @@ def test_rekey_stops_what_restore_stops(guide):
     assert "systemctl stop iptvsync-serve 'iptvsync-*.timer'" not in text
     rekey = text[text.index("iptvsync rekey\n") - 300:text.index("iptvsync rekey\n")]
     assert "systemctl stop 'iptvsync-*'" in rekey
+COMMAND_GUIDES = [*sorted((ROOT / "docs" / "pt-BR").glob("*.md")), ROOT / "docs" / "operations.md",
+                  ROOT / "docs" / "whatsapp.md"]
+SHORTCUT = ('iptvsync() { (cd /var/lib/iptvsync && sudo -u iptvsync /opt/iptvsync/.venv/bin/iptvsync'
+            ' --config /var/lib/iptvsync/config.toml "$@"); }')
+FENCED = re.compile(r"^[ \t]*```(\w*)[^\n]*\n(.*?)^[ \t]*```", re.MULTILINE | re.DOTALL)
+SUDO_FUNCTION = re.compile(r"\bsudo(?:\s+-u\s+\S+)?\s+iptvsync(?:\s|$)")
+BARE_BINARY = re.compile(r"/opt/iptvsync/\.venv/bin/iptvsync(?=\s+\S)(?!\s+--config /var/lib/iptvsync/config\.toml\s)")
+
+
+def commands(text: str) -> list[str]:
+    """Each line of the shell blocks (indented ones too), and each `inline code` span of the prose."""
+    lines = [line for lang, code in FENCED.findall(text) if lang in ("", "sh", "bash") for line in code.splitlines()]
+    return lines + re.findall(r"`([^`\n]+)`", FENCED.sub("", text))
+
+
+def wrong_commands(text: str) -> list[str]:
+    """Commands that fail when copied: sudo cannot run the `iptvsync` shell function of section 1;
+    the binary without --config, or run as iptvsync from root's folder, finds no config."""
+    return [cmd for cmd in commands(text) if SUDO_FUNCTION.search(cmd) or BARE_BINARY.search(cmd)
+            or ("sudo -u iptvsync /" in cmd and "cd /var/lib/iptvsync && sudo -u iptvsync /" not in cmd)]
+
+
+@pytest.mark.parametrize("guide", COMMAND_GUIDES, ids=lambda p: p.relative_to(ROOT / "docs").as_posix())
+def test_every_iptvsync_command_runs_the_way_section_1_sets_it_up(guide):
+    text = guide.read_text("utf-8")
+    assert wrong_commands(text) == []
+    if guide in GUIDES:
+        assert f"```sh run\n{SHORTCUT}\n" in text
+
+
+def test_the_command_check_catches_what_a_newcomer_copied_and_failed():
+    assert wrong_commands("```sh\nsudo -u iptvsync iptvsync subs import --product 145388 --dry-run\n```\n")
+    assert wrong_commands("```sh\nsudo -u iptvsync /opt/iptvsync/.venv/bin/iptvsync doctor\n```\n")
+    assert wrong_commands("run `sudo -u iptvsync /opt/iptvsync/.venv/bin/iptvsync --config"
+                          " /var/lib/iptvsync/config.toml status` from /root")
+    assert wrong_commands(f"```sh run\n{SHORTCUT}\niptvsync doctor\n```\n") == []
+    assert wrong_commands("`sudo -u iptvsync` in front of it, `sudo systemctl stop iptvsync-serve`") == []
+
+
+def test_the_import_chapter_documents_the_csv_format_with_an_example():
+    chapter = GUIDES[0].read_text("utf-8").split("## Já tenho clientes", 1)[1].split("\n## ", 1)[0]
+    for column in ("`email`", "`product`", "`username`", "`paid_until`", "`subscription`", "`password`", "`line_id`"):
+        assert column in chapter, column
+    assert "DD/MM/AAAA" in chapter and "AAAA-MM-DD" in chapter
+    example = chapter.split("<<'CSV'\n", 1)[1].split("\nCSV\n", 1)[0].splitlines()
+    assert example[0] == "email,product,username,paid_until,subscription"
+    dates = [row.split(",")[3] for row in example[1:]]
+    assert any(re.fullmatch(r"\d\d/\d\d/\d{4}", d) for d in dates) and any(
+        re.fullmatch(r"\d{4}-\d\d-\d\d", d) for d in dates)
+    assert "```sh run\ncat > /var/lib/iptvsync/clientes.csv" in chapter  # the test above runs it
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+def test_status_probes_the_receiver_itself_and_the_guides_say_what_each_check_covers(guide):
+    """The shipped proxies answer /healthz to 127.0.0.1 only: a `receiver_url` of the public
+    domain would get 403 forever. The guides check the proxy with curl over loopback instead, and
+    say in one table what status and doctor each look at (doctor exits 0 while the receiver is down)."""
+    text = guide.read_text("utf-8")
+    assert not re.search(r'receiver_url = "https://(SEU-DOMINIO|DOMAIN)', text)
+    assert re.search(r"curl -fsS --resolve (SEU-DOMINIO|DOMAIN):443:127\.0\.0\.1 https://(SEU-DOMINIO|DOMAIN)/healthz",
+                     text)
+    table = [line for line in text.splitlines() if line.lstrip().startswith("| `iptvsync status` |")
+             or line.lstrip().startswith("| `iptvsync doctor` |")]
+    assert len(table) == 2 and "/healthz" in table[0] and "0" in table[1]

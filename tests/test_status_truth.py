@@ -5,7 +5,9 @@ minute under systemd is not an outage)."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from freezegun import freeze_time
@@ -86,7 +88,77 @@ def test_status_probes_through_the_configured_receiver_url(tmp_path, start):
     assert receiver_problems(load_config(config, environ=env)) == []
     assert invoke(config, "status", env=env).exit_code == 0
     env = {"IPTVSYNC_STATUS_RECEIVER_URL": receiver.url + "/nowhere"}
-    assert "answers HTTP 404" in receiver_problems(load_config(config, environ=env))[0]
+    [problem] = receiver_problems(load_config(config, environ=env))
+    assert f"the receiver at {receiver.url}/nowhere/healthz answers HTTP 404 (unknown path): is [status]" \
+           " receiver_url right?" in problem
+
+
+class Canned(BaseHTTPRequestHandler):
+    """Answers every GET with the class's canned status, Server header and body."""
+    answer: tuple[int, str, bytes] = (200, "", b"")
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        status, server, body = self.answer
+        self.send_response_only(status)
+        if server:
+            self.send_header("Server", server)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def answering(tmp_path):
+    """``answering(status, server, body)``: an install whose status probe reaches a loopback server
+    giving that answer; returns its receiver problem."""
+    servers = []
+
+    def _answer(status: int, server: str, body: bytes) -> str:
+        handler = type("Handler", (Canned,), {"answer": (status, server, body)})
+        servers.append(ThreadingHTTPServer(("127.0.0.1", 0), handler))
+        threading.Thread(target=servers[-1].serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{servers[-1].server_address[1]}"
+        config = write_install(tmp_path / f"i{len(servers)}", BASE_TOML)
+        [problem] = receiver_problems(load_config(config, environ={"IPTVSYNC_STATUS_RECEIVER_URL": url}))
+        return problem.replace(url, "URL")
+
+    yield _answer
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+# what the receiver says while its ledger cannot commit (receiver/app.py, handle: /healthz); what
+# the shipped proxies answer to a /healthz from outside 127.0.0.1 (deploy/caddy/Caddyfile
+# `respond @remote 403`: empty body; deploy/nginx/iptvsync.conf `deny all`: nginx's HTML page,
+# seen for real in tests/test_deploy_proxy.py) and when the receiver is down (502)
+@pytest.mark.parametrize(("answer", "said"), [
+    ((503, "iptvsync", b'{"error": "ledger cannot commit: database or disk is full"}'),
+     "the receiver at URL/healthz answers HTTP 503 (ledger cannot commit: database or disk is full): postbacks"
+     " are refused meanwhile; see journalctl -u iptvsync-serve"),
+    ((503, "nginx", b'{"error": ""}'),  # the receiver's answer through nginx, which hides its Server header
+     "the receiver at URL/healthz answers HTTP 503: postbacks are refused meanwhile"),
+    ((403, "Caddy", b""),
+     "URL/healthz answers HTTP 403 from Caddy, not the receiver: a proxy refuses the probe (the shipped Caddy"
+     " and nginx files answer /healthz to 127.0.0.1 only): leave [status] receiver_url empty"),
+    ((403, "nginx", b"<html>\r\n<head><title>403 Forbidden</title></head>\r\n</html>\r\n"),
+     "URL/healthz answers HTTP 403 from nginx, not the receiver: a proxy refuses the probe"),
+    ((502, "", b"<html>Bad Gateway</html>"),
+     "URL/healthz answers HTTP 502, not the receiver: a proxy cannot reach the receiver: is `serve` running?"
+     " (systemctl status iptvsync-serve)"),
+    ((301, "nginx", b""),
+     "URL/healthz answers HTTP 301 from nginx, not the receiver: something other than the receiver answers"
+     " there: check [status] receiver_url"),
+], ids=["receiver-503", "receiver-503-via-nginx", "caddy-403", "nginx-403", "proxy-502", "redirect"])
+def test_status_says_who_answered_the_probe_and_where_to_look(answering, answer, said):
+    problem = answering(*answer)
+    assert said in problem
+    assert "()" not in problem
+    if answer[2][:1] != b"{":  # a proxy's answer does not send the operator to the receiver's log
+        assert "journalctl -u iptvsync-serve" not in problem
 
 
 # --- 2. a wrong chave_unica ---------------------------------------------------------------------

@@ -55,13 +55,56 @@ def probe_receiver(cfg: Config, timeout_s: float = PROBE_TIMEOUT_S) -> str | Non
         return (f"the receiver does not answer at {url}/healthz ({why}): postbacks are refused; is `serve`"
                 " running? (systemctl status iptvsync-serve)")
     head, _, body = answer.partition(b"\r\n\r\n")
-    status_line = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+    lines = head.decode("latin-1").split("\r\n")
+    status_line = lines[0].split()
     status = status_line[1] if len(status_line) > 1 else "?"
-    if status != "200":
-        said = " ".join(body.decode("utf-8", "replace").split())[:120]
-        return (f"the receiver at {url}/healthz answers HTTP {status} ({said}): postbacks may be refused;"
+    if status == "200":
+        return None
+    error = _receivers_error(body)
+    if error is None:  # not the receiver's JSON: a proxy (or something else) answered
+        return _not_the_receiver(url, status, _header(lines, "server"))
+    said = f" ({error})" if error else ""
+    if status == "503":
+        return (f"the receiver at {url}/healthz answers HTTP 503{said}: postbacks are refused meanwhile;"
                 " see journalctl -u iptvsync-serve")
-    return None
+    return (f"the receiver at {url}/healthz answers HTTP {status}{said}: is [status] receiver_url right? (empty"
+            " = [receiver] host and port)")
+
+
+def _receivers_error(body: bytes) -> str | None:
+    """The ``error`` of the receiver's JSON answer ("" when it names none); None when the body is
+    not the receiver's (a proxy's HTML page, an empty body)."""
+    import json
+
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not ({"error", "result"} & data.keys()):
+        return None
+    return " ".join(str(data.get("error") or "").split())[:120]
+
+
+def _header(lines: list[str], name: str) -> str:
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name:
+            return "".join(c for c in value.strip() if c.isprintable())[:40]
+    return ""
+
+
+def _not_the_receiver(url: str, status: str, server: str) -> str:
+    """A non-200 answer that is not the receiver's: who answered, and what that usually means."""
+    who = f"HTTP {status} from {server}" if server else f"HTTP {status}"
+    if status == "403":
+        why = ("a proxy refuses the probe (the shipped Caddy and nginx files answer /healthz to 127.0.0.1"
+               " only): leave [status] receiver_url empty to probe the receiver itself")
+    elif status in ("502", "503", "504"):
+        why = ("a proxy cannot reach the receiver: is `serve` running? (systemctl status iptvsync-serve),"
+               " then the proxy's error log")
+    else:
+        why = "something other than the receiver answers there: check [status] receiver_url and the proxy"
+    return f"{url}/healthz answers {who}, not the receiver: {why}"
 
 
 def _split(url: str) -> tuple[str, str, int, str]:
