@@ -54,6 +54,8 @@ TEXT: dict[str, dict[str, str]] = {
         "last_panel_failure": "Última falha", "status_notes": "O que `iptvsync status` diz (em inglês):",
         "check_panels": "Verificar painéis agora (chave, créditos, login)", "pending_lines": "Na fila",
         "dead_lines": "Com falha",
+        "health": "Saúde (última verificação)", "credits": "Créditos", "not_checked": "ainda não verificado",
+        "low_credits": "Poucos créditos (aviso em {n} ou menos): compre mais antes que novas linhas falhem.",
     },
     "en": {
         "title": "iptvsync", "painel": "Dashboard", "assinaturas": "Subscriptions", "postbacks": "Postbacks",
@@ -93,6 +95,8 @@ TEXT: dict[str, dict[str, str]] = {
         "synced_lines": "In sync", "last_sync": "Last sync",
         "last_panel_failure": "Last failure", "status_notes": "What `iptvsync status` says:",
         "check_panels": "Check the panels now (key, credits, login)", "pending_lines": "Queued", "dead_lines": "Failed",
+        "health": "Health (last check)", "credits": "Credits", "not_checked": "not checked yet",
+        "low_credits": "Low credits (warning at {n} or less): buy more before new lines fail.",
     },
 }
 
@@ -108,7 +112,8 @@ ACTIONS: dict[str, dict[str, str]] = {
 VALUES: dict[str, dict[str, str]] = {
     "pt-BR": {"active": "ativa", "grace": "em carência", "suspended": "suspensa", "disputed": "em disputa",
               "cancelled": "cancelada", "expired": "vencida", "refunded": "reembolsada", "unpaid": "não paga",
-              "owner": "dono", "support": "suporte", **{str(k): v for k, v in _STATUS_WORDS.items()}},
+              "owner": "dono", "support": "suporte", "warn": "atenção", "fail": "falha",
+              **{str(k): v for k, v in _STATUS_WORDS.items()}},
     "en": {},
 }
 
