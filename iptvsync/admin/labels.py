@@ -51,7 +51,7 @@ TEXT: dict[str, dict[str, str]] = {
         "results": "Resultados", "no_results": "Nada encontrado.", "client": "Endereço", "buyer": "Comprador",
         "error_id": "Código do erro", "back": "Voltar ao painel", "ok_added": "Nada mudou: já feito antes.",
         "synced_lines": "Em dia", "last_sync": "Última sincronização",
-        "last_panel_failure": "Última falha", "status_notes": "O que `iptvsync status` diz (em inglês):",
+        "last_panel_failure": "Última falha", "status_notes": "O que `iptvsync status` diz:",
         "check_panels": "Verificar painéis agora (chave, créditos, login)", "pending_lines": "Na fila",
         "dead_lines": "Com falha",
         "health": "Saúde (última verificação)", "credits": "Créditos", "not_checked": "ainda não verificado",

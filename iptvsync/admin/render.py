@@ -8,6 +8,7 @@ from typing import Any
 from flask import g, render_template
 
 from .labels import action_label, event_label, value_label, words
+from .problems import problem_label
 from .roles import allowed
 
 #: what every page's context has besides its own
@@ -44,6 +45,7 @@ def page(template: str, **context: Any) -> str:
         "act": lambda action: action_label(lang, action),
         "val": lambda value: value_label(lang, value),
         "ev": lambda what: event_label(lang, what),
+        "problem": lambda line: problem_label(lang, line),
         "nav": [(endpoint, key) for endpoint, key, action in NAV if allowed(role, action)] if op else [],
     }
     return render_template(template, **shared, **context)
