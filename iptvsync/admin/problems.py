@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from ..ops.console import InboxStatus
+
 _AND = (" and ", " e ")
 _MORE = (re.compile(r" and (\d+) more$"), r" e mais \1")
 
@@ -55,7 +57,8 @@ _PT: list[tuple[str, str, dict[str, Callable[[str], str]]]] = [
      {"what": _swap(("WhatsApp message(s)", "mensagem(ns) de WhatsApp"), ("email(s)", "e-mail(s)"), _AND)}),
     (r"(?P<counts>\d+ (?:failed|unmapped)(?: and \d+ (?:failed|unmapped))?) postback\(s\): (?P<hints>.+)",
      "Postbacks: {counts}: {hints}",
-     {"counts": _swap(("failed", "com falha"), ("unmapped", "sem produto"), _AND), "hints": _swap(_AND)}),
+     {"counts": _swap((InboxStatus.FAILED, "com falha"), (InboxStatus.UNMAPPED, "sem produto"), _AND),
+      "hints": _swap(_AND)}),
     (r"(?P<n>\d+) postback\(s\) held for an operator: (?P<reasons>.*)",
      "{n} postback(s) retido(s) à espera de um operador: {reasons}", {}),
     (r"oldest pending postback is from (?P<at>\S+): is cron running process\?",
