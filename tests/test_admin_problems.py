@@ -116,3 +116,44 @@ def test_the_painel_shows_the_problems_in_the_operators_language(cfg):
     assert "1 assinatura(s) com falha definitiva no painel: `iptvsync subs list --dead`" in page
     assert "dead on the panel" not in page and "(em inglês)" not in page
     assert "1 subscription(s) dead on the panel" in en.get("/").get_data(as_text=True)
+
+
+# --- operator form errors ----------------------------------------------------------------------------------
+
+def test_every_operator_error_has_a_code_with_a_portuguese_sentence():
+    from iptvsync.admin.labels import OPERATOR_ERRORS
+
+    source = (OPS / "operators.py").read_text("utf-8")
+    raised = re.findall(r'OperatorError\(f?"(?:[^"\\]|\\.)*",\s*"(\w+)"', source)
+    assert len(raised) == source.count("raise OperatorError(") == 7
+    assert set(raised) == set(OPERATOR_ERRORS["pt-BR"])
+
+
+def test_operator_form_errors_speak_the_operators_language(cfg):
+    from support.admin import token
+
+    add_operator(cfg, "maria", "owner")
+    add_operator(cfg, "john", "owner", language="en")
+    pt, en = create_app(cfg).test_client(), create_app(cfg).test_client()
+    login(pt, "maria")
+    login(en, "john")
+
+    def add(client, **form):
+        answer = client.post("/operadores/novo", data={"csrf": token(client), "role": "support",
+                                                        "language": "pt-BR", "password": "x" * 12, **form})
+        assert answer.status_code == 400
+        return re.search(r'<p class="alert" role="alert">(.*?)</p>', answer.get_data(as_text=True), re.S)[1]
+
+    assert add(pt, name="ana", password="curta") == "A senha precisa de pelo menos 10 caracteres."
+    assert add(en, name="ana", password="curta") == "the password must have at least 10 characters"
+    assert add(pt, name="Ana Maria").startswith("Nome de operador inválido: &#34;Ana Maria&#34;.")
+    assert add(pt, name="ana", role="admin") == "Papel inválido: &#34;admin&#34; (dono ou suporte)."
+    assert add(pt, name="john") == ("O operador &#34;john&#34; já existe (troque a senha com"
+                                    " `iptvsync admin user passwd`).")
+    ledger = Ledger(cfg.ledger_path)
+    ledger.conn.execute("UPDATE operators SET role = 'support' WHERE name = 'john'")
+    ledger.conn.commit()
+    ledger.close()
+    refused = pt.post("/operadores/maria/remover", data={"csrf": token(pt)})
+    assert refused.status_code == 400
+    assert "&#34;maria&#34; é o último dono: adicione outro dono antes." in refused.get_data(as_text=True)

@@ -142,6 +142,20 @@ EVENTS: dict[str, dict[str, str]] = {
 }
 
 
+#: ``ops.operators.OperatorError`` codes -> the sentence (its ``values`` fill it); English is the CLI's own
+OPERATOR_ERRORS: dict[str, dict[str, str]] = {
+    "pt-BR": {"short_password": "A senha precisa de pelo menos {n} caracteres.",
+              "no_operator": "Não existe o operador \"{name}\".",
+              "bad_name": "Nome de operador inválido: \"{name}\". Use de 1 a 32 letras minúsculas, dígitos,"
+                          " \".\", \"_\" ou \"-\".",
+              "bad_role": "Papel inválido: \"{role}\" (dono ou suporte).",
+              "bad_language": "Idioma inválido: \"{language}\" (pt-BR ou en).",
+              "exists": "O operador \"{name}\" já existe (troque a senha com `iptvsync admin user passwd`).",
+              "last_owner": "\"{name}\" é o último dono: adicione outro dono antes."},
+    "en": {},
+}
+
+
 class Words(dict):
     """The operator's words; ``words.extend`` in a template, ``words.fmt("throttled", s=3)`` with values."""
 
@@ -169,3 +183,10 @@ def value_label(language: str, value: Any) -> str:
 
 def event_label(language: str, what: str) -> str:
     return EVENTS.get(language, {}).get(what, what)
+
+
+def error_label(language: str, exc: Exception) -> str:
+    """An ``OperatorError`` (or any error with ``code`` and ``values``) in ``language``; its own
+    English text when the language or the code has no sentence."""
+    text = OPERATOR_ERRORS.get(language, {}).get(getattr(exc, "code", ""))
+    return text.format(**exc.values) if text else str(exc)
