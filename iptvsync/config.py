@@ -208,6 +208,7 @@ PANEL_SCHEMA: dict[str, tuple[Any, Any]] = {
     "max_concurrency": (int, 4),
     "timeout_s": (int, 15),
     "outputs": ((list, str), []),
+    "low_credits": (int, 0),
 }
 #: stream formats a line may be given (``outputs``): the panels' access_output keys
 OUTPUT_NAMES = ("m3u8", "ts", "rtmp")
@@ -249,6 +250,7 @@ class PanelConfig(_Record):
     links: Links
     caps: Capabilities  # what the family can do, from the panel registry
     outputs: tuple[str, ...] = ()  # stream formats new lines get; () = all the panel offers
+    low_credits: int = 0  # reseller credits at or below this: the Painel and doctor warn
 
 
 @dataclass(init=False, repr=False, eq=False)
@@ -710,10 +712,13 @@ def _panels(raw: dict, file: Path) -> dict[str, PanelConfig]:
         _check_links(links, where, file)
         if values["max_concurrency"] < 1:
             raise ConfigError(f"{file}: [{where}] max_concurrency must be at least 1")
+        if values["low_credits"] < 0:
+            raise ConfigError(f"{file}: [{where}] low_credits must be 0 or more")
         panels[name] = PanelConfig(name=name, kind=values["kind"], url=values["url"],
                                    max_concurrency=values["max_concurrency"],
                                    timeout_s=values["timeout_s"], links=Links(**links), caps=caps,
-                                   outputs=_outputs(values["outputs"], where, file))
+                                   outputs=_outputs(values["outputs"], where, file),
+                                   low_credits=values["low_credits"])
     return panels
 
 

@@ -1,6 +1,6 @@
 """Issue 20: the admin console in a real browser (Debian's chromium driven by Playwright) against
 the real ``admin serve`` on a free loopback port, and, for the hostile buyer, the real receiver.
-Few flows, each what only a browser can prove: the login steps, an action and its audit row,
+Few flows, each what only a browser can prove: the login steps and the throttle, an action and its audit row,
 a support user refused, hostile names inert, logout and expiry, the 375 px layout.
 
 ``SAVE_SCREENSHOTS=1`` also writes the Painel's screenshot to docs/img/painel.png (README)."""
@@ -8,6 +8,7 @@ a support user refused, hostile names inert, logout and expiry, the 375 px layou
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -96,6 +97,36 @@ def test_login_wrong_password_then_the_painel_equals_the_ledger_and_logout(conso
     assert "/login" in page.url
     page.goto(console.url + "/assinaturas")
     assert "/login" in page.url
+
+
+def test_wrong_passwords_are_throttled_even_the_right_one_until_the_back_off_ends(console, page, cfg):
+    """Several wrong passwords: the first few only say so, then the back-off grows (1, 2, 4 s…)
+    until an attempt lands inside it and gets the Portuguese "too many attempts" page. The right
+    password is refused meanwhile; once the ledger's throttle rows have aged past their block
+    (as the expiry test ages the session), it is accepted."""
+    add_operator(cfg, "maria", "owner")
+    wait, attempts = 0, 0
+    while wait < 5:  # until the back-off is long enough for the next two requests to land inside
+        attempts += 1
+        assert attempts <= 40, "the back-off never held an attempt"
+        log_in(page, console, "maria", "not the password")
+        alert = page.locator(".alert").inner_text()
+        if attempts <= 3:
+            assert alert == "Usuário ou senha incorretos.", alert  # the first failures are free
+        elif alert.startswith("Muitas tentativas."):
+            wait = int(re.fullmatch(r"Muitas tentativas\. Tente de novo em (\d+) s\.", alert).group(1))
+        else:
+            assert alert == "Usuário ou senha incorretos.", alert
+    log_in(page, console, "maria")  # the right password, inside the back-off
+    assert "/login" in page.url and page.locator(".alert").inner_text().startswith("Muitas tentativas.")
+    assert page.locator("h1").first.inner_text() != "Painel"
+    with sqlite3.connect(cfg.ledger_path) as db:
+        failures = db.execute("SELECT MAX(failures) FROM login_throttle").fetchone()[0]
+        audited = db.execute("SELECT COUNT(*) FROM audit WHERE action = 'admin.login_failed'").fetchone()[0]
+        db.execute("UPDATE login_throttle SET blocked_until = '2000-01-01T00:00:00Z'")  # the back-off is over
+    assert failures >= 6 and audited == failures  # each heard failure is counted and audited
+    log_in(page, console, "maria")
+    assert page.locator("h1").first.inner_text().startswith("Painel")
 
 
 def test_totp_login(console, page, cfg):

@@ -465,3 +465,77 @@ def test_get_never_changes_the_ledger(client, owner, sub, cfg):
                  f"/assinaturas/{sub['id']}/extend", "/paineis", "/registro/verificar"):
         client.get(path)
     assert snapshot() == before
+
+
+def test_a_held_renewal_attached_from_the_console_extends_the_line_audited_as_the_operator(client, owner, cfg):
+    """Issue 19 item 12's held postback (parcela 2 of a subscription never seen), attached through
+    the console: the inbox row goes back to the queue tied to the subscription, the audit row
+    names web:<user> with the reason, and the next ``process`` extends the line once."""
+    from support.postbacks import deliver, payload
+
+    from iptvsync.clock import parse_iso
+    from iptvsync.engine.runner import run_process
+
+    ledger = Ledger(cfg.ledger_path)
+    deliver(ledger, payload(2, subscription="7000001"))  # the buyer's existing subscription
+    ledger.close()
+    run_process(cfg)
+    ledger = Ledger(cfg.ledger_path)
+    mine = ledger.one("SELECT id, paid_until FROM subscriptions")
+    held = deliver(ledger, payload(2, sale="51000002", parcela=2))
+    ledger.close()
+    run_process(cfg)
+    ledger = Ledger(cfg.ledger_path)
+    assert ledger.one("SELECT status FROM inbox WHERE id = ?", (held,))["status"] == "held"
+    ledger.close()
+    login(client, "maria")
+    assert f'action="/postbacks/{held}/attach"' in client.get(f"/postbacks/{held}").get_data(as_text=True)
+    response = client.post(f"/postbacks/{held}/attach",
+                           data={"csrf": token(client), "subscription": str(mine["id"]), "reason": "old buyer"})
+    assert response.status_code == 303 and response.headers["Location"] == f"/postbacks/{held}"
+    [row] = audit_rows(cfg, "inbox.attached")
+    assert row["actor"] == "web:maria" and row["detail"]["reason"] == "old buyer"
+    assert row["detail"]["inbox_id"] == held and row["subscription_id"] == mine["id"]
+    run_process(cfg)
+    ledger = Ledger(cfg.ledger_path)
+    try:
+        assert ledger.one("SELECT status FROM inbox WHERE id = ?", (held,))["status"] == "applied"
+        after = ledger.one("SELECT paid_until FROM subscriptions WHERE id = ?", (mine["id"],))
+        assert ledger.one("SELECT COUNT(*) n FROM subscriptions")["n"] == 1
+    finally:
+        ledger.close()
+    assert parse_iso(after["paid_until"]) == parse_iso(mine["paid_until"]) + timedelta(days=30)
+
+
+def test_the_painel_shows_each_panels_last_check_and_warns_of_low_credits(tmp_path):
+    """Health and reseller credits come from the last live check (``panel_state``, written by
+    "check panels" and ``doctor``), never from a panel call per page view; at or below
+    ``[panels.X] low_credits`` the Painel warns, in the operator's language."""
+    from support.install import BASE_TOML, write_install
+    from support.xui import FakeXuiReseller
+
+    from iptvsync.config import load_config
+
+    with FakeXuiReseller(api_key="k", credits=12) as reseller:
+        toml = BASE_TOML + f'\n[panels.res]\nkind = "xui-reseller"\nurl = "{reseller.url}"\nlow_credits = 15\n'
+        cfg = load_config(write_install(tmp_path / "i", toml, env={"PANEL_RES_API_KEY": "k"}))
+        assert cfg.panels["res"].low_credits == 15 and cfg.panels["main"].low_credits == 0
+        add_operator(cfg, "maria", "owner")
+        client = create_app(cfg).test_client()
+        login(client, "maria")
+        page = client.get("/").get_data(as_text=True)
+        assert "ainda não verificado" in page and "Poucos créditos" not in page
+        client.post("/paineis", data={"csrf": token(client)})
+        reseller.credits = 99  # seen only by the next check: a page view calls no panel
+        page = client.get("/").get_data(as_text=True)
+        credits = re.search(r'id="panel-credits-res">(.*?)</td>', page, re.S).group(1)
+        assert credits.startswith("12 ") and "Poucos créditos (aviso em 15 ou menos)" in credits
+        health = re.search(r'id="panel-health-res">(.*?)</td>', page, re.S).group(1)
+        assert "atenção" in health and "low credits" in health
+        # the dry-run panel has no credits: its health shows, no credits column value
+        assert re.search(r'id="panel-credits-main"></td>', page)
+        assert "dry-run: no real line is created" in re.search(r'id="panel-health-main">(.*?)</td>', page, re.S)[1]
+        client.post("/paineis", data={"csrf": token(client)})
+        page = client.get("/").get_data(as_text=True)
+    assert re.search(r'id="panel-credits-res">99</td>', page) and "Poucos créditos" not in page
+    assert "check-ok" in re.search(r'id="panel-health-res">(.*?)</td>', page, re.S)[1]

@@ -156,3 +156,23 @@ def test_a_reseller_that_may_not_choose_usernames_fails_with_the_fix(tmp_path):
         code, rows = doctor(write_install(tmp_path / "i", toml, env={"PANEL_MAIN_API_KEY": "k"}))
         assert code == 1 and rows["panel main"]["status"] == "fail"
         assert 'tick "Change Usernames"' in rows["panel main"]["detail"]
+
+
+def test_doctor_keeps_each_panels_verdict_and_credits_for_the_painel(tmp_path):
+    """``doctor`` warns at or below ``[panels.X] low_credits`` and leaves its verdict and the
+    credits in ``panel_state``, which the console's Painel reads instead of calling the panel."""
+    from iptvsync.config import load_config
+    from iptvsync.ledger.db import Ledger
+
+    with FakeXuiReseller(api_key="k", credits=7) as reseller:
+        toml = BASE_TOML + f'\n[panels.res]\nkind = "xui-reseller"\nurl = "{reseller.url}"\nlow_credits = 7\n'
+        config = write_install(tmp_path / "i", toml, env={"PANEL_RES_API_KEY": "k"})
+        code, rows = doctor(config)
+    assert rows["panel res"]["status"] == "warn" and "low credits (low_credits = 7)" in rows["panel res"]["detail"]
+    ledger = Ledger(load_config(config).ledger_path)
+    try:
+        state = {r["panel"]: r for r in ledger.query("SELECT * FROM panel_state")}
+    finally:
+        ledger.close()
+    assert state["res"]["credits"] == 7 and state["res"]["status"] == "warn"
+    assert state["main"]["status"] == "warn" and state["main"]["credits"] is None

@@ -51,9 +51,11 @@ TEXT: dict[str, dict[str, str]] = {
         "results": "Resultados", "no_results": "Nada encontrado.", "client": "Endereço", "buyer": "Comprador",
         "error_id": "Código do erro", "back": "Voltar ao painel", "ok_added": "Nada mudou: já feito antes.",
         "synced_lines": "Em dia", "last_sync": "Última sincronização",
-        "last_panel_failure": "Última falha", "status_notes": "O que `iptvsync status` diz (em inglês):",
+        "last_panel_failure": "Última falha", "status_notes": "O que `iptvsync status` diz:",
         "check_panels": "Verificar painéis agora (chave, créditos, login)", "pending_lines": "Na fila",
         "dead_lines": "Com falha",
+        "health": "Saúde (última verificação)", "credits": "Créditos", "not_checked": "ainda não verificado",
+        "low_credits": "Poucos créditos (aviso em {n} ou menos): compre mais antes que novas linhas falhem.",
     },
     "en": {
         "title": "iptvsync", "painel": "Dashboard", "assinaturas": "Subscriptions", "postbacks": "Postbacks",
@@ -93,6 +95,8 @@ TEXT: dict[str, dict[str, str]] = {
         "synced_lines": "In sync", "last_sync": "Last sync",
         "last_panel_failure": "Last failure", "status_notes": "What `iptvsync status` says:",
         "check_panels": "Check the panels now (key, credits, login)", "pending_lines": "Queued", "dead_lines": "Failed",
+        "health": "Health (last check)", "credits": "Credits", "not_checked": "not checked yet",
+        "low_credits": "Low credits (warning at {n} or less): buy more before new lines fail.",
     },
 }
 
@@ -108,7 +112,8 @@ ACTIONS: dict[str, dict[str, str]] = {
 VALUES: dict[str, dict[str, str]] = {
     "pt-BR": {"active": "ativa", "grace": "em carência", "suspended": "suspensa", "disputed": "em disputa",
               "cancelled": "cancelada", "expired": "vencida", "refunded": "reembolsada", "unpaid": "não paga",
-              "owner": "dono", "support": "suporte", **{str(k): v for k, v in _STATUS_WORDS.items()}},
+              "owner": "dono", "support": "suporte", "warn": "atenção", "fail": "falha",
+              **{str(k): v for k, v in _STATUS_WORDS.items()}},
     "en": {},
 }
 
@@ -133,6 +138,20 @@ EVENTS: dict[str, dict[str, str]] = {
               "postback.sub_cancelled": "Postback: assinatura cancelada", "postback.ignored": "Postback: ignorado",
               "postback.unclassified": "Postback: não classificado", "admin.login": "Entrou no painel",
               "admin.logout": "Saiu do painel", "admin.login_failed": "Login recusado"},
+    "en": {},
+}
+
+
+#: ``ops.operators.OperatorError`` codes -> the sentence (its ``values`` fill it); English is the CLI's own
+OPERATOR_ERRORS: dict[str, dict[str, str]] = {
+    "pt-BR": {"short_password": "A senha precisa de pelo menos {n} caracteres.",
+              "no_operator": "Não existe o operador \"{name}\".",
+              "bad_name": "Nome de operador inválido: \"{name}\". Use de 1 a 32 letras minúsculas, dígitos,"
+                          " \".\", \"_\" ou \"-\".",
+              "bad_role": "Papel inválido: \"{role}\" (dono ou suporte).",
+              "bad_language": "Idioma inválido: \"{language}\" (pt-BR ou en).",
+              "exists": "O operador \"{name}\" já existe (troque a senha com `iptvsync admin user passwd`).",
+              "last_owner": "\"{name}\" é o último dono: adicione outro dono antes."},
     "en": {},
 }
 
@@ -164,3 +183,10 @@ def value_label(language: str, value: Any) -> str:
 
 def event_label(language: str, what: str) -> str:
     return EVENTS.get(language, {}).get(what, what)
+
+
+def error_label(language: str, exc: Exception) -> str:
+    """An ``OperatorError`` (or any error with ``code`` and ``values``) in ``language``; its own
+    English text when the language or the code has no sentence."""
+    text = OPERATOR_ERRORS.get(language, {}).get(getattr(exc, "code", ""))
+    return text.format(**exc.values) if text else str(exc)

@@ -8,10 +8,11 @@ from typing import Any
 from flask import g, render_template
 
 from .labels import action_label, event_label, value_label, words
+from .problems import problem_label
 from .roles import allowed
 
 #: what every page's context has besides its own
-SHARED = ("t", "op", "csrf", "can", "act", "val", "ev", "lang", "nav")
+SHARED = ("t", "op", "csrf", "can", "act", "val", "ev", "lang", "nav", "problem")
 #: each template's own context, as its view gives it (tests/test_admin_web.py renders every page
 #: and checks it against this: a template may rely on exactly these names)
 CONTEXTS: dict[str, frozenset[str]] = {name: frozenset(keys) for name, keys in {
@@ -33,9 +34,14 @@ NAV = (("dashboard.painel", "painel", "view"), ("subs.search", "assinaturas", "v
        ("operators.listing", "operadores", "operators"))
 
 
+def language() -> str:
+    """The operator's language (of the half-logged-in session between password and TOTP too)."""
+    return (g.get("op") or g.get("session") or {}).get("language") or "pt-BR"
+
+
 def page(template: str, **context: Any) -> str:
     op = g.get("op")
-    lang = (op or g.get("session") or {}).get("language") or "pt-BR"
+    lang = language()
     role = op["role"] if op else None
     shared = {
         "t": words(lang), "op": op, "lang": lang,
@@ -44,6 +50,7 @@ def page(template: str, **context: Any) -> str:
         "act": lambda action: action_label(lang, action),
         "val": lambda value: value_label(lang, value),
         "ev": lambda what: event_label(lang, what),
+        "problem": lambda line: problem_label(lang, line),
         "nav": [(endpoint, key) for endpoint, key, action in NAV if allowed(role, action)] if op else [],
     }
     return render_template(template, **shared, **context)

@@ -425,3 +425,12 @@ def m019_admin_indexes(db):
     db.execute("CREATE INDEX charges_refunded ON charges(updated_at) WHERE status = 'refunded'")
     db.execute("CREATE INDEX subs_cancelled ON subscriptions(cancelled_at) WHERE cancelled_at IS NOT NULL")
     db.execute("CREATE INDEX inbox_attached ON inbox(attached_to) WHERE attached_to IS NOT NULL")
+
+
+@migrations()
+def m022_panel_state(db):
+    """Each panel as its last live check saw it (``doctor`` and the console's "check panels"):
+    the verdict, its detail and the reseller's credits, so the Painel shows health and credits
+    without calling the panel on every page view (issue 20)."""
+    db.execute("CREATE TABLE panel_state (panel TEXT PRIMARY KEY, status TEXT NOT NULL, detail TEXT,"
+               " credits REAL, checked_at TEXT NOT NULL)")

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import SAO_PAULO, epoch, iso, now
-from ..config import Config
+from ..config import Config, PanelConfig
 from ..ledger.db import Ledger
 from ..ledger.queue import InboxStatus, MailStatus, SyncStatus
 from .health import health
@@ -72,8 +72,10 @@ def painel(ledger: Ledger, cfg: Config) -> dict[str, Any]:
     waiting = {(r["panel"], r["sync_status"]): r["n"] for r in ledger.query(  # the queue's few rows, by index
         "SELECT panel, sync_status, COUNT(*) AS n FROM subscriptions WHERE sync_status IN (:p, :d)"
         " GROUP BY panel, sync_status", {"p": SyncStatus.PENDING, "d": SyncStatus.DEAD})}
+    checked = {r["panel"]: r for r in ledger.query("SELECT * FROM panel_state")}  # one row a panel
     panels = [{"name": name, "kind": panel.kind, "lines_pending": waiting.get((name, SyncStatus.PENDING), 0),
-               "lines_dead": waiting.get((name, SyncStatus.DEAD), 0)} for name, panel in cfg.panels.items()]
+               "lines_dead": waiting.get((name, SyncStatus.DEAD), 0), **_panel_state(checked.get(name), panel)}
+              for name, panel in cfg.panels.items()]
     last_ok = _last(ledger, "panel.created", "panel.updated")
     last_failed = _last(ledger, "panel.failed")
     last_postback = ledger.one("SELECT received_at, source FROM inbox ORDER BY id DESC LIMIT 1")
@@ -95,6 +97,21 @@ def painel(ledger: Ledger, cfg: Config) -> dict[str, Any]:
         "rejections_today": report["facts"]["rejections_today"],
         "last_run_at": last_run["finished_at"] if last_run else None,
     }
+
+
+def _panel_state(row: dict | None, panel: PanelConfig) -> dict[str, Any]:
+    """A panel as its last live check saw it (``doctor`` or "check panels"; never a call per
+    view): verdict, detail, when, and for a reseller its credits, ``low`` at or below
+    ``[panels.X] low_credits``."""
+    if row is None:
+        return {"check": None, "check_detail": None, "checked_at": None, "credits": None, "low_credits": False,
+                "low_credits_at": panel.low_credits}
+    credits = row["credits"] if panel.caps.has_credits else None
+    if credits is not None and float(credits).is_integer():
+        credits = int(credits)
+    return {"check": row["status"], "check_detail": row["detail"], "checked_at": row["checked_at"],
+            "credits": credits, "low_credits": credits is not None and credits <= panel.low_credits,
+            "low_credits_at": panel.low_credits}
 
 
 def _last(ledger: Ledger, *actions: str) -> dict[str, Any] | None:

@@ -83,26 +83,60 @@ def check_panels(cfg: Config) -> list[dict]:
     from ..errors import PanelError
 
     rows = []
+    seen: dict[str, tuple[str, str, float | None]] = {}
     for name, panel in build_panels(cfg).items():
         if not panel.caps.real:
             rows.append(_row(f"panel {name}", "warn", f"{panel.kind}: no real line is created"))
+            seen[name] = ("warn", rows[-1]["detail"], None)
             continue
         try:
             facts = panel.health() or {}
         except PanelError as exc:
             rows.append(_row(f"panel {name}", "fail", str(exc)))
+            seen[name] = ("fail", str(exc), None)
             continue
         problem = facts.pop("problem", None)  # the adapter's refusal, with its fix
         detail = ", ".join(f"{k}={v}" for k, v in facts.items() if k != "ok") or "reachable, key accepted"
         status = "ok"
         if problem:
             status, detail = "fail", str(problem)
-        if panel.caps.has_credits and float(facts.get("credits") or 0) < 1:
+        credits = facts.get("credits") if panel.caps.has_credits else None
+        if panel.caps.has_credits and float(credits or 0) < 1:
             status, detail = "warn", f"{detail}: no credits left, new lines will fail"
+        elif credits is not None and float(credits) <= cfg.panels[name].low_credits and status == "ok":
+            status, detail = "warn", f"{detail}: low credits (low_credits = {cfg.panels[name].low_credits})"
         rows.append(_row(f"panel {name}", status, detail))
+        seen[name] = (status, detail, credits)
         if panel.caps.has_player_api:
             rows.append(check_player_login(cfg, name))
+    _remember(cfg, seen)
     return rows
+
+
+def _remember(cfg: Config, seen: dict[str, tuple[str, str, float | None]]) -> None:
+    """Keep each panel's verdict and credits in ``panel_state`` for the Painel (no ledger yet, or
+    a restore running: nothing is kept, the check itself still answers)."""
+    from ..clock import iso
+    from ..errors import IptvsyncError
+    from ..ledger.db import Ledger, require_ledger
+    from ..ledger.lock import shared
+
+    try:
+        require_ledger(cfg.ledger_path)
+        with shared(cfg.ledger_path):
+            ledger = Ledger(cfg.ledger_path)
+            try:
+                with ledger.tx() as conn:
+                    conn.executemany(
+                        "INSERT INTO panel_state (panel, status, detail, credits, checked_at)"
+                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (panel) DO UPDATE SET status = excluded.status,"
+                        " detail = excluded.detail, credits = excluded.credits, checked_at = excluded.checked_at",
+                        [(name, status, detail[:300], credits, iso(now()))
+                         for name, (status, detail, credits) in seen.items()])
+            finally:
+                ledger.close()
+    except IptvsyncError:
+        return
 
 
 def check_player_login(cfg: Config, panel: str) -> dict:

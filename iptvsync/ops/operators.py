@@ -26,7 +26,12 @@ TOTP_ISSUER = "iptvsync"
 
 
 class OperatorError(UsageError):
-    """No such operator, a bad name, role or password (exit code 2)."""
+    """No such operator, a bad name, role or password (exit code 2). ``code`` and ``values`` let
+    the console say it in the operator's language (``admin/labels.py`` OPERATOR_ERRORS)."""
+
+    def __init__(self, message: str, code: str = "", **values: Any):
+        super().__init__(message)
+        self.code, self.values = code, values
 
 
 @lru_cache(maxsize=1)
@@ -44,14 +49,15 @@ def _dummy_hash() -> str:
 
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
-        raise OperatorError(f"the password must have at least {MIN_PASSWORD} characters")
+        raise OperatorError(f"the password must have at least {MIN_PASSWORD} characters", "short_password",
+                            n=MIN_PASSWORD)
     return _hasher().hash(password)
 
 
 def get(ledger: Ledger, name: str) -> dict[str, Any]:
     row = ledger.one("SELECT * FROM operators WHERE name = ?", (name,))
     if row is None:
-        raise OperatorError(f"no operator {name!r} (see `iptvsync admin user list`)")
+        raise OperatorError(f"no operator {name!r} (see `iptvsync admin user list`)", "no_operator", name=name)
     return row
 
 
@@ -62,16 +68,19 @@ def by_id(ledger: Ledger, operator_id: int) -> dict[str, Any] | None:
 def add(ledger: Ledger, name: str, role: str, password: str, *, language: str = "pt-BR",
         actor: Actor | None = None) -> dict[str, Any]:
     if not NAME.match(name):
-        raise OperatorError(f"operator names are 1-32 lowercase letters, digits, '.', '_' or '-', got {name!r}")
+        raise OperatorError(f"operator names are 1-32 lowercase letters, digits, '.', '_' or '-', got {name!r}",
+                            "bad_name", name=name)
     if role not in ROLES:
-        raise OperatorError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
+        raise OperatorError(f"--role must be one of {', '.join(ROLES)}, got {role!r}", "bad_role", role=role)
     if language not in LANGUAGES:
-        raise OperatorError(f"--language must be one of {', '.join(LANGUAGES)}, got {language!r}")
+        raise OperatorError(f"--language must be one of {', '.join(LANGUAGES)}, got {language!r}", "bad_language",
+                            language=language)
     digest = hash_password(password)
     who, t = resolve(actor), iso(now())
     with ledger.tx() as conn:
         if conn.execute("SELECT 1 FROM operators WHERE name = ?", (name,)).fetchone():
-            raise OperatorError(f"operator {name!r} exists (change its password with `admin user passwd`)")
+            raise OperatorError(f"operator {name!r} exists (change its password with `admin user passwd`)",
+                                "exists", name=name)
         conn.execute("INSERT INTO operators (name, role, password_hash, language, created_at, updated_at)"
                      " VALUES (:n, :r, :h, :l, :t, :t)", {"n": name, "r": role, "h": digest, "l": language, "t": t})
         ledger.audit("operator.added", actor=who.name, operator=name, role=role, **who.detail())
@@ -101,7 +110,7 @@ def remove(ledger: Ledger, name: str, *, actor: Actor | None = None) -> None:
     with ledger.tx() as conn:
         owners = conn.execute("SELECT COUNT(*) FROM operators WHERE role = 'owner'").fetchone()[0]
         if op["role"] == "owner" and owners == 1:
-            raise OperatorError(f"{name!r} is the last owner: add another owner first")
+            raise OperatorError(f"{name!r} is the last owner: add another owner first", "last_owner", name=name)
         conn.execute("DELETE FROM operators WHERE id = ?", (op["id"],))  # its sessions go with it (cascade)
         ledger.audit("operator.removed", actor=who.name, operator=name, **who.detail())
 

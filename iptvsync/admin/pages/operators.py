@@ -10,7 +10,8 @@ from flask import Blueprint, g, redirect, request, url_for
 from ...errors import UsageError
 from ...ops import operators
 from ..auth import actor
-from ..render import page
+from ..labels import error_label
+from ..render import language, page
 from ..roles import requires
 
 bp = Blueprint("operators", __name__, url_prefix="/operadores")
@@ -35,7 +36,7 @@ def add():
         operators.add(g.ledger, f.get("name", "").strip()[:64], f.get("role", ""), f.get("password", "")[:1024],
                       language=f.get("language", "pt-BR"), actor=actor())
     except UsageError as exc:
-        return _listing(str(exc), 400)
+        return _listing(error_label(language(), exc), 400)
     return redirect(url_for("operators.listing"), 303)
 
 
@@ -45,7 +46,7 @@ def remove(name: str):
     try:
         operators.remove(g.ledger, name, actor=actor())
     except UsageError as exc:
-        return _listing(str(exc), 400)
+        return _listing(error_label(language(), exc), 400)
     return redirect(url_for("operators.listing"), 303)
 
 
@@ -55,5 +56,5 @@ def logout(name: str):
     try:
         operators.logout(g.ledger, name, actor=actor())
     except UsageError as exc:
-        return _listing(str(exc), 400)
+        return _listing(error_label(language(), exc), 400)
     return redirect(url_for("operators.listing"), 303)
