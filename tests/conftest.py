@@ -70,7 +70,9 @@ def pytest_terminal_summary(terminalreporter):
     """One line naming the system binaries whose tests skipped, and the command installing them."""
     from support import binaries, rig
 
-    for line in (binaries.summary(), rig.summary()):
+    reasons = [report.longrepr[2] for report in terminalreporter.stats.get("skipped", [])
+               if isinstance(report.longrepr, tuple)]  # the workers' skips too, under pytest-xdist
+    for line in (binaries.summary(binaries.counted(reasons)), rig.summary(reasons)):
         if line:
             terminalreporter.write_line(line, yellow=True)
 

@@ -22,7 +22,7 @@ from support.install import BASE_TOML, write_install
 from support.receiver import query
 from support.serve import free_port
 from support.tls import make_cert
-from test_deploy_proxy import run_nginx, wait_listening
+from test_deploy_proxy import nginx_prefix, run_nginx, wait_listening
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 
@@ -126,22 +126,7 @@ def test_nginx_in_front_of_admin_serve(tmp_path):
                      ("listen 443 ssl http2;", f"listen 127.0.0.1:{port443} ssl http2;")]:
         assert old in site, old
         site = site.replace(old, new)
-    (prefix / "site.conf").write_text(site)
-    temp = "\n".join(f"    {kind}_temp_path {prefix}/tmp/{kind};" for kind in
-                     ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    conf = prefix / "nginx.conf"
-    conf.write_text(f"""{'user root root;' if os.geteuid() == 0 else ''}
-pid {prefix}/logs/nginx.pid;
-error_log {prefix}/logs/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log {prefix}/logs/access.log;
-{temp}
-    include {prefix}/site.conf;
-}}
-""")
-    for d in ("logs", "tmp", "www"):
-        (prefix / d).mkdir(exist_ok=True)
+    conf = nginx_prefix(prefix, site)
     proc = run_nginx(prefix, conf)
     try:
         wait_listening(port443, proc)

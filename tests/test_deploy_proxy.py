@@ -49,6 +49,12 @@ def nginx_conf(prefix: Path, upstream: int, port80: int, port443: int, cert: Pat
                      ("listen 443 ssl http2;", f"listen 127.0.0.1:{port443} ssl http2;")]:
         assert old in site, old
         site = site.replace(old, new)
+    return nginx_prefix(prefix, site)
+
+
+def nginx_prefix(prefix: Path, site: str) -> Path:
+    """An nginx of its own under ``prefix`` serving ``site`` (a shipped server block, its paths and
+    ports already replaced); returns its nginx.conf."""
     (prefix / "site.conf").write_text(site)
     temp = "\n".join(f"    {kind}_temp_path {prefix}/tmp/{kind};" for kind in
                      ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))

@@ -9,6 +9,7 @@ them all and sets it, so CI runs every one of them for real.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -47,8 +48,23 @@ def need(name: str) -> str:
     return found
 
 
-def summary() -> str | None:
+def counted(reasons: list[str]) -> dict[str, int]:
+    """The binaries named by these skip reasons, counted: under pytest-xdist the skips happen in
+    the workers, and the run's end sees only their reports."""
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        match = MISSING.match(reason.removeprefix("Skipped: "))
+        if match:
+            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+    return counts
+
+
+MISSING = re.compile(r"(\S+) is not installed \(install it with: ")
+
+
+def summary(counts: dict[str, int] | None = None) -> str | None:
     """One line for the end of the run: what was skipped and the one command that installs it all."""
+    skipped = globals()["skipped"] if counts is None else counts
     if not skipped:
         return None
     apt = sorted({INSTALL[n].split()[-1] for n in skipped if INSTALL[n].startswith("apt-get")})

@@ -57,8 +57,10 @@ def require() -> None:
         pytest.skip(reason)
 
 
-def summary() -> str | None:
-    return f"tests/test_deploy_rig.py skipped: {skipped[0]}" if skipped else None
+def summary(reasons: list[str] | None = None) -> str | None:
+    """One line for the end of the run; ``reasons``: the run's skip reasons (from xdist's workers)."""
+    found = skipped if reasons is None else [r.removeprefix("Skipped: ") for r in reasons if "systemd rig" in r]
+    return f"tests/test_deploy_rig.py skipped: {found[0]}" if found else None
 
 
 def _which(name: str) -> str | None:
