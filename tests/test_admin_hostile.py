@@ -119,3 +119,10 @@ def test_a_throttled_login_says_when_to_retry(cfg):
         refused = login(web, "maria", PASSWORD)
     assert refused.status_code == 429
     assert refused.headers["Retry-After"].isdigit() and int(refused.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize("args", [["inbox", "show", HUGE], ["subs", "show", HUGE], ["inbox", "list", "--limit", HUGE]])
+def test_a_cli_number_out_of_range_is_a_one_line_usage_error(install, args):
+    result = CliRunner().invoke(cli_app, ["--config", str(install), *args])
+    assert result.exit_code == 2 and "out of range" in result.output, result.output
+    assert "Traceback" not in result.output and "OverflowError" not in result.output
