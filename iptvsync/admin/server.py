@@ -28,15 +28,18 @@ MAX_HEADERS = 100  # header lines; past them: 431
 MAX_HEAD = 16 * 1024  # request line and headers; past it: 431
 MAX_BODY = 64 * 1024  # Content-Length past it: 413 (Flask's MAX_CONTENT_LENGTH is the same)
 HEAD_TIMEOUT_S = 10.0  # the whole head, however it trickles; then the connection is cut
-PER_ADDRESS = 4  # heads being read at once from one address; more are refused (503)
+PER_ADDRESS = 4  # heads being read at once from one address; a fifth cuts the one waiting longest
 WATCH_EVERY_S = 0.25
 
 
 class HeadGuard:
     """The heads being read, with their deadlines: a request thread reads a head only until
     ``HEAD_TIMEOUT_S`` after it started (a watcher thread shuts the socket), and one address
-    may keep only ``PER_ADDRESS`` threads reading heads. Slow or trickling connections cost a
-    thread for seconds at most, and one address never holds every thread."""
+    may keep only ``PER_ADDRESS`` threads reading heads: a new one cuts the one of that address
+    that has waited longest (a real request's head arrives at once; behind an SSH tunnel the
+    operator shares 127.0.0.1 with any local attacker, so the newcomer is never the one refused).
+    Slow or trickling connections cost a thread for seconds at most, and one address never
+    holds every thread."""
 
     def __init__(self, timeout_s: float = HEAD_TIMEOUT_S, per_address: int = PER_ADDRESS):
         self.timeout_s, self.per_address = timeout_s, per_address
@@ -49,24 +52,32 @@ class HeadGuard:
 
     @contextlib.contextmanager
     def reading(self, conn):
-        """Yields whether ``conn`` may read its head now (False: its address has too many)."""
+        """While ``conn``'s head is read (its address's oldest head is cut when it has too many)."""
         address = str(conn.remote_addr or "")
+        oldest = None
         with self._lock:
-            if self._per.get(address, 0) >= self.per_address:
-                admitted = False
-            else:
-                admitted = True
-                self._per[address] = self._per.get(address, 0) + 1
-                self._reading[conn] = (time.monotonic() + self.timeout_s, address)
+            mine = [(due, c) for c, (due, a) in self._reading.items() if a == address and due != float("inf")]
+            if len(mine) >= self.per_address:
+                oldest = min(mine, key=lambda pair: pair[0])[1]
+                self._reading[oldest] = (float("inf"), address)  # cut once
+            self._per[address] = self._per.get(address, 0) + 1
+            self._reading[conn] = (time.monotonic() + self.timeout_s, address)
+        if oldest is not None:
+            log.info("admin: %d request heads from %s being read: the oldest is cut", len(mine) + 1, address)
+            self._cut(oldest)
         try:
-            yield admitted
+            yield
         finally:
-            if admitted:
-                with self._lock:
-                    self._reading.pop(conn, None)
-                    self._per[address] -= 1
-                    if not self._per[address]:
-                        del self._per[address]
+            with self._lock:
+                self._reading.pop(conn, None)
+                self._per[address] -= 1
+                if not self._per[address]:
+                    del self._per[address]
+
+    @staticmethod
+    def _cut(conn) -> None:
+        with contextlib.suppress(OSError):
+            conn.socket.shutdown(socket.SHUT_RDWR)  # the reading thread sees the end, closes
 
     def _watch(self) -> None:
         while not self._stop.wait(WATCH_EVERY_S):
@@ -78,8 +89,7 @@ class HeadGuard:
             for conn in late:
                 log.info("admin: a request head from %s not complete in %.0f s: connection cut",
                          conn.remote_addr, self.timeout_s)
-                with contextlib.suppress(OSError):
-                    conn.socket.shutdown(socket.SHUT_RDWR)  # the reading thread sees the end, closes
+                self._cut(conn)
 
     def stop(self) -> None:
         self._stop.set()
@@ -111,10 +121,7 @@ def _request_class():
         """cheroot's request with the receiver's head limits (414, 431) and the head guard."""
 
         def parse_request(self):
-            with self.server.head_guard.reading(self.conn) as admitted:
-                if not admitted:
-                    self.simple_response("503 Service Unavailable", "Too many requests from this address.")
-                    return
+            with self.server.head_guard.reading(self.conn):
                 super().parse_request()
 
         def read_request_line(self):
