@@ -170,7 +170,7 @@ class AdminSection(_Record):
     public_origin: str = ""          # e.g. "https://admin.loja.com.br" behind a TLS proxy
     trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For names the client
     require_totp: bool = False       # owners must log in with a TOTP code
-    threads: int = 8
+    threads: int = 32
 
 
 #: the plain sections, by TOML name

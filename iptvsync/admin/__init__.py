@@ -14,6 +14,7 @@ from pathlib import Path
 from flask import Flask, g, request
 from jinja2 import StrictUndefined
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from ..clock import human
 from ..config import Config
@@ -30,6 +31,7 @@ def create_app(cfg: Config) -> Flask:
 
     app = Flask("iptvsync.admin", template_folder=str(TEMPLATES), static_folder=str(TEMPLATES / "static"),
                 static_url_path="/static")
+    app.url_map.converters["int"] = _RowId
     app.config.update(IPTVSYNC=cfg, MAX_CONTENT_LENGTH=64 * 1024, PROPAGATE_EXCEPTIONS=False)
     app.jinja_env.undefined = StrictUndefined
     app.jinja_env.autoescape = True
@@ -62,6 +64,14 @@ def create_app(cfg: Config) -> Flask:
     for module in (auth, dashboard, subs, inbox, audit, operators):
         app.register_blueprint(module.bp)
     return app
+
+
+class _RowId(IntegerConverter):
+    """``<int:...>`` in a path: a row id SQLite can hold; a bigger one is a 404, not a 500."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _message_key(exc: HTTPException) -> str:

@@ -87,7 +87,9 @@ def login():
     until = sessions.blocked_until(g.ledger, keys)
     if until is not None:
         wait = max(1, int((until - now()).total_seconds()) + 1)
-        return _login_page("throttled", 429, s=wait)
+        response = _login_page("throttled", 429, s=wait)
+        response.headers["Retry-After"] = str(wait)
+        return response
     op = operators.check_password(g.ledger, name, password)
     if op is None:
         known = name if operators.exists(g.ledger, name) else None
@@ -112,7 +114,8 @@ def totp():
     until = sessions.blocked_until(g.ledger, keys)
     if until is not None:
         wait = max(1, int((until - now()).total_seconds()) + 1)
-        return page("totp.html", message="throttled", values={"s": wait}, next=_safe_next(None)), 429
+        return page("totp.html", message="throttled", values={"s": wait}, next=_safe_next(None)), 429, \
+            {"Retry-After": str(wait)}
     if not operators.check_totp(g.ledger, _cfg(), session["operator_id"], request.form.get("codigo", "")[:16]):
         sessions.failed(g.ledger, keys, Actor(f"web:{session['name']}", client=g.client), session["name"])
         return page("totp.html", message="bad_code", values={}, next=_safe_next(request.form.get("next"))), 401

@@ -37,6 +37,11 @@ class _Group(TyperGroup):
         except IptvsyncError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
+        except OverflowError as exc:  # an id or number given that SQLite cannot hold
+            if "SQLite" not in str(exc):
+                raise
+            typer.echo(f"error: a number given is out of range (at most {2**63 - 1})", err=True)
+            raise typer.Exit(2) from None
 
 
 def _examples() -> str:

@@ -95,7 +95,15 @@ def text(value, key: str = "") -> str:
         return "  ".join(f"{k}={text(v, k)}" for k, v in value.items() if v is not None)
     if isinstance(value, list | tuple):
         value = json.dumps(value, default=str, ensure_ascii=False, separators=(", ", ": "))
-    return ISO_UTC.sub(lambda m: human(m.group(0).replace(" ", "T").replace("+00:00", "Z")), str(value))
+    return printable(ISO_UTC.sub(lambda m: human(m.group(0).replace(" ", "T").replace("+00:00", "Z")), str(value)))
+
+
+def printable(value: str) -> str:
+    """``value`` with its non-printable characters (ESC, BEL, NUL, a newline...) written as
+    escapes: what a buyer typed never moves the cursor, retitles or clears the terminal."""
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
 
 
 def print_json(data) -> None:

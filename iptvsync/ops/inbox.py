@@ -7,6 +7,7 @@ redaction and the audit rows (with their ``actor``) are the same whoever asks.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ def list_rows(ledger: Ledger, *, status: str | None = None, sale: str | None = N
               since: datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
     if status is not None and status not in set(InboxStatus):
         raise UsageError(f"--status must be one of {', '.join(InboxStatus)}, got {status!r}")
-    return inbox.list_inbox(ledger, status=status, sale=sale, email=email, since=since, limit=limit)
+    return readable(inbox.list_inbox(ledger, status=status, sale=sale, email=email, since=since, limit=limit))
 
 
 def show(ledger: Ledger, cfg: Config, inbox_id: int) -> dict[str, Any]:
@@ -43,10 +44,25 @@ def show(ledger: Ledger, cfg: Config, inbox_id: int) -> dict[str, Any]:
     row["body"] = body.decode("utf-8", "replace")
     if row.get("content_type", "") and "json" in (row["content_type"] or ""):
         try:
-            row["body"] = json.loads(row["body"])
+            row["body"] = readable(json.loads(row["body"]))
         except ValueError:
             pass
-    return row
+    return readable(row)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def readable(value: Any) -> Any:
+    """``value`` with every lone surrogate (a JSON ``"\\ud800"`` escape), in its strings and
+    keys alike, as U+FFFD: nothing that pages, terminals or JSON output encode can fail on it."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {readable(k): readable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [readable(v) for v in value]
+    return value
 
 
 def _own_product_key(body: bytes, row: dict[str, Any]) -> set[str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..ledger.db import Ledger
 from ..ledger.queue import MailStatus
+from .inbox import readable
 
 LIMIT = 200
 
@@ -71,4 +72,4 @@ def _detail(text: str | None) -> dict[str, Any]:
         value = json.loads(text or "{}")
     except ValueError:
         return {}
-    return value if isinstance(value, dict) else {}
+    return readable(value) if isinstance(value, dict) else {}

@@ -11,6 +11,7 @@ from ...ops import console
 from ...ops import search as finder
 from ..render import page
 from ..roles import requires
+from . import cursor
 
 bp = Blueprint("audit", __name__, url_prefix="/registro")
 FILTERS = ("email", "sale", "subscription", "action")
@@ -20,7 +21,7 @@ def _listing(broken: int | None = None, status: int = 200):
     filters = {k: request.values.get(k, "").strip()[:200] for k in FILTERS}
     rows = finder.audit(g.ledger, email=filters["email"] or None, sale=filters["sale"] or None,
                         subscription=int(filters["subscription"]) if filters["subscription"].isdigit() else None,
-                        action=filters["action"] or None, before=request.args.get("before", type=int))
+                        action=filters["action"] or None, before=request.args.get("before", type=cursor))
     return page("audit.html", rows=rows, filters=filters, chain=finder.chain_state(g.ledger), broken=broken,
                 next_before=rows[-1]["id"] if len(rows) == finder.PAGE else None), status
 

@@ -17,6 +17,7 @@ from ...ops import search as finder
 from ..auth import actor
 from ..render import page
 from ..roles import requires
+from . import cursor
 
 bp = Blueprint("inbox", __name__, url_prefix="/postbacks")
 STATUSES = tuple(str(s) for s in console.INBOX_STATUSES)
@@ -28,7 +29,7 @@ def listing():
     q = request.args.get("q", "")[:200]
     status = request.args.get("status") or None
     try:
-        rows = finder.postbacks(g.ledger, status=status, q=q, before=request.args.get("before", type=int))
+        rows = finder.postbacks(g.ledger, status=status, q=q, before=request.args.get("before", type=cursor))
     except UsageError:
         abort(400)
     return page("inbox.html", rows=rows, q=q, status=status or "", statuses=STATUSES,

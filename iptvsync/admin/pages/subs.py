@@ -19,6 +19,7 @@ from ...ops import subs, timeline
 from ..auth import actor
 from ..render import page
 from ..roles import allowed, requires
+from . import cursor
 
 bp = Blueprint("subs", __name__, url_prefix="/assinaturas")
 ACTIONS = ("extend", "resend", "retry", "suspend", "resume", "cancel")
@@ -43,7 +44,7 @@ def search():
     q = request.args.get("q", "")[:200]
     state = request.args.get("state") or None
     product = request.args.get("product") or None
-    before = request.args.get("before", type=int)
+    before = request.args.get("before", type=cursor)
     try:
         rows = finder.subscriptions(g.ledger, _cfg(), q=q, state=state, product=product, before=before)
     except UsageError:
