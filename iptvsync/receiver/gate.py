@@ -47,6 +47,7 @@ from .head import (
     check_head,
     chunked_complete,
     parse_head,
+    strict_head,
     take_buffered,
 )
 
@@ -305,7 +306,10 @@ class Gate:
             entry.head = check_head(entry.buf)
             if entry.head < 0:
                 return False
-            method, target, fields = parse_head(bytes(entry.buf[:entry.head]))
+            head = bytes(entry.buf[:entry.head])
+            if head.endswith(b"\r\n\r\n"):  # a bare LF is cheroot's to refuse
+                strict_head(head)
+            method, target, fields = parse_head(head)
             forwarded = b", ".join(fields.get(b"x-forwarded-for", [])).decode("latin-1")
             if not self.server.reads_body(method, target, entry.conn.remote_addr, forwarded):
                 return True  # the app answers without reading a body (404, 405, 403): no wait for it

@@ -24,6 +24,8 @@ MAX_GATHERED = 32768  # head and body a waiting connection may hold; a bigger bo
 CRLF = b"\r\n"
 _DIGITS = re.compile(rb"[0-9]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # a control character other than HTAB
 
 
 class _PrefixedIO(socket.SocketIO):
@@ -116,6 +118,29 @@ def check_head(buf: bytes | bytearray) -> int:
     if any(not line.endswith(b"\r") for line in lines[:-1]):
         return len(buf)  # a bare LF: cheroot refuses it
     return -1
+
+
+def strict_head(head: bytes) -> None:
+    """Refuse (400) what RFC 9110/9112 forbid and cheroot lets through: a method or a header
+    name that is not a token (a space, a control character, an empty name), a control
+    character other than HTAB in a value, an obs-fold line, and ``Content-Length`` repeated
+    with different values (RFC 9112 6.3; the same value repeated is accepted)."""
+    lines = head.lstrip(CRLF).split(CRLF)
+    if not _TOKEN.fullmatch(lines[0].split(b" ", 1)[0]):
+        raise Refusal("400 Bad Request", "malformed request")
+    lengths = set()
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            raise Refusal("400 Bad Request", "folded header")
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+            raise Refusal("400 Bad Request", "malformed header")
+        if name.lower() == b"content-length":
+            lengths.add(value.strip())
+    if len(lengths) > 1:
+        raise Refusal("400 Bad Request", "conflicting content-length")
 
 
 def parse_head(head: bytes) -> tuple[bytes, bytes, dict[bytes, list[bytes]]]:

@@ -1,0 +1,120 @@
+"""The receiver's door held to the letter (issue: pipelining, duplicate Content-Length, lenient
+heads, huge JSON numbers), against a real ``iptvsync serve`` on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+
+import pytest
+from support.install import wait_for
+from support.receiver import FORM, PATH, WAIT_S, install_with, sale_body, self_signed_certificate
+
+TLS = 'certfile = "../cert.pem"\nkeyfile = "../key.pem"\n'
+
+
+def _exchange(port: int, data: bytes, answers: int, context: ssl.SSLContext | None = None,
+              first: bytes = b"") -> list[int]:
+    """Send ``data`` in one write on one connection (kept alive) and read ``answers`` answers
+    (the statuses in order); fewer if the receiver stops answering within 3 s. ``first``, if
+    given, is sent alone before and its answer read (counted among the statuses)."""
+    statuses: list[int] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as raw:
+        sock = context.wrap_socket(raw, server_hostname="127.0.0.1") if context else raw
+        if first:
+            sock.sendall(first)
+            statuses += _read_answers(sock, 1)
+        sock.sendall(data)
+        statuses += _read_answers(sock, answers)
+    return statuses
+
+
+def _read_answers(sock, answers: int) -> list[int]:
+    statuses: list[int] = []
+    sock.settimeout(3)
+    buf = b""
+    with contextlib.suppress(OSError):
+        while len(statuses) < answers:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                continue
+            head = buf[:end].decode("latin-1")
+            statuses.append(int(head.split(" ", 2)[1]))
+            length = next((int(line.split(":", 1)[1]) for line in head.split("\r\n")[1:]
+                           if line.lower().startswith("content-length:")), 0)
+            while len(buf) < end + 4 + length:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+            buf = buf[end + 4 + length:]
+    return statuses
+
+
+def _get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+
+def _post(body: bytes, content_type: str = FORM, extra: str = "") -> bytes:
+    return (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
+
+
+@pytest.mark.parametrize("requests", [
+    [_get("/healthz"), _get("/healthz")],
+    [_get("/nothing-here"), _get("/nor-here"), _get("/healthz")],
+    [_post(sale_body("72000001")), _get("/healthz")],
+    # past the 8 KiB read buffer: the rest waits among the bytes the gate already read
+    [_post(sale_body("72000004") + b"&padding=" + b"a" * 12000), _get("/healthz")],
+    [_get("/healthz?" + "a" * 7000), _get("/healthz?" + "b" * 7000), _get("/healthz")],
+], ids=["two-healthz", "three-404-404-200", "post-then-get", "big-post-then-get", "three-big-gets"])
+@pytest.mark.parametrize("scheme", ["http", "tls"])
+@pytest.mark.parametrize("after_one", [False, True], ids=["fresh", "kept-alive"])
+def test_pipelined_requests_are_all_answered_in_order(start, tmp_path, requests, scheme, after_one):
+    context = None
+    if scheme == "tls":
+        cert, _key = self_signed_certificate(tmp_path)
+        context = ssl.create_default_context(cafile=str(cert))
+    receiver = start(install_with(tmp_path, receiver=TLS if context else ""))
+    first = _get("/healthz") if after_one else b""
+    statuses = _exchange(receiver.port, b"".join(requests), len(requests), context, first)
+    expected = [200 if b"healthz" in r or r.startswith(b"POST") else 404 for r in requests]
+    assert statuses == [200] * after_one + expected
+
+
+def test_two_different_content_lengths_are_refused(receiver):
+    body = sale_body("72000002")
+    data = _post(body, extra=f"Content-Length: {len(body) - 1}\r\n")
+    assert _exchange(receiver.port, data, 1) == [400]
+    wait_for(lambda: "rejected 400 from 127.0.0.1: conflicting content-length" in receiver.log(),
+             "the 400 to be logged")
+
+
+def test_identical_repeated_content_lengths_are_accepted(receiver):
+    body = sale_body("72000003")
+    assert _exchange(receiver.port, _post(body, extra=f"Content-Length: {len(body)}\r\n"), 1) == [200]
+
+
+@pytest.mark.parametrize("data", [
+    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\x00b\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\x01b\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\x7fb\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX A: 1\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n: 1\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: 1\r\n folded\r\n\r\n",
+    b"G\x01T /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"G(T /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+], ids=["nul-value", "ctl-value", "del-value", "space-in-name", "empty-name", "obs-fold", "ctl-method",
+        "separator-method"])
+def test_lenient_heads_are_refused_400(receiver, data):
+    assert _exchange(receiver.port, data, 1) == [400]
+
+
+def test_a_tab_in_a_header_value_is_accepted(receiver):
+    data = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\tb\r\n\r\n"
+    assert _exchange(receiver.port, data, 1) == [200]
