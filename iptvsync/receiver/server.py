@@ -145,6 +145,8 @@ def _server_class():
                 self.conn.wfile.write(b"0\r\n\r\n")
 
         def send_headers(self):
+            if not getattr(self.rfile, "done", True):
+                self.rfile.skip_if_here()
             if not getattr(self.rfile, "done", True):  # unread body bytes would be read as the next request
                 self.close_connection = True
             super().send_headers()
