@@ -4,12 +4,17 @@ heads, huge JSON numbers), against a real ``iptvsync serve`` on loopback."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import ssl
+import time
 
 import pytest
 from support.install import wait_for
 from support.receiver import FORM, PATH, WAIT_S, install_with, sale_body, self_signed_certificate
+
+from iptvsync.receiver.tls import POLL_S
 
 TLS = 'certfile = "../cert.pem"\nkeyfile = "../key.pem"\n'
 
@@ -121,3 +126,22 @@ def test_lenient_heads_are_refused_400(receiver, data):
 def test_a_tab_in_a_header_value_is_accepted(receiver):
     data = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\tb\r\n\r\n"
     assert _exchange(receiver.port, data, 1) == [200]
+
+
+def test_a_bad_certificate_file_is_logged_once_per_state_and_sighup_still_tries(start, tmp_path):
+    cert, _key = self_signed_certificate(tmp_path)
+    receiver = start(install_with(tmp_path, receiver=TLS))
+    failed = "TLS reload (file changed) failed"
+    original = cert.read_text()
+    cert.write_text("not a certificate\n")
+    wait_for(lambda: failed in receiver.log(), "the failed reload to be logged")
+    time.sleep(3 * POLL_S + 0.5)  # three more looks at the unchanged files: nothing more logged
+    assert receiver.log().count(failed) == 1
+    cert.write_text("still not a certificate, another state\n")
+    wait_for(lambda: receiver.log().count(failed) == 2, "the new state's failure to be logged")
+    os.kill(receiver.proc.pid, signal.SIGHUP)
+    wait_for(lambda: "TLS reload (SIGHUP) failed" in receiver.log(), "SIGHUP to try and log")
+    time.sleep(POLL_S + 0.5)
+    assert receiver.log().count(failed) == 2
+    context = ssl.create_default_context(cadata=original)  # the previous certificate still serves
+    assert _exchange(receiver.port, _get("/healthz"), 1, context) == [200]
