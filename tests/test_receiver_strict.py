@@ -4,6 +4,7 @@ heads, huge JSON numbers), against a real ``iptvsync serve`` on loopback."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -11,9 +12,12 @@ import ssl
 import time
 
 import pytest
-from support.install import wait_for
-from support.receiver import FORM, PATH, WAIT_S, install_with, sale_body, self_signed_certificate
+from support.install import CHAVE, fixture_body, wait_for
+from support.receiver import FORM, JSON, PATH, WAIT_S, install_with, sale_body, self_signed_certificate
 
+from iptvsync.monetizze.form import build_form
+from iptvsync.monetizze.postback import parse
+from iptvsync.monetizze.redact import redact
 from iptvsync.receiver.tls import POLL_S
 
 TLS = 'certfile = "../cert.pem"\nkeyfile = "../key.pem"\n'
@@ -145,3 +149,40 @@ def test_a_bad_certificate_file_is_logged_once_per_state_and_sighup_still_tries(
     assert receiver.log().count(failed) == 2
     context = ssl.create_default_context(cadata=original)  # the previous certificate still serves
     assert _exchange(receiver.port, _get("/healthz"), 1, context) == [200]
+
+
+def _huge_event_bodies(digits: int, sale: str) -> dict[str, tuple[bytes, str]]:
+    """A real postback whose ``tipoEvento.codigo`` is a ``digits``-digit integer: as JSON, and
+    as a form whose ``json`` field (and bracket field) hold it."""
+    payload = json.loads(fixture_body("approved-first-charge.json"))
+    payload["venda"]["codigo"] = sale
+    payload["tipoEvento"]["codigo"] = "HUGE"
+    huge = "9" * digits
+    as_json = json.dumps(payload).replace('"HUGE"', huge).encode()
+    as_form = build_form(payload).replace(b"%22HUGE%22", huge.encode()).replace(b"HUGE", huge.encode())
+    return {"json": (as_json, JSON), "form": (as_form, FORM)}
+
+
+@pytest.mark.parametrize("digits", [4400, 50000])
+@pytest.mark.parametrize("kind", ["json", "form"])
+def test_an_authenticated_postback_with_a_huge_number_is_stored_with_the_number_absent(receiver, digits, kind):
+    sale = f"7300{digits}{kind}"
+    body, content_type = _huge_event_bodies(digits, sale)[kind]
+    assert str(digits * "9") in body.decode("ascii")
+    response = receiver.post(body, content_type)
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == "stored"
+    rows = [row for row in receiver.inbox() if row["sale_code"] == sale]
+    assert len(rows) == 1
+    # the huge code is absent: the event comes from the next source, the sale's own status code
+    assert parse(rows[0]["body"], rows[0]["content_type"])[1].event_source != "tipoEvento"
+    assert rows[0]["event"] == 2
+
+
+def test_a_key_hidden_by_an_escape_is_redacted_from_a_body_with_a_huge_number():
+    # one letter of each half escaped: only a parse finds the key
+    escaped = "".join(f"\\u{ord(c):04x}" if i in (10, 26) else c for i, c in enumerate(CHAVE))
+    body = ('{"chave_unica": "' + escaped + '", "tipoEvento": {"codigo": ' + "7" * 5000 + "}}").encode()
+    cleaned = redact(body, CHAVE, JSON)
+    assert CHAVE not in json.dumps(json.loads(cleaned.decode(), parse_int=str))
+    assert "7" * 5000 in cleaned.decode()  # kept, as its digits
