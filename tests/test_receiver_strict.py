@@ -84,8 +84,12 @@ def _post(body: bytes, content_type: str = FORM, extra: str = "") -> bytes:
     # a body the app does not read (404, 405) but that is all here is skipped, not a reason to close
     ([b"POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", _get("/healthz")], [404, 200]),
     ([b"PUT " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab", _get("/x")], [405, 404]),
+    # a body past the gate's 32 KiB, read on the request thread: over TLS the next request
+    # may wait in the TLS session's own buffer, where no select() sees it
+    ([_post(sale_body("72000005") + b"&padding=" + b"a" * 40000), _get("/healthz")], [200, 200]),
+    ([_get("/healthz")] * 120, [200] * 120),  # more than a thread serves in a row
 ], ids=["two-healthz", "three-404-404-200", "post-then-get", "big-post-then-get", "three-big-gets",
-        "404-with-body-then-get", "405-with-body-then-get"])
+        "404-with-body-then-get", "405-with-body-then-get", "40k-post-then-get", "120-gets"])
 @pytest.mark.parametrize("scheme", ["http", "tls"])
 @pytest.mark.parametrize("after_one", [False, True], ids=["fresh", "kept-alive"])
 def test_pipelined_requests_are_all_answered_in_order(start, tmp_path, requests, expected, scheme, after_one):
@@ -97,6 +101,26 @@ def test_pipelined_requests_are_all_answered_in_order(start, tmp_path, requests,
     first = _get("/healthz") if after_one else b""
     statuses = _exchange(receiver.port, b"".join(requests), len(requests), context, first)
     assert statuses == [200] * after_one + expected
+
+
+@pytest.mark.parametrize("scheme", ["http", "tls"])
+def test_pipelined_requests_after_the_connection_went_idle_are_answered(start, tmp_path, scheme):
+    """Each batch comes after a pause, when the connection waits in cheroot's selector."""
+    context = None
+    if scheme == "tls":
+        cert, _key = self_signed_certificate(tmp_path)
+        context = ssl.create_default_context(cafile=str(cert))
+    receiver = start(install_with(tmp_path, receiver=TLS if context else ""))
+    batches = ([_get("/healthz")], [_get("/healthz")] * 2, [_get("/a"), _get("/b")],
+               [_post(sale_body("72000006")), _get("/healthz")])
+    answers = []
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=WAIT_S) as raw:
+        sock = context.wrap_socket(raw, server_hostname="127.0.0.1") if context else raw
+        for batch in batches:
+            time.sleep(0.3)  # past the request thread's 10 ms wait for a next request
+            sock.sendall(b"".join(batch))
+            answers.append(_read_answers(sock, len(batch)))
+    assert answers == [[200], [200, 200], [404, 404], [200, 200]]
 
 
 def test_two_different_content_lengths_are_refused(receiver):
