@@ -210,3 +210,35 @@ def test_a_key_hidden_by_an_escape_is_redacted_from_a_body_with_a_huge_number():
     cleaned = redact(body, CHAVE, JSON)
     assert CHAVE not in json.dumps(json.loads(cleaned.decode(), parse_int=str))
     assert "7" * 5000 in cleaned.decode()  # kept, as its digits
+
+
+def _threads_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+
+
+def test_slow_bodies_on_the_secret_path_cost_no_thread_and_do_not_stall_a_real_postback(start, tmp_path):
+    """40 connections (8 from each of 5 addresses) declare a 100 kB body on the secret path and
+    trickle it: the gate holds them, so with 4 threads (at most 8) a real postback is still
+    answered, and no thread is added for them."""
+    receiver = start(install_with(tmp_path, receiver="threads = 4\nmax_threads = 8\n"))
+    before = _threads_of(receiver.proc.pid)
+    head = (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {FORM}\r\n"
+            "Content-Length: 100000\r\n\r\n").encode()
+    socks = []
+    try:
+        for n in range(40):
+            sock = socket.create_connection(("127.0.0.1", receiver.port), timeout=WAIT_S,
+                                            source_address=(f"127.0.1.{2 + n // 8}", 0))
+            sock.sendall(head + b"a" * 40000)  # past the old 32 KiB the gate would gather
+            socks.append(sock)
+        time.sleep(1.5)  # the old receiver handed all of them to threads (and added threads)
+        for sock in socks:
+            sock.sendall(b"a" * 100)
+        # a client timeout the old receiver could not meet: its threads were all held
+        response = receiver.post(sale_body("72000007"), timeout=5)
+        assert response.status_code == 200
+        assert _threads_of(receiver.proc.pid) <= before
+    finally:
+        for sock in socks:
+            sock.close()
