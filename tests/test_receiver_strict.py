@@ -242,3 +242,28 @@ def test_slow_bodies_on_the_secret_path_cost_no_thread_and_do_not_stall_a_real_p
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_the_body_deadline_runs_from_the_head_even_while_waiting_for_a_thread(start, tmp_path):
+    """Bodies the gate leaves to a thread (after ``Expect: 100-continue``) never sent, one
+    thread: each is answered 408 ``request_timeout_s`` after its head, not after its turn came
+    (the fifth waited for four deadlines in a row: ~5 x 2 s)."""
+    receiver = start(install_with(tmp_path, receiver="request_timeout_s = 2\nthreads = 1\nmax_threads = 1\n"))
+    head = (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {FORM}\r\n"
+            "Expect: 100-continue\r\nContent-Length: 50\r\n\r\n").encode()
+    socks, sent = [], time.monotonic()
+    for n in range(5):
+        sock = socket.create_connection(("127.0.0.1", receiver.port), timeout=WAIT_S,
+                                        source_address=(f"127.0.2.{2 + n}", 0))
+        sock.sendall(head)
+        socks.append(sock)
+    statuses = []
+    for sock in socks:
+        answer = b""
+        with contextlib.suppress(OSError):
+            while b"408" not in answer and (chunk := sock.recv(4096)):
+                answer += chunk
+        statuses.append(b"408" in answer)
+        sock.close()
+    assert statuses == [True] * 5
+    assert time.monotonic() - sent < 2 + 5  # a deadline, not a timing measure: the old one took ~10 s

@@ -323,8 +323,10 @@ class Gate:
                 strict_head(head)
             method, target, fields = parse_head(head)
             forwarded = b", ".join(fields.get(b"x-forwarded-for", [])).decode("latin-1")
+            entry.conn.body_due = None
             if not self.server.reads_body(method, target, entry.conn.remote_addr, forwarded):
                 return True  # the app answers without reading a body (404, 405, 403): no wait for it
+            entry.conn.body_due = time.monotonic() + self.server.timeout  # wherever the body is read
             entry.framing, entry.length = body_framing(fields, entry.head, self.limit - MAX_HEAD - 4)
             if entry.framing not in ("length", "chunked") or self._complete_body(entry):
                 return True
@@ -374,6 +376,9 @@ class Gate:
             conn.rfile = PrefixedReader(conn.socket, bytes(entry.buf))
         if conn.wfile is None:
             conn.wfile = StreamWriter(conn.socket, "wb", conn.wbufsize)
+        due = getattr(conn, "body_due", None)
+        if due is not None and entry.framing not in ("length", "chunked"):  # its body is read on a thread:
+            self.server.deadlines.start(conn, due - time.monotonic())  # the deadline runs while it waits
         if queue:
             self.server.hand_over(conn)
 
