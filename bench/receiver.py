@@ -335,13 +335,14 @@ class Server:
             argv = [sys.executable, "-m", "iptvsync", "--config", str(self.config), "serve", "--port", "0"]
             if kind == "before":
                 cwd, env = args.before, {**args.env, "PYTHONPATH": str(args.before)}
-            # serve wants the ledger made first (`iptvsync init`: creates it, keeps config and .env)
-            subprocess.run([*argv[:5], "init"], cwd=cwd, env=env, check=True, capture_output=True)
         elif kind == "asyncio":
             argv = [sys.executable, __file__, "--serve-asyncio", str(self.config)]
         else:
             argv = [sys.executable, __file__, "--serve-baseline", str(self.config),
                     "--baseline-mode", args.baseline_mode]
+        # every kind wants the ledger made first (`iptvsync init`: creates it, keeps config and .env)
+        subprocess.run([sys.executable, "-m", "iptvsync", "--config", str(self.config), "init"],
+                       cwd=cwd, env=env, check=True, capture_output=True)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                          cwd=cwd, env=env)
