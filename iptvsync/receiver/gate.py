@@ -42,11 +42,13 @@ from .head import (
     MAX_HEAD,
     MAX_HEADER_LINE,
     MAX_REQUEST_LINE,
+    NO_BYTES,
     PrefixedReader,
     Refusal,
     body_framing,
     check_head,
     chunked_complete,
+    has_bytes,
     parse_head,
     strict_head,
     take_buffered,
@@ -219,7 +221,7 @@ class Gate:
             entry.counted = len(entry.buf)
             self.held += entry.counted
             heapq.heappush(self._due, (entry.due, entry.seq, entry))
-            if prefix:
+            if prefix or has_bytes(NO_BYTES, conn.socket):  # bytes no select() would announce
                 self._step(entry)
             while self._count > MAX_WAITING and self._due:
                 self._evict_oldest()

@@ -68,6 +68,16 @@ class _NoBytes:
 NO_BYTES = _NoBytes()
 
 
+def has_bytes(rfile, sock) -> bool:
+    """Whether bytes already read from ``sock`` wait unconsumed: in ``rfile``'s buffer, among
+    those the gate read (its prefix, beyond the buffer when a request ended on its boundary),
+    or in a TLS session's own buffer; no select() on the socket sees any of them."""
+    if rfile.has_data() or getattr(rfile.raw, "prefix", None):
+        return True
+    pending = getattr(sock, "pending", None)
+    return bool(pending and pending())
+
+
 def take_buffered(rfile) -> bytes:
     """The bytes ``rfile`` read from its socket but nobody has consumed yet (pipelined requests)."""
     data = b""

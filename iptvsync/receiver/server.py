@@ -22,7 +22,7 @@ from .app import ReceiverApp
 from .body import BodyReader
 from .deadlines import Deadlines
 from .gate import Gate
-from .head import MAX_HEAD, NO_BYTES
+from .head import MAX_HEAD, NO_BYTES, has_bytes
 from .signals import SignalThread
 from .tls import CertReloader, lazy_handshake_adapter
 from .writer import Writer
@@ -302,7 +302,7 @@ def _server_class():
             for _ in range(KEEPALIVE_MAX_REQUESTS):
                 if not self.ready:
                     break
-                if not conn.rfile.has_data():
+                if not has_bytes(conn.rfile, conn.socket):
                     try:
                         ready, _, _ = select.select([conn.socket], [], [], KEEPALIVE_WAIT_S)
                     except (OSError, ValueError):  # closed meanwhile: let cheroot clean up
@@ -321,6 +321,9 @@ def _server_class():
                 if not keep_open:
                     conn.close()
                     return
+            if self.ready and has_bytes(conn.rfile, conn.socket):  # a next request already read
+                self.process_conn(conn)
+                return
             super().put_conn(conn)  # idle (the selector watches it) or the server is stopping
 
     return Server
