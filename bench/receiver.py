@@ -340,6 +340,9 @@ class Server:
         else:
             argv = [sys.executable, __file__, "--serve-baseline", str(self.config),
                     "--baseline-mode", args.baseline_mode]
+        # every kind wants the ledger made first (`iptvsync init`: creates it, keeps config and .env)
+        subprocess.run([sys.executable, "-m", "iptvsync", "--config", str(self.config), "init"],
+                       cwd=cwd, env=env, check=True, capture_output=True)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                          cwd=cwd, env=env)
@@ -647,6 +650,10 @@ def main() -> None:
     parser.add_argument("--before", type=Path, metavar="DIR",
                         help="a checkout of the receiver before issue 17: crowd and longline run on it too")
     parser.add_argument("--crowd", type=int, default=5000, help="connections in the crowd (default 5000)")
+    parser.add_argument("--crowd-addresses", type=int, default=250, help="source addresses of the crowd (default 250)")
+    parser.add_argument("--crowd-mode", default="",
+                        help="comma-separated crowd modes (tests/support/crowd.py MODES; e.g. bigbody: slow "
+                             "100 kB bodies on the secret path); default idle,head,body")
     parser.add_argument("--crowd-posts", type=int, default=60,
                         help="legit postbacks timed in the crowd (default 60, at most 40 s of them)")
     parser.add_argument("--baseline-mode", choices=("lock", "per-thread"), default="lock",
@@ -742,7 +749,9 @@ def run_door_cases(args, only: set, workdir: Path, template: bytes, hostile: dic
             continue
         for kind in kinds if not tls else ["iptvsync"]:  # the old receiver cannot even open a TLS crowd
             result = door.bench_crowd(start_server, template, PLACEHOLDER.encode(), PATH, kind=kind, tls=tls,
-                                      connections=args.crowd, posts=args.crowd_posts)
+                                      connections=args.crowd, posts=args.crowd_posts,
+                                      addresses=args.crowd_addresses,
+                                      modes=args.crowd_mode.split(",") if args.crowd_mode else None)
             hostile.setdefault(case, []).append(result)
             print(f"  {case:<9} {kind:<9} {result['connections']} conns/{result['addresses']} addresses "
                   f"(fewest held {result['held_min']}, cut+reopened {result['cut']}): {result['ok']}/{result['posts']}"

@@ -130,8 +130,10 @@ def legit_post(port: int, path: str, body: bytes, context: ssl.SSLContext | None
 
 
 def bench_crowd(start_server, template: bytes, placeholder: bytes, path: str, *, kind: str, tls: bool,
-                connections: int = 5000, addresses: int = 250, posts: int = 60, budget_s: float = 40.0) -> dict:
-    """``start_server(kind, directory_name, extra_toml)`` -> a bench ``Server``."""
+                connections: int = 5000, addresses: int = 250, posts: int = 60, budget_s: float = 40.0,
+                modes: list[str] | None = None) -> dict:
+    """``start_server(kind, directory_name, extra_toml)`` -> a bench ``Server``; ``modes`` of the
+    crowd's connections (support.crowd.MODES), by default idle, head and body in turn."""
     context = extra = cafile = None
     name = f"crowd{'-tls' if tls else ''}-{kind}"
     if tls:
@@ -141,7 +143,7 @@ def bench_crowd(start_server, template: bytes, placeholder: bytes, path: str, *,
         context = ssl.create_default_context(cafile=cafile)
         extra = f'certfile = "{cert}"\nkeyfile = "{key}"\n'
     server = start_server(kind, name, extra or "")
-    modes = ["idle", "tls-head", "tls-body"] if tls else ["idle", "head", "body"]
+    modes = modes or (["idle", "tls-head", "tls-body"] if tls else ["idle", "head", "body"])
     sources = [f"127.0.{1 + n // 250}.{2 + n % 250}" for n in range(addresses)]
     idle_rss = rss_mb(server.proc.pid)
     sampler = Sampler(server.proc.pid)

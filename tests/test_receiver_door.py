@@ -229,7 +229,7 @@ def test_past_max_waiting_the_connection_waiting_longest_is_answered_408_and_clo
     handed = []
 
     class Server:
-        header_timeout_s, timeout, wsgi_app = 60, 60, App()
+        header_timeout_s, timeout, wsgi_app, max_body_bytes = 60, 60, App(), 262144
 
         def hand_over(self, conn):
             handed.append(conn.n)

@@ -33,6 +33,25 @@ BRACKET_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])+)$")
 _HIGH_ESCAPES = re.compile(rb"%[89A-Fa-f][0-9A-Fa-f](?:%[89A-Fa-f][0-9A-Fa-f])*")
 
 
+#: JSON integers longer than this stay text (``HugeNumber``): Python refuses to convert an int of
+#: over 4,300 digits (``sys.get_int_max_str_digits``), and any beyond 10**18 is read as absent
+MAX_INT_DIGITS = 4000
+
+
+class HugeNumber(str):
+    """A JSON integer too long to convert, as its text (read as absent, like any unreadable number)."""
+
+
+def _parse_int(text: str) -> int | str:
+    return int(text) if len(text) <= MAX_INT_DIGITS else HugeNumber(text)
+
+
+def loads(text: str | bytes):
+    """``json.loads`` that never raises for a number: an integer of over ``MAX_INT_DIGITS``
+    digits is kept as its text (``HugeNumber``); a huge float is already ``inf``."""
+    return json.loads(text, parse_int=_parse_int)
+
+
 _FIELD_NAMES: dict[str, tuple[str, str]] = {}  # raw name -> (name, top-level key); Monetizze's repeat
 
 
@@ -96,7 +115,7 @@ def json_field_payload(body: bytes) -> dict | None:
     if json_text is None:
         return None
     try:
-        payload = json.loads(_unquote_plus(json_text))
+        payload = loads(_unquote_plus(json_text))
     except (ValueError, RecursionError):
         return None
     if not isinstance(payload, dict) or not tops <= payload.keys():

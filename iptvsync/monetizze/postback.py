@@ -28,6 +28,7 @@ from iptvsync.clock import SAO_PAULO, iso
 from iptvsync.errors import MalformedPostback
 from iptvsync.monetizze.form import BRACKET_KEY as _BRACKET_KEY
 from iptvsync.monetizze.form import json_field_payload
+from iptvsync.monetizze.form import loads as _loads
 
 #: the kind of an event that is not a subscription payment (stored, settled, never applied)
 NOT_PAYMENT = "ignored"
@@ -198,7 +199,7 @@ def _lenient(data: bytes, charset: str) -> str:
 
 def _decode_json(body: bytes, charset: str) -> dict:
     try:
-        payload = json.loads(_lenient(body, charset).lstrip("\ufeff"))
+        payload = _loads(_lenient(body, charset).lstrip("\ufeff"))
     except (ValueError, RecursionError) as exc:
         raise MalformedPostback(f"invalid JSON body: {exc}") from exc
     if not isinstance(payload, dict):
@@ -241,7 +242,7 @@ def _payload_from_fields(fields: list[tuple[str, str]]) -> dict:
         raise MalformedPostback("form body has no fields")
     form = _nest(fields)
     try:
-        payload = json.loads(form["json"]) if isinstance(form.get("json"), str) else None
+        payload = _loads(form["json"]) if isinstance(form.get("json"), str) else None
     except (ValueError, RecursionError):
         payload = None  # a broken copy: the bracket fields are still the payload
     if not isinstance(payload, dict):

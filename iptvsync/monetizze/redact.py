@@ -13,6 +13,7 @@ import re
 from urllib.parse import quote, quote_plus, unquote_to_bytes
 
 from ..errors import MalformedPostback
+from .form import loads
 from .postback import _CHARSET, _FORM, _FORM_TYPO, _SURROGATE, _form_fields, _lenient, parse_body
 
 
@@ -41,7 +42,7 @@ def redact_stored(body: bytes, content_type: str | None, secret: str) -> tuple[b
     if body.lstrip()[:1] in (b"{", b"[") and media_type != "multipart/form-data":
         try:
             charset = (_CHARSET.search(content_type or "") or [None, "utf-8"])[1]
-            cleaned = json.dumps(_scrub(json.loads(_lenient(body, charset)), secret)).encode()
+            cleaned = json.dumps(_scrub(loads(_lenient(body, charset)), secret)).encode()
             return cleaned, content_type
         except (ValueError, RecursionError):
             pass
@@ -146,7 +147,7 @@ def _leaks(body: bytes, content_type: str | None, secret: str) -> bool:
             return True
         if text[:1] in ("{", "[") and "\\" in text:  # a JSON text in a field, with escapes
             try:
-                if any(secret in inner for inner in _strings(json.loads(text))):
+                if any(secret in inner for inner in _strings(loads(text))):
                     return True
             except (ValueError, RecursionError):
                 pass
@@ -176,7 +177,7 @@ def _scrub_field(field: bytes, secret: str) -> bytes:
         inner = decoded
         if decoded[:1] in ("{", "[") and "\\" in decoded:
             try:
-                inner = json.dumps(_scrub(json.loads(decoded), secret), separators=(",", ":"))
+                inner = json.dumps(_scrub(loads(decoded), secret), separators=(",", ":"))
             except (ValueError, RecursionError):
                 inner = decoded
         if secret in inner or inner != decoded:

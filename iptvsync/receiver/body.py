@@ -40,6 +40,16 @@ class BodyReader:
         self.done = length == 0
         self.taken = 0
 
+    def skip_if_here(self) -> None:
+        """Consume an unread ``Content-Length`` body already read from the socket (a request the
+        app answered without its body, 404/405/403), so a pipelined next request is served."""
+        if self.done or self.length is None or self.length > self.limit:
+            return
+        held = getattr(self.rfile, "_read_buf", b"")
+        here = len(held) - getattr(self.rfile, "_read_pos", 0) + len(getattr(self.rfile.raw, "prefix", b""))
+        if here >= self.length:
+            self.done = len(self.rfile.read(self.length)) == self.length
+
     def read(self, size: int = -1) -> bytes:
         """The rest of the body (``size`` is an upper bound on what is returned)."""
         if self.done:

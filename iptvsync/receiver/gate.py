@@ -4,19 +4,21 @@ cheroot gives every readable connection a thread, which then blocks on the clien
 request is read: 5,000 idle or trickling connections held 5,000 threads (or waited for them).
 Here one thread with a selector owns every connection from its accept (or from the moment a
 kept-alive connection becomes readable again) until its request is complete: it shakes TLS
-hands without blocking, reads the head within its limits and, when the body is small and
-framed (``Content-Length`` or chunked), the body too, then hands the connection with the bytes
-already read to cheroot's request queue. What it refuses it answers itself (414, 431, 408),
+hands without blocking, reads the head within its limits and, when the body is framed
+(``Content-Length`` or chunked), the whole body too, up to ``max_body_bytes``, then hands the
+connection with the bytes already read to cheroot's request queue. What it refuses it answers itself (414, 431, 408),
 counted and logged like every other refusal, without a thread:
 
 - the request line over ``MAX_REQUEST_LINE`` bytes: 414; a header line over
   ``MAX_HEADER_LINE``, more than ``MAX_HEADERS`` headers or a head over ``MAX_HEAD``: 431;
 - the head not complete ``header_timeout_s`` after the connection started waiting, or the
   body ``request_timeout_s`` after its head: 408;
-- more than ``MAX_WAITING`` connections waiting: the one waiting longest is cut (408).
+- more than ``MAX_WAITING`` connections waiting: the one waiting longest is cut (408);
+- more than ``BUDGET`` bytes held by all waiting connections together: the one holding the
+  most is cut (408), so slow bodies cost memory within a bound and never a thread.
 
 Anything odd it cannot judge cheaply (a bare LF, a strange framing, ``Expect: 100-continue``,
-a body bigger than ``MAX_GATHERED``) goes to a request thread as soon as its head is complete,
+a body over ``max_body_bytes``, refused 413 there) goes to a request thread as soon as its head is complete,
 where cheroot and ``BodyReader`` answer it as before.
 """
 
@@ -37,21 +39,24 @@ import time
 from cheroot.makefile import StreamWriter
 
 from .head import (
-    MAX_GATHERED,
     MAX_HEAD,
     MAX_HEADER_LINE,
     MAX_REQUEST_LINE,
+    NO_BYTES,
     PrefixedReader,
     Refusal,
     body_framing,
     check_head,
     chunked_complete,
+    has_bytes,
     parse_head,
+    strict_head,
     take_buffered,
 )
 
 log = logging.getLogger("iptvsync.receiver")
 
+BUDGET = 64 << 20  # bytes all waiting connections may hold together; past it the biggest is cut
 MAX_WAITING = 10000  # connections waiting for a whole request; past it the longest waiting is cut
 EXPIRE_BATCH = 32  # deadlines handled between two looks at the sockets
 LINGER_S = 1.0  # after a refusal, the client's unread bytes are drained this long before the close
@@ -64,7 +69,7 @@ _NOT_YET = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWant
 
 class _Waiting:
     __slots__ = ("conn", "buf", "due", "head", "framing", "length", "shaken", "linger", "seq", "in_gate",
-                 "line_start", "dirty")
+                 "line_start", "dirty", "counted")
 
     def __init__(self, conn, buf: bytes, due: float, seq: int):
         self.conn, self.buf, self.due, self.seq = conn, bytearray(buf), due, seq
@@ -75,6 +80,7 @@ class _Waiting:
         self.in_gate = False  # registered with the gate (else a request thread's try_now)
         self.line_start = self.buf.rfind(b"\n") + 1  # where the line being received starts
         self.dirty = True  # bytes arrived that the scan has not seen
+        self.counted = 0  # bytes of ``buf`` counted in the gate's ``held``
 
 
 class Gate:
@@ -93,6 +99,8 @@ class Gate:
         self._due: list = []  # heap of (due, seq, waiting)
         self._seq = itertools.count()
         self._count = 0
+        self.limit = server.max_body_bytes + MAX_HEAD + 4  # what one waiting connection may hold
+        self.held = 0  # bytes held by the connections in the gate (only the gate thread counts)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gate", daemon=True)
         # logged and counted on a thread of their own: the gate never waits for a log write or
@@ -181,6 +189,8 @@ class Gate:
                     else:
                         self._step(key.data)
                 self._take_incoming()
+                if self.held > BUDGET:
+                    self._over_budget()
                 self._expire(time.monotonic(), EXPIRE_BATCH)
             except Exception:  # the gate must never end while the server runs
                 log.exception("gate loop failed")
@@ -208,8 +218,10 @@ class Gate:
                 continue
             self._count += 1
             entry.in_gate = True
+            entry.counted = len(entry.buf)
+            self.held += entry.counted
             heapq.heappush(self._due, (entry.due, entry.seq, entry))
-            if prefix:
+            if prefix or has_bytes(NO_BYTES, conn.socket):  # bytes no select() would announce
                 self._step(entry)
             while self._count > MAX_WAITING and self._due:
                 self._evict_oldest()
@@ -279,12 +291,15 @@ class Gate:
         sock = entry.conn.socket
         while True:
             try:
-                data = sock.recv(max(1, MAX_GATHERED + 1 - len(entry.buf)))  # never past the budget
+                data = sock.recv(max(1, min(READ_SIZE, self.limit + 1 - len(entry.buf))))  # never past the limit
             except _NOT_YET:
                 return True
             if not data:
                 return False
             entry.buf += data
+            if entry.in_gate:
+                entry.counted += len(data)
+                self.held += len(data)
             # scanned again only when a line ended or one grew past a limit: a head trickled a
             # byte at a time costs O(size) per line, not O(size) per byte
             if b"\n" in data:
@@ -294,8 +309,8 @@ class Gate:
                 entry.dirty = True
             if entry.head < 0 and len(entry.buf) > MAX_HEAD + 4 and check_head(entry.buf) < 0:
                 raise Refusal("431 Request Header Fields Too Large", "headers too large")
-            if len(entry.buf) > MAX_GATHERED:
-                return True  # enough for a thread to take over
+            if len(entry.buf) > self.limit:
+                return True  # enough for a thread to take over (and refuse it)
 
     def _complete(self, entry: _Waiting) -> bool:
         if not entry.dirty and entry.framing != "length":
@@ -305,11 +320,16 @@ class Gate:
             entry.head = check_head(entry.buf)
             if entry.head < 0:
                 return False
-            method, target, fields = parse_head(bytes(entry.buf[:entry.head]))
+            head = bytes(entry.buf[:entry.head])
+            if head.endswith(b"\r\n\r\n"):  # a bare LF is cheroot's to refuse
+                strict_head(head)
+            method, target, fields = parse_head(head)
             forwarded = b", ".join(fields.get(b"x-forwarded-for", [])).decode("latin-1")
+            entry.conn.body_due = None
             if not self.server.reads_body(method, target, entry.conn.remote_addr, forwarded):
                 return True  # the app answers without reading a body (404, 405, 403): no wait for it
-            entry.framing, entry.length = body_framing(fields, entry.head)
+            entry.conn.body_due = time.monotonic() + self.server.timeout  # wherever the body is read
+            entry.framing, entry.length = body_framing(fields, entry.head, self.limit - MAX_HEAD - 4)
             if entry.framing not in ("length", "chunked") or self._complete_body(entry):
                 return True
             if entry.in_gate:  # the body gets its own deadline, as on a request thread
@@ -319,19 +339,34 @@ class Gate:
         return self._complete_body(entry)
 
     def _complete_body(self, entry: _Waiting) -> bool:
-        body = entry.buf[entry.head:]
-        if len(entry.buf) > MAX_GATHERED:
+        if len(entry.buf) > self.limit:
             return True
         if entry.framing == "length":
-            return len(body) >= entry.length
+            return len(entry.buf) - entry.head >= entry.length
         if entry.framing == "chunked":
-            return chunked_complete(body)
+            return chunked_complete(entry.buf[entry.head:], self.limit - MAX_HEAD - 4)
         return True
 
     def _unregister(self, entry: _Waiting) -> None:
         with contextlib.suppress(KeyError, ValueError, OSError):
             self._sel.unregister(entry.conn.socket)
         self._count -= 1
+        self._uncount(entry)
+
+    def _uncount(self, entry: _Waiting) -> None:
+        self.held -= entry.counted
+        entry.counted = 0
+
+    def _over_budget(self) -> None:
+        """Past ``BUDGET`` bytes held: cut the connections holding the most until under it."""
+        while self.held > BUDGET:
+            biggest = max((key.data for key in self._sel.get_map().values()
+                           if key.data is not None and key.data.conn is not None and not key.data.linger),
+                          key=lambda entry: entry.counted, default=None)
+            if biggest is None or not biggest.counted:
+                return
+            status = "body not received in time" if biggest.head >= 0 else "request not received in time"
+            self._refuse(biggest, "408 Request Timeout", status)
 
     def _hand_over(self, entry: _Waiting, *, queue: bool) -> None:
         conn = entry.conn
@@ -343,6 +378,9 @@ class Gate:
             conn.rfile = PrefixedReader(conn.socket, bytes(entry.buf))
         if conn.wfile is None:
             conn.wfile = StreamWriter(conn.socket, "wb", conn.wbufsize)
+        due = getattr(conn, "body_due", None)
+        if due is not None and entry.framing not in ("length", "chunked"):  # its body is read on a thread:
+            self.server.deadlines.start(conn, due - time.monotonic())  # the deadline runs while it waits
         if queue:
             self.server.hand_over(conn)
 
@@ -376,6 +414,7 @@ class Gate:
             socket.socket.shutdown(conn.socket, socket.SHUT_WR)
         entry.linger = True
         entry.buf = bytearray()
+        self._uncount(entry)
         entry.due = time.monotonic() + LINGER_S
         heapq.heappush(self._due, (entry.due, entry.seq, entry))
         with contextlib.suppress(KeyError, ValueError, OSError):

@@ -4,7 +4,8 @@ the bytes already read before those still in the socket.
 
 Limits (docs/receiver.md): the request line ``MAX_REQUEST_LINE`` bytes (else 414), each header
 line ``MAX_HEADER_LINE``, ``MAX_HEADERS`` header lines and the whole head ``MAX_HEAD`` (else
-431); a waiting connection holds at most ``MAX_GATHERED`` bytes of head and body.
+431); a waiting connection holds at most its head and ``max_body_bytes`` of body (the gate's
+``limit``), and all of them together at most the gate's ``BUDGET``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ MAX_REQUEST_LINE = 8192
 MAX_HEADER_LINE = 8192
 MAX_HEADERS = 100
 MAX_HEAD = 16384
-MAX_GATHERED = 32768  # head and body a waiting connection may hold; a bigger body streams to a thread
 CRLF = b"\r\n"
 _DIGITS = re.compile(rb"[0-9]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # a control character other than HTAB
 
 
 class _PrefixedIO(socket.SocketIO):
@@ -64,6 +66,16 @@ class _NoBytes:
 
 
 NO_BYTES = _NoBytes()
+
+
+def has_bytes(rfile, sock) -> bool:
+    """Whether bytes already read from ``sock`` wait unconsumed: in ``rfile``'s buffer, among
+    those the gate read (its prefix, beyond the buffer when a request ended on its boundary),
+    or in a TLS session's own buffer; no select() on the socket sees any of them."""
+    if rfile.has_data() or getattr(rfile.raw, "prefix", None):
+        return True
+    pending = getattr(sock, "pending", None)
+    return bool(pending and pending())
 
 
 def take_buffered(rfile) -> bytes:
@@ -118,6 +130,29 @@ def check_head(buf: bytes | bytearray) -> int:
     return -1
 
 
+def strict_head(head: bytes) -> None:
+    """Refuse (400) what RFC 9110/9112 forbid and cheroot lets through: a method or a header
+    name that is not a token (a space, a control character, an empty name), a control
+    character other than HTAB in a value, an obs-fold line, and ``Content-Length`` repeated
+    with different values (RFC 9112 6.3; the same value repeated is accepted)."""
+    lines = head.lstrip(CRLF).split(CRLF)
+    if not _TOKEN.fullmatch(lines[0].split(b" ", 1)[0]):
+        raise Refusal("400 Bad Request", "malformed request")
+    lengths = set()
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            raise Refusal("400 Bad Request", "malformed request")
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+            raise Refusal("400 Bad Request", "malformed request")
+        if name.lower() == b"content-length":
+            lengths.add(value.strip())
+    if len(lengths) > 1:
+        raise Refusal("400 Bad Request", "conflicting content-length")
+
+
 def parse_head(head: bytes) -> tuple[bytes, bytes, dict[bytes, list[bytes]]]:
     """(method, request target, {lower-case name: [values]}) of a complete head, leniently:
     cheroot judges it properly on the request thread."""
@@ -131,7 +166,7 @@ def parse_head(head: bytes) -> tuple[bytes, bytes, dict[bytes, list[bytes]]]:
     return first[0], first[1] if len(first) > 1 else b"", fields
 
 
-def body_framing(fields: dict[bytes, list[bytes]], head_size: int) -> tuple[str, int]:
+def body_framing(fields: dict[bytes, list[bytes]], head_size: int, limit: int) -> tuple[str, int]:
     """How the gate may gather the body: ("none", 0), ("length", n), ("chunked", 0), or
     ("thread", 0) for anything it leaves to a request thread (odd framing, Expect, too big)."""
     if fields.get(b"expect"):
@@ -144,10 +179,10 @@ def body_framing(fields: dict[bytes, list[bytes]], head_size: int) -> tuple[str,
     if len(cl) != 1 or not _DIGITS.fullmatch(cl[0]):
         return "thread", 0
     length = int(cl[0])
-    return ("length", length) if length + head_size <= MAX_GATHERED else ("thread", 0)
+    return ("length", length) if length + head_size <= limit else ("thread", 0)  # too big: a 413
 
 
-def chunked_complete(body: bytes | bytearray) -> bool:
+def chunked_complete(body: bytes | bytearray, limit: int) -> bool:
     """Whether ``body`` holds a whole chunked body (or a framing error a thread will answer)."""
     pos = 0
     while True:
@@ -161,7 +196,7 @@ def chunked_complete(body: bytes | bytearray) -> bool:
         pos = eol + 2
         if size == 0:
             break
-        if pos + size > MAX_GATHERED:
+        if pos + size > limit:
             return True  # BodyReader refuses it or streams it on a thread
         if len(body) < pos + size + 2:
             return False

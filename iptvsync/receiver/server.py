@@ -13,6 +13,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from ..config import Config
@@ -21,7 +22,7 @@ from .app import ReceiverApp
 from .body import BodyReader
 from .deadlines import Deadlines
 from .gate import Gate
-from .head import MAX_HEAD, NO_BYTES
+from .head import MAX_HEAD, NO_BYTES, has_bytes
 from .signals import SignalThread
 from .tls import CertReloader, lazy_handshake_adapter
 from .writer import Writer
@@ -68,7 +69,21 @@ def _server_class():
     class Request(cheroot_server.HTTPRequest):
         def parse_request(self):
             srv = self.server
-            srv.deadlines.start(self.conn, srv.header_timeout_s)
+            # a head the gate has in full and whose body's deadline already runs: not restarted
+            head_deadline = getattr(self.conn, "body_due", None) is None
+            if head_deadline:
+                srv.deadlines.start(self.conn, srv.header_timeout_s)
+            try:
+                self._parse_request()
+            finally:
+                if head_deadline:
+                    srv.deadlines.clear(self.conn)
+            if not self.ready and not self.answered and getattr(self.conn, "timed_out", False):
+                # cut before a whole request line (a TLS client that never shook hands reads as EOF)
+                with contextlib.suppress(OSError, ValueError):
+                    self.simple_response("408 Request Timeout")
+
+        def _parse_request(self):
             try:
                 super().parse_request()
             except (OSError, ValueError) as exc:  # reset, TLS failure, socket timeout, deadline
@@ -82,12 +97,6 @@ def _server_class():
                 self.ready = False
                 with contextlib.suppress(OSError, ValueError):
                     self.simple_response("400 Bad Request")
-            finally:
-                srv.deadlines.clear(self.conn)
-            if not self.ready and not self.answered and getattr(self.conn, "timed_out", False):
-                # cut before a whole request line (a TLS client that never shook hands reads as EOF)
-                with contextlib.suppress(OSError, ValueError):
-                    self.simple_response("408 Request Timeout")
 
         answered = False
         refusal = ""  # a reason more precise than the status's (read_request_headers)
@@ -133,18 +142,33 @@ def _server_class():
             length = None
             if not self.chunked_read:
                 length = int(self.inheaders.get(b"Content-Length", 0) or 0)  # validated by cheroot
+            due = getattr(self.conn, "body_due", None)
             self.rfile = BodyReader(
                 self.conn.rfile, length, srv.max_body_bytes,
-                on_start=lambda: srv.deadlines.start(self.conn, srv.timeout),
+                on_start=lambda: self._body_deadline(due),
                 on_end=lambda: srv.deadlines.clear(self.conn),
                 timed_out=lambda: getattr(self.conn, "timed_out", False))
-            self.server.gateway(self).respond()
+            try:
+                self.server.gateway(self).respond()
+            finally:
+                srv.deadlines.clear(self.conn)
+                self.conn.body_due = None
             if self.ready:
                 self.ensure_headers_sent()
             if self.chunked_write:
                 self.conn.wfile.write(b"0\r\n\r\n")
 
+        def _body_deadline(self, due: float | None) -> None:
+            """``request_timeout_s`` from the end of the head (the gate's ``body_due``), however
+            long the request waited for this thread; a connection already cut stays cut."""
+            if due is None:
+                self.server.deadlines.start(self.conn, self.server.timeout)
+            elif not getattr(self.conn, "timed_out", False):
+                self.server.deadlines.start(self.conn, due - time.monotonic())
+
         def send_headers(self):
+            if not getattr(self.rfile, "done", True):
+                self.rfile.skip_if_here()
             if not getattr(self.rfile, "done", True):  # unread body bytes would be read as the next request
                 self.close_connection = True
             super().send_headers()
@@ -278,7 +302,7 @@ def _server_class():
             for _ in range(KEEPALIVE_MAX_REQUESTS):
                 if not self.ready:
                     break
-                if not conn.rfile.has_data():
+                if not has_bytes(conn.rfile, conn.socket):
                     try:
                         ready, _, _ = select.select([conn.socket], [], [], KEEPALIVE_WAIT_S)
                     except (OSError, ValueError):  # closed meanwhile: let cheroot clean up
@@ -297,6 +321,9 @@ def _server_class():
                 if not keep_open:
                     conn.close()
                     return
+            if self.ready and has_bytes(conn.rfile, conn.socket):  # a next request already read
+                self.process_conn(conn)
+                return
             super().put_conn(conn)  # idle (the selector watches it) or the server is stopping
 
     return Server

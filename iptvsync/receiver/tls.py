@@ -5,7 +5,8 @@ On SIGHUP, or when the certificate or key file changes on disk (checked every
 ``SSLContext`` is built from the files and swapped into the running adapter. Connections
 already open keep the context they were accepted with, so nothing in flight is dropped; new
 handshakes get the new certificate. A pair that does not load (half-written, key not matching)
-leaves the old context serving and is retried at the next change.
+leaves the old context serving, is logged once, and is retried at the next change (the
+watcher does not retry or log again while the files stay as they were; SIGHUP always tries).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class CertReloader:
         self.certfile = Path(certfile)
         self.keyfile = Path(keyfile) if keyfile else None
         self._seen = (_stamp(self.certfile), _stamp(self.keyfile))
+        self._failed: tuple | None = None  # the files' state a reload last failed on
         self._lock = threading.Lock()
         self.reloads = 0
 
@@ -49,6 +51,7 @@ class CertReloader:
             try:
                 fresh = BuiltinSSLAdapter(str(self.certfile), str(self.keyfile) if self.keyfile else None)
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                self._failed = seen
                 log.error("TLS reload (%s) failed, still serving the previous certificate: %s", why, exc)
                 return False
             self.adapter.context = fresh.context
@@ -59,7 +62,9 @@ class CertReloader:
         return True
 
     def changed(self) -> bool:
-        return (_stamp(self.certfile), _stamp(self.keyfile)) != self._seen
+        """The files differ from those loaded and from those a reload last failed on."""
+        now = (_stamp(self.certfile), _stamp(self.keyfile))
+        return now != self._seen and now != self._failed
 
     def watch(self, stop: threading.Event, every_s: float = POLL_S) -> None:
         """Reload whenever the files change, until ``stop`` is set."""

@@ -16,9 +16,11 @@ import time
 
 #: idle: connects and says nothing (a mute TLS client on a TLS port); head: a request head, one
 #: byte a second; body: a whole head announcing a body, then the body one byte a second;
-#: tls-idle / tls-head / tls-body: the same after a completed TLS handshake.
-MODES = ("idle", "head", "body", "tls-idle", "tls-head", "tls-body")
+#: tls-idle / tls-head / tls-body: the same after a completed TLS handshake; bigbody: a head
+#: announcing a ``BIG_BODY`` body (over what the old gate gathered), then one byte a second.
+MODES = ("idle", "head", "body", "tls-idle", "tls-head", "tls-body", "bigbody")
 BODY = 4000
+BIG_BODY = 100000
 
 
 def _script(mode: str, path: str) -> tuple[bytes, bytes]:
@@ -26,6 +28,8 @@ def _script(mode: str, path: str) -> tuple[bytes, bytes]:
     head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
     if mode.endswith("head"):
         return b"", (head + f"X-Padding: {'a' * 200}\r\n\r\n").encode()
+    if mode == "bigbody":
+        return (head + f"Content-Length: {BIG_BODY}\r\n\r\n").encode(), b"a" * BIG_BODY
     if mode.endswith("body"):
         return (head + f"Content-Length: {BODY}\r\n\r\n").encode(), b"a" * BODY
     return b"", b""
