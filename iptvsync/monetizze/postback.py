@@ -496,15 +496,17 @@ def _block(payload: dict, name: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def without_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate as U+FFFD: what stores, pages, terminals and mail encode."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
 def _text(value) -> str | None:
     """A scalar as stripped text that any store can encode (a lone surrogate becomes U+FFFD);
     None for absent, empty, bool or container values."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
-    text = str(value).strip()
-    if not text.isascii():
-        text = _SURROGATE.sub("\ufffd", text)
-    return text or None
+    return without_surrogates(str(value).strip()) or None
 
 
 def unusable_identity(pb: Postback) -> list[str]:

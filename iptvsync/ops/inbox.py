@@ -7,7 +7,6 @@ redaction and the audit rows (with their ``actor``) are the same whoever asks.
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from typing import Any
 
@@ -50,14 +49,13 @@ def show(ledger: Ledger, cfg: Config, inbox_id: int) -> dict[str, Any]:
     return readable(row)
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def readable(value: Any) -> Any:
     """``value`` with every lone surrogate (a JSON ``"\\ud800"`` escape), in its strings and
     keys alike, as U+FFFD: nothing that pages, terminals or JSON output encode can fail on it."""
+    from ..monetizze.postback import without_surrogates
+
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
+        return without_surrogates(value)
     if isinstance(value, dict):
         return {readable(k): readable(v) for k, v in value.items()}
     if isinstance(value, list):
