@@ -15,7 +15,7 @@ import ssl
 import time
 
 import pytest
-from support.crowd import Crowd, wait_held
+from support.crowd import Crowd, LoneGate, wait_held
 from support.install import wait_for
 from support.receiver import FORM, PATH, WAIT_S, install_with, sale_body, self_signed_certificate
 
@@ -217,39 +217,16 @@ def test_a_legit_postback_is_answered_while_1500_connections_idle_or_trickle(sta
 def test_past_max_waiting_the_connection_waiting_longest_is_answered_408_and_closed(monkeypatch):
     """The gate on its own, with real sockets: one more than ``MAX_WAITING`` connections wait."""
     from iptvsync.receiver import gate as gate_module
-    from iptvsync.receiver.head import NO_BYTES
 
     monkeypatch.setattr(gate_module, "MAX_WAITING", 3)
-    refused = []
-
-    class App:
-        def refuse(self, status, reason, remote, method="-", path=""):
-            refused.append((status, reason, remote))
-
-    handed = []
-
-    class Server:
-        header_timeout_s, timeout, wsgi_app, max_body_bytes = 60, 60, App(), 262144
-
-        def hand_over(self, conn):
-            handed.append(conn.n)
-
-    class Conn:
-        wfile, wbufsize = None, 8192
-
-        def __init__(self, sock, n):
-            self.socket, self.rfile, self.remote_addr, self.n = sock, NO_BYTES, f"127.0.0.{n}", n
-
-        def close(self):
-            self.socket.close()
-
-    gate = gate_module.Gate(Server())
+    lone = LoneGate()
+    gate, refused, handed = lone.gate, lone.refused, lone.handed
     gate.start()
     pairs = [socket.socketpair() for _ in range(4)]
     try:
         for n, (server_side, client_side) in enumerate(pairs, start=1):
             client_side.sendall(b"POST / HTTP/1.1\r\n")  # a head begun, never finished
-            gate.add(Conn(server_side, n))
+            lone.add(server_side, n)
             time.sleep(0.05)  # in order: the first is the one waiting longest
         oldest = pairs[0][1]
         oldest.settimeout(WAIT_S)

@@ -12,6 +12,7 @@ import ssl
 import time
 
 import pytest
+from support.crowd import LoneGate
 from support.install import CHAVE, fixture_body, wait_for
 from support.receiver import FORM, JSON, PATH, WAIT_S, install_with, sale_body, self_signed_certificate
 
@@ -294,40 +295,16 @@ def test_the_body_deadline_runs_from_the_head_even_while_waiting_for_a_thread(st
 def test_past_the_gates_byte_budget_the_connection_holding_the_most_is_cut(monkeypatch):
     """The gate on its own, with real sockets: three slow bodies together pass ``BUDGET``."""
     from iptvsync.receiver import gate as gate_module
-    from iptvsync.receiver.head import NO_BYTES
 
     monkeypatch.setattr(gate_module, "BUDGET", 100_000)
-    refused, handed = [], []
-
-    class App:
-        def refuse(self, status, reason, remote, method="-", path=""):
-            refused.append((status, reason, remote))
-
-    class Server:
-        header_timeout_s, timeout, wsgi_app, max_body_bytes = 60, 60, App(), 262144
-
-        def reads_body(self, method, target, peer, forwarded):
-            return True
-
-        def hand_over(self, conn):
-            handed.append(conn.n)
-
-    class Conn:
-        wfile, wbufsize = None, 8192
-
-        def __init__(self, sock, n):
-            self.socket, self.rfile, self.remote_addr, self.n = sock, NO_BYTES, f"127.0.0.{n}", n
-
-        def close(self):
-            self.socket.close()
-
-    gate = gate_module.Gate(Server())
+    lone = LoneGate()
+    gate, refused, handed = lone.gate, lone.refused, lone.handed
     gate.start()
     pairs = [socket.socketpair() for _ in range(3)]
     head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n"
     try:
         for n, (server_side, client_side) in enumerate(pairs, start=1):
-            gate.add(Conn(server_side, n))
+            lone.add(server_side, n)
             client_side.sendall(head + b"a" * (20_000 if n != 2 else 60_000))  # the second holds the most
             if n < 3:  # the third passes the budget
                 wait_for(lambda n=n: gate.held >= (len(head) + 20_000) * n, "the bytes to be gathered")

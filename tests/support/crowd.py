@@ -121,3 +121,45 @@ def wait_held(crowd: Crowd, seconds: float = 2.0) -> None:
     deadline = time.monotonic() + seconds + 5 * crowd.interval
     while crowd.ticks < ticks + max(1, int(seconds / crowd.interval)) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+class LoneGate:
+    """The receiver's gate on its own, with real sockets and no server: what it refuses
+    (``refused``: status, reason, address) and which connections it hands over (``handed``:
+    their numbers). ``add(sock, n)`` gives it a connection from 127.0.0.n."""
+
+    def __init__(self):
+        from iptvsync.receiver import gate as gate_module
+        from iptvsync.receiver.head import NO_BYTES
+
+        self.refused: list[tuple] = []
+        self.handed: list[int] = []
+        refused, handed = self.refused, self.handed
+
+        class App:
+            def refuse(self, status, reason, remote, method="-", path=""):
+                refused.append((status, reason, remote))
+
+        class Server:
+            header_timeout_s, timeout, wsgi_app, max_body_bytes = 60, 60, App(), 262144
+
+            def reads_body(self, method, target, peer, forwarded):
+                return True
+
+            def hand_over(self, conn):
+                handed.append(conn.n)
+
+        class Conn:
+            wfile, wbufsize = None, 8192
+
+            def __init__(self, sock, n):
+                self.socket, self.rfile, self.remote_addr, self.n = sock, NO_BYTES, f"127.0.0.{n}", n
+
+            def close(self):
+                self.socket.close()
+
+        self.Conn = Conn
+        self.gate = gate_module.Gate(Server())
+
+    def add(self, sock, n: int) -> None:
+        self.gate.add(self.Conn(sock, n))
