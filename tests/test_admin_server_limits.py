@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 
 import pytest
+from support.install import wait_for
 
 from iptvsync.admin import server as admin_server
 
@@ -58,7 +59,7 @@ def status_of(answer: bytes) -> int:
 def test_slow_heads_from_one_address_never_lock_the_login_page_out(served):
     host, port, server = served
     stop = threading.Event()
-    slow = []
+    slow, begun = [], []
 
     def trickle():
         """A head that never ends: a header line now and then."""
@@ -69,6 +70,7 @@ def test_slow_heads_from_one_address_never_lock_the_login_page_out(served):
         slow.append(sock)
         try:
             sock.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n")
+            begun.append(sock)
             n = 0
             while not stop.wait(0.5):
                 n += 1
@@ -80,7 +82,9 @@ def test_slow_heads_from_one_address_never_lock_the_login_page_out(served):
     for attacker in attackers:
         attacker.start()
     try:
-        time.sleep(1.0)  # the slow heads are all being read (or refused) by now
+        # every slow head has begun (a connection refused outright never reaches `slow`)
+        wait_for(lambda: len(begun) == len(slow) and len(slow) + sum(not a.is_alive() for a in attackers)
+                 >= len(attackers), "the slow heads to begin")
         for source in ("127.0.0.2", "127.0.0.1"):  # another address, and the attacker's own (a tunnel)
             answer = exchange(host, port, b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                               source=source)
